@@ -1,0 +1,39 @@
+// Command metlo-appliance captures mirrored cloud traffic and reports every HTTP API call in
+// it as a Metlo trace; it also provisions the cloud mirroring that feeds it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCmd().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "metlo-appliance:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "metlo-appliance",
+		Short:         "Turn mirrored cloud traffic into Metlo API traces",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newCollectCmd())
+	root.AddCommand(newProvisionCmds()...)
+	return root
+}

@@ -34,6 +34,9 @@ type Frame struct {
 	// Decapsulated is set by sources that already stripped the tunnel (XDP, UDP sockets):
 	// Data then starts at the inner frame, and Encap/Tunnel describe the tunnel.
 	Decapsulated bool
+	// TunnelPayload is set by sources that receive the tunnel over a UDP socket: Data starts
+	// at the VXLAN or GENEVE header named by Encap (the kernel already removed outer L2-L4).
+	TunnelPayload bool
 	InnerIsIP    bool // with Decapsulated: Data starts at an IP header, not Ethernet
 	Encap        Encap
 	Tunnel       uint32 // VNI with Decapsulated

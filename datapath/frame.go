@@ -37,10 +37,10 @@ type Frame struct {
 	// TunnelPayload is set by sources that receive the tunnel over a UDP socket: Data starts
 	// at the VXLAN or GENEVE header named by Encap (the kernel already removed outer L2-L4).
 	TunnelPayload bool
-	InnerIsIP    bool // with Decapsulated: Data starts at an IP header, not Ethernet
-	Encap        Encap
-	Tunnel       uint32 // VNI with Decapsulated
-	Hash         uint32 // symmetric flow hash computed by the source, 0 if none
+	InnerIsIP     bool // with Decapsulated: Data starts at an IP header, not Ethernet
+	Encap         Encap
+	Tunnel        uint32 // VNI with Decapsulated
+	Hash          uint32 // symmetric flow hash computed by the source, 0 if none
 }
 
 // FrameHandler consumes the frames of one source goroutine; it is never shared between

@@ -20,7 +20,7 @@ type Request struct {
 	Host     string // Host header (empty when absent)
 	Headers  []Header
 	Body     []byte // decoded (de-chunked, decompressed) body, at most the configured cap
-	// BodySize is the decoded body length seen on the wire before any truncation.
+	// BodySize is the body length on the wire (after de-chunking, before decompression).
 	BodySize      int64
 	BodyTruncated bool
 	Time          time.Time // capture time of the first byte

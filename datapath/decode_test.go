@@ -1,0 +1,111 @@
+package datapath
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/metlo-labs/metlo-appliance/reassembly"
+)
+
+func TestDecode(t *testing.T) {
+	const payload = "GET / HTTP/1.1\r\n\r\n"
+	inner := innerTCP(t, "10.1.0.5", "10.1.0.9", 40000, 80, 7, payload)
+	inner6 := innerTCP6(t, "fd00::5", "fd00::9", 40000, 80, 7, payload)
+	innerIP := inner[14:]
+	vx := outerUDP(t, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, inner))
+	truncated := vx[:len(vx)-5]
+	badLen := append([]byte(nil), vx...)
+	badLen[14] = 0x44 // IHL 16 bytes
+	noIFlag := outerUDP(t, "172.31.0.10", "172.31.0.99", 4789, append([]byte{0, 0, 0, 0, 0, 0, 42, 0}, inner...))
+	udpInner := outerUDP(t, "10.1.0.5", "10.1.0.9", 53, []byte("dns"))
+
+	cases := []struct {
+		name       string
+		frame      Frame
+		cfg        DecoderConfig
+		wantEncap  Encap
+		wantOut    Outcome
+		wantVNI    uint32
+		wantLen    int
+		wantMissed int
+	}{
+		{"vxlan", Frame{Data: vx}, DecoderConfig{}, EncapVXLAN, OutcomeTCP, 42, len(payload), 0},
+		{"vxlan ipv6 outer", Frame{Data: outerUDP(t, "fd00:1::1", "fd00:1::2", 4789, vxlanHdr(7, inner))}, DecoderConfig{}, EncapVXLAN, OutcomeTCP, 7, len(payload), 0},
+		{"vxlan ipv6 inner", Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(7, inner6))}, DecoderConfig{}, EncapVXLAN, OutcomeTCP, 7, len(payload), 0},
+		{"vxlan qinq", Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(9, inner), 100, 200)}, DecoderConfig{}, EncapVXLAN, OutcomeTCP, 9, len(payload), 0},
+		{"vxlan custom port", Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 8472, vxlanHdr(3, inner))}, DecoderConfig{VXLANPorts: []uint16{8472}}, EncapVXLAN, OutcomeTCP, 3, len(payload), 0},
+		{"geneve ethernet + options", Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, inner))}, DecoderConfig{}, EncapGENEVE, OutcomeTCP, 77, len(payload), 0},
+		{"geneve ip", Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x0800, 12, innerIP))}, DecoderConfig{}, EncapGENEVE, OutcomeTCP, 77, len(payload), 0},
+		{"vxlan in geneve", Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, outerUDP(t, "10.9.0.1", "10.9.0.2", 4789, vxlanHdr(5, inner))))}, DecoderConfig{}, EncapGENEVEVXLAN, OutcomeTCP, 5, len(payload), 0},
+		{"geneve bad version", Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 6081, append([]byte{0x40, 0, 0x65, 0x58, 0, 0, 1, 0}, inner...))}, DecoderConfig{}, EncapRaw, OutcomeBadTunnel, 0, 0, 0},
+		{"vxlan without I flag", Frame{Data: noIFlag}, DecoderConfig{}, EncapRaw, OutcomeBadTunnel, 0, 0, 0},
+		{"truncated by the cloud", Frame{Data: truncated, WireLen: len(vx)}, DecoderConfig{}, EncapVXLAN, OutcomeTruncated, 42, len(payload) - 5, 5},
+		{"bad IHL", Frame{Data: badLen}, DecoderConfig{}, EncapRaw, OutcomeMalformed, 0, 0, 0},
+		{"runt", Frame{Data: vx[:10]}, DecoderConfig{}, EncapRaw, OutcomeMalformed, 0, 0, 0},
+		{"udp not a tunnel", Frame{Data: udpInner}, DecoderConfig{Raw: true}, EncapRaw, OutcomeNonTCP, 0, 0, 0},
+		{"raw on", Frame{Data: inner}, DecoderConfig{Raw: true}, EncapRaw, OutcomeTCP, 0, len(payload), 0},
+		{"raw off", Frame{Data: inner}, DecoderConfig{Raw: false}, EncapRaw, OutcomeNotMirrored, 0, 0, 0},
+		{"raw to the appliance itself", Frame{Data: inner}, DecoderConfig{Raw: true, LocalAddrs: []netip.Addr{netip.MustParseAddr("10.1.0.9")}}, EncapRaw, OutcomeLocal, 0, 0, 0},
+		{"tunnelled traffic of the backend", Frame{Data: vx}, DecoderConfig{Exclude: []netip.AddrPort{netip.MustParseAddrPort("10.1.0.9:80")}}, EncapVXLAN, OutcomeLocal, 0, 0, 0},
+		{"xdp-decapsulated ethernet", Frame{Data: inner, Decapsulated: true, Encap: EncapVXLAN, Tunnel: 11}, DecoderConfig{}, EncapVXLAN, OutcomeTCP, 11, len(payload), 0},
+		{"xdp-decapsulated ip", Frame{Data: innerIP, Decapsulated: true, InnerIsIP: true, Encap: EncapGENEVE, Tunnel: 12}, DecoderConfig{}, EncapGENEVE, OutcomeTCP, 12, len(payload), 0},
+		{"udp socket vxlan payload", Frame{Data: vxlanHdr(13, inner), TunnelPayload: true, Encap: EncapVXLAN}, DecoderConfig{}, EncapVXLAN, OutcomeTCP, 13, len(payload), 0},
+		{"udp socket geneve payload", Frame{Data: geneveHdr(14, 0x6558, 8, inner), TunnelPayload: true, Encap: EncapGENEVE}, DecoderConfig{}, EncapGENEVE, OutcomeTCP, 14, len(payload), 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewDecoder(tc.cfg)
+			var seg reassembly.Segment
+			encap, out := d.Decode(&tc.frame, &seg)
+			if out != tc.wantOut || (out <= OutcomeTruncated && encap != tc.wantEncap) {
+				t.Fatalf("got %v/%v, want %v/%v", encap, out, tc.wantEncap, tc.wantOut)
+			}
+			if out > OutcomeTruncated {
+				return
+			}
+			if seg.Key.Tunnel != tc.wantVNI || len(seg.Payload) != tc.wantLen || seg.Missing != tc.wantMissed {
+				t.Fatalf("vni %d len %d missing %d", seg.Key.Tunnel, len(seg.Payload), seg.Missing)
+			}
+			if seg.Seq != 7 || seg.Timestamp == 0 || seg.Hash == 0 {
+				t.Fatalf("seq %d ts %d hash %d", seg.Seq, seg.Timestamp, seg.Hash)
+			}
+		})
+	}
+}
+
+func TestSymmetricHash(t *testing.T) {
+	d := NewDecoder(DecoderConfig{Raw: true})
+	var a, b reassembly.Segment
+	d.Decode(&Frame{Data: innerTCP(t, "10.0.0.1", "10.0.0.2", 1234, 80, 1, "x")}, &a)
+	d.Decode(&Frame{Data: innerTCP(t, "10.0.0.2", "10.0.0.1", 80, 1234, 1, "y")}, &b)
+	if a.Hash != b.Hash || a.Key != b.Key || a.Dir == b.Dir {
+		t.Fatalf("directions differ: %x/%x %v/%v", a.Hash, b.Hash, a.Dir, b.Dir)
+	}
+}
+
+func TestDecodeAllocs(t *testing.T) {
+	d := NewDecoder(DecoderConfig{})
+	f := Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, outerUDP(t, "10.9.0.1", "10.9.0.2", 4789, vxlanHdr(5, innerTCP(t, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "GET / HTTP/1.1\r\n\r\n"))))), Timestamp: 1}
+	var seg reassembly.Segment
+	if n := testing.AllocsPerRun(1000, func() { d.Decode(&f, &seg) }); n != 0 {
+		t.Fatalf("%v allocations per packet", n)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "GET / HTTP/1.1\r\n\r\n"))), false)
+	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "x"))), false)
+	f.Add(innerTCP6(f, "fd00::5", "fd00::9", 40000, 80, 7, "GET"), true)
+	d := NewDecoder(DecoderConfig{Raw: true})
+	f.Fuzz(func(t *testing.T, data []byte, udp bool) {
+		var seg reassembly.Segment
+		fr := Frame{Data: data, TunnelPayload: udp, Encap: EncapGENEVE, Timestamp: 1}
+		_, out := d.Decode(&fr, &seg)
+		if out >= NumOutcomes {
+			t.Fatalf("outcome %d", out)
+		}
+		if (out == OutcomeTCP || out == OutcomeTruncated) && len(seg.Payload) > len(data) {
+			t.Fatalf("payload longer than the frame")
+		}
+	})
+}

@@ -1,0 +1,222 @@
+package datapath
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/metlo-labs/metlo-appliance/reassembly"
+)
+
+// DispatcherConfig configures decoding and the reassembly workers.
+type DispatcherConfig struct {
+	Workers    int // reassembly workers; each owns the flows whose hash maps to it
+	Decoder    DecoderConfig
+	Reassembly reassembly.Config // totals; MaxFlows and BufferBytes are split across workers
+	// Live makes idle workers advance their clocks with the wall clock, so quiet flows time
+	// out; capture files run on packet time alone.
+	Live bool
+}
+
+const (
+	batchSegments = 256
+	batchBytes    = 256 << 10
+	batchesPerWkr = 32 // bounds memory in flight: workers × batches × batchBytes
+	liveTick      = 250 * time.Millisecond
+)
+
+// batch carries segments and a copy of their payloads from a source goroutine to a worker.
+type batch struct {
+	segs []reassembly.Segment
+	buf  []byte
+}
+
+type worker struct {
+	asm  *reassembly.Assembler
+	in   chan *batch
+	free chan *batch
+}
+
+// Dispatcher decodes frames and shards their segments over reassembly workers by the
+// symmetric flow hash, so both directions of a connection meet in one worker.
+type Dispatcher struct {
+	cfg     DispatcherConfig
+	workers []*worker
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	handlers []*packetCounters
+	closed   bool
+}
+
+// packetCounters are one handler's decode counters, read at scrape time.
+type packetCounters struct {
+	packets [NumEncaps][NumOutcomes]atomic.Uint64
+	bytes   [NumEncaps]atomic.Uint64
+}
+
+// NewDispatcher starts the workers; exchanges go to out, which is called from every
+// worker goroutine concurrently.
+func NewDispatcher(cfg DispatcherConfig, out reassembly.Handler) *Dispatcher {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
+	rc := cfg.Reassembly
+	def := reassembly.DefaultConfig()
+	if rc.MaxFlows <= 0 {
+		rc.MaxFlows = def.MaxFlows
+	}
+	if rc.BufferBytes <= 0 {
+		rc.BufferBytes = def.BufferBytes
+	}
+	rc.MaxFlows = max(1, rc.MaxFlows/cfg.Workers)
+	rc.BufferBytes = max(1, rc.BufferBytes/cfg.Workers)
+	d := &Dispatcher{cfg: cfg}
+	for range cfg.Workers {
+		w := &worker{
+			asm:  reassembly.NewAssembler(rc, out),
+			in:   make(chan *batch, batchesPerWkr),
+			free: make(chan *batch, batchesPerWkr),
+		}
+		for range batchesPerWkr {
+			w.free <- &batch{segs: make([]reassembly.Segment, 0, batchSegments), buf: make([]byte, 0, batchBytes)}
+		}
+		d.workers = append(d.workers, w)
+		d.wg.Add(1)
+		go d.run(w)
+	}
+	return d
+}
+
+func (d *Dispatcher) run(w *worker) {
+	defer d.wg.Done()
+	var tick <-chan time.Time
+	if d.cfg.Live {
+		t := time.NewTicker(liveTick)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case b, ok := <-w.in:
+			if !ok {
+				w.asm.FlushAll()
+				return
+			}
+			for i := range b.segs {
+				w.asm.Segment(&b.segs[i])
+			}
+			b.segs, b.buf = b.segs[:0], b.buf[:0]
+			w.free <- b
+		case now := <-tick:
+			w.asm.Advance(now.UnixNano())
+		}
+	}
+}
+
+// NewHandler returns a FrameHandler for one source goroutine.
+func (d *Dispatcher) NewHandler() FrameHandler {
+	h := &handler{d: d, dec: NewDecoder(d.cfg.Decoder), pending: make([]*batch, len(d.workers)), c: &packetCounters{}}
+	d.mu.Lock()
+	d.handlers = append(d.handlers, h.c)
+	d.mu.Unlock()
+	return h
+}
+
+// Close waits for the sources to be done (the caller's job), then drains the workers and
+// flushes every open flow.
+func (d *Dispatcher) Close() {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.closed = true
+	d.mu.Unlock()
+	for _, w := range d.workers {
+		close(w.in)
+	}
+	d.wg.Wait()
+}
+
+// Snapshot is the pipeline's counters at one moment.
+type Snapshot struct {
+	Packets    [NumEncaps][NumOutcomes]uint64
+	Bytes      [NumEncaps]uint64
+	Reassembly reassembly.Stats
+}
+
+// Snapshot sums every handler's and worker's counters; safe from any goroutine.
+func (d *Dispatcher) Snapshot() Snapshot {
+	var s Snapshot
+	d.mu.Lock()
+	for _, c := range d.handlers {
+		for e := range c.packets {
+			for o := range c.packets[e] {
+				s.Packets[e][o] += c.packets[e][o].Load()
+			}
+			s.Bytes[e] += c.bytes[e].Load()
+		}
+	}
+	d.mu.Unlock()
+	for _, w := range d.workers {
+		s.Reassembly.Add(w.asm.Stats())
+	}
+	return s
+}
+
+// handler decodes one source goroutine's frames and batches segments per worker.
+type handler struct {
+	d       *Dispatcher
+	dec     *Decoder
+	pending []*batch
+	c       *packetCounters
+}
+
+func (h *handler) HandleFrame(f *Frame) {
+	var seg reassembly.Segment
+	encap, out := h.dec.Decode(f, &seg)
+	h.c.packets[encap][out].Add(1)
+	h.c.bytes[encap].Add(uint64(len(f.Data)))
+	if out != OutcomeTCP && out != OutcomeTruncated {
+		return
+	}
+	wi := 0
+	if n := len(h.d.workers); n > 1 {
+		wi = int(seg.Hash % uint32(n))
+	}
+	b := h.pending[wi]
+	if b != nil && (len(b.segs) == cap(b.segs) || len(b.buf)+len(seg.Payload) > cap(b.buf)) {
+		h.send(wi)
+		b = nil
+	}
+	if b == nil {
+		b = <-h.d.workers[wi].free // back-pressure: a live source's kernel ring absorbs (and counts) overload
+		h.pending[wi] = b
+	}
+	if len(seg.Payload) > cap(b.buf) { // larger than a whole batch (jumbo super-frame): own copy
+		seg.Payload = append([]byte(nil), seg.Payload...)
+	} else {
+		off := len(b.buf)
+		b.buf = append(b.buf, seg.Payload...)
+		seg.Payload = b.buf[off:len(b.buf):len(b.buf)]
+	}
+	b.segs = append(b.segs, seg)
+}
+
+func (h *handler) send(wi int) {
+	if b := h.pending[wi]; b != nil && len(b.segs) > 0 {
+		h.d.workers[wi].in <- b
+		h.pending[wi] = nil
+	}
+}
+
+func (h *handler) Flush() {
+	for i := range h.pending {
+		if h.pending[i] != nil {
+			if len(h.pending[i].segs) > 0 {
+				h.send(i)
+			}
+		}
+	}
+}

@@ -231,7 +231,7 @@ func TestTruncatedDatagramIsCounted(t *testing.T) {
 	start(t, src, s)
 	big := vxlanDatagram(5, bytes.Repeat([]byte{0xab}, 492))
 	send(t, src.LocalAddrs()[0], big, vxlanDatagram(5, []byte("small")))
-	s.waitFor(t, "two datagrams", func() bool { return len(s.frames) == 2 })
+	s.waitFor(t, "two datagrams and a flush", func() bool { return len(s.frames) == 2 && s.flushes > 0 })
 	s.mu.Lock()
 	f := s.frames[0]
 	s.mu.Unlock()
@@ -258,9 +258,13 @@ func TestKernelDropsAreReported(t *testing.T) {
 	start(t, src, s)
 	s.waitFor(t, "the queued datagrams", func() bool { return len(s.frames) > 0 && s.flushes > 0 })
 	// The drop counter travels with the next datagram that is queued.
+	s.mu.Lock()
+	flushes := s.flushes
+	s.mu.Unlock()
 	send(t, src.LocalAddrs()[0], vxlanDatagram(9, []byte("last")))
-	s.waitFor(t, "the last datagram", func() bool {
-		return len(s.frames) > 0 && string(s.frames[len(s.frames)-1].data[8:]) == "last"
+	// The flush after it means the batch, and its counters, are complete.
+	s.waitFor(t, "the last datagram and a flush", func() bool {
+		return string(s.frames[len(s.frames)-1].data[8:]) == "last" && s.flushes > flushes
 	})
 	st := src.Stats()
 	if st.Drops == 0 || st.Drops+st.Packets != burst+1 {

@@ -130,7 +130,7 @@ func newWithSinks(opts Options, sinks ...Sink) (*Exporter, error) {
 		sinks:    sinks,
 		enc:      TraceEncoder{Environment: opts.Environment, Redact: NewRedactor(opts.RedactHeaders, opts.RedactFields)},
 		log:      opts.logger(),
-		intake:   m.forSink(queueSink),
+		intake:   m.forSink(queueSink, intakeOutcomes...),
 		queue:    make(chan *reassembly.Exchange, opts.QueueTraces),
 		maxBytes: opts.QueueBytes,
 		done:     make(chan struct{}),

@@ -98,9 +98,14 @@ type sinkCounters struct {
 	trimmed prometheus.Counter
 }
 
-func (m *Metrics) forSink(sink string) *sinkCounters {
+// forSink resolves sink's counters, pre-creating the listed outcomes (all when none are
+// listed) so rates start from zero instead of appearing with the first event.
+func (m *Metrics) forSink(sink string, only ...string) *sinkCounters {
 	c := &sinkCounters{outcome: map[string]prometheus.Counter{}, trimmed: m.trimmed.WithLabelValues(sink)}
-	for _, o := range outcomes {
+	if len(only) == 0 {
+		only = outcomes
+	}
+	for _, o := range only {
 		c.outcome[o] = m.traces.WithLabelValues(sink, o)
 	}
 	return c
@@ -111,6 +116,9 @@ func (c *sinkCounters) add(outcome string, n int) {
 		c.outcome[outcome].Add(float64(n))
 	}
 }
+
+// intakeOutcomes are the outcomes the shared intake queue can produce.
+var intakeOutcomes = []string{OutcomeDroppedQueueFull, OutcomeDroppedQueueBytes, OutcomeDroppedShutdown, OutcomeDroppedTooLarge}
 
 // trackQueue makes the queue gauges of sink report fn's (traces, bytes) at scrape time.
 func (m *Metrics) trackQueue(sink string, fn func() (traces, bytes int64)) {

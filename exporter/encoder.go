@@ -1,0 +1,196 @@
+package exporter
+
+import (
+	"net/netip"
+	"unicode/utf8"
+
+	"github.com/metlo-labs/metlo-appliance/reassembly"
+)
+
+// TraceEncoder writes exchanges as Metlo trace JSON into caller-owned buffers without
+// reflection. It is not safe for concurrent use; give each goroutine its own.
+type TraceEncoder struct {
+	// Environment is meta.environment.
+	Environment string
+	// Redact blanks sensitive headers, query parameters and JSON body fields; nil redacts nothing.
+	Redact *Redactor
+
+	scratch []byte // unescaped query components
+	reqBody []byte // redacted request body
+	resBody []byte // redacted response body
+}
+
+// noLimit keeps a body whole.
+const noLimit = -1
+
+// AppendTrace appends the JSON trace of x to dst and returns the extended buffer.
+func (enc *TraceEncoder) AppendTrace(dst []byte, x *reassembly.Exchange) []byte {
+	req, res := enc.bodies(x)
+	return enc.appendTrace(dst, x, req, res, false)
+}
+
+// AppendTraceMax is AppendTrace for a consumer that rejects documents over max bytes: when
+// the trace would be longer it trims the bodies (at UTF-8 boundaries) until it fits and
+// flags it with meta.trimmed and the body-truncated flags. ok is false when the trace does
+// not fit even with empty bodies; dst is then returned unchanged.
+func (enc *TraceEncoder) AppendTraceMax(dst []byte, x *reassembly.Exchange, max int) (out []byte, trimmed, ok bool) {
+	req, res := enc.bodies(x)
+	start := len(dst)
+	out = enc.appendTrace(dst, x, req, res, false)
+	if len(out)-start <= max {
+		return out, false, true
+	}
+	for range 8 {
+		excess := len(out) - start - max
+		if excess <= 0 {
+			return out, true, true
+		}
+		// Trim the longer body first; cutting raw bytes shrinks the output at least as much.
+		if len(req) >= len(res) {
+			req = cutUTF8(req, len(req)-excess)
+		} else {
+			res = cutUTF8(res, len(res)-excess)
+		}
+		out = enc.appendTrace(out[:start], x, req, res, true)
+	}
+	out = enc.appendTrace(out[:start], x, nil, nil, true)
+	if len(out)-start <= max {
+		return out, true, true
+	}
+	return out[:start], true, false
+}
+
+// cutUTF8 shortens b to at most n bytes without splitting a multi-byte character.
+func cutUTF8(b []byte, n int) []byte {
+	if n <= 0 {
+		return b[:0]
+	}
+	if n >= len(b) {
+		return b
+	}
+	for k := 0; k < utf8.UTFMax && n > 0 && !utf8.RuneStart(b[n]); k++ {
+		n--
+	}
+	return b[:n]
+}
+
+// bodies returns the request and response bodies as they will be exported.
+func (enc *TraceEncoder) bodies(x *reassembly.Exchange) (req, res []byte) {
+	req, res = x.Request.Body, x.Response.Body
+	if enc.Redact != nil {
+		var changed bool
+		if enc.reqBody, changed = enc.Redact.appendBody(enc.reqBody[:0], req); changed {
+			req = enc.reqBody
+		}
+		if enc.resBody, changed = enc.Redact.appendBody(enc.resBody[:0], res); changed {
+			res = enc.resBody
+		}
+	}
+	return req, res
+}
+
+func (enc *TraceEncoder) appendTrace(b []byte, x *reassembly.Exchange, reqBody, resBody []byte, trimmed bool) []byte {
+	b = append(b, `{"request":{"url":{"host":`...)
+	if x.Request.Host != "" {
+		b = appendJSONString(b, x.Request.Host)
+	} else {
+		b = appendJSONString(b, traceHost(x))
+	}
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, tracePath(x))
+	b = append(b, `,"parameters":[`...)
+	first := true
+	forEachParam(x.Request.RawQuery, func(name, value string) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		var s string
+		enc.scratch, s = unescapeQuery(enc.scratch[:0], name)
+		b = append(b, `{"name":`...)
+		b = appendJSONString(b, s)
+		redact := enc.Redact != nil && enc.Redact.field(s)
+		b = append(b, `,"value":`...)
+		if redact {
+			b = appendJSONString(b, Redacted)
+		} else {
+			enc.scratch, s = unescapeQuery(enc.scratch[:0], value)
+			b = appendJSONString(b, s)
+		}
+		b = append(b, '}')
+	})
+	b = append(b, `]},"headers":`...)
+	b = enc.appendHeaders(b, x.Request.Headers)
+	b = append(b, `,"body":`...)
+	b = appendJSONBytes(b, reqBody)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, x.Request.Method)
+	b = append(b, `},"response":{"status":`...)
+	b = appendInt(b, int64(x.Response.Status))
+	b = append(b, `,"headers":`...)
+	b = enc.appendHeaders(b, x.Response.Headers)
+	b = append(b, `,"body":`...)
+	b = appendJSONBytes(b, resBody)
+	b = append(b, `},"meta":{"environment":`...)
+	b = appendJSONString(b, enc.Environment)
+	b = append(b, `,"incoming":true,"source":`...)
+	b = appendAddr(b, x.Client)
+	b = append(b, `,"sourcePort":`...)
+	b = appendInt(b, int64(x.Client.Port()))
+	b = append(b, `,"destination":`...)
+	b = appendAddr(b, x.Server)
+	b = append(b, `,"destinationPort":`...)
+	b = appendInt(b, int64(x.Server.Port()))
+	b = append(b, `,"metloSource":"`+MetloSource+`","vni":`...)
+	b = appendInt(b, int64(x.Tunnel))
+	b = append(b, `,"startTime":`...)
+	b = appendRFC3339Nano(b, x.Request.Time)
+	b = append(b, `,"durationMs":`...)
+	b = appendJSONFloat(b, durationMs(x.Duration()))
+	b = append(b, `,"requestBodyTruncated":`...)
+	b = appendJSONBool(b, x.Request.BodyTruncated || (trimmed && len(reqBody) < len(x.Request.Body)))
+	b = append(b, `,"responseBodyTruncated":`...)
+	b = appendJSONBool(b, x.Response.BodyTruncated || (trimmed && len(resBody) < len(x.Response.Body)))
+	b = append(b, `,"noResponse":`...)
+	b = appendJSONBool(b, x.Flags&reassembly.FlagNoResponse != 0)
+	b = append(b, `,"gap":`...)
+	b = appendJSONBool(b, x.Flags&reassembly.FlagGap != 0)
+	b = append(b, `,"decodeError":`...)
+	b = appendJSONBool(b, x.Flags&reassembly.FlagDecodeError != 0)
+	b = append(b, `,"incomplete":`...)
+	b = appendJSONBool(b, x.Flags&reassembly.FlagIncomplete != 0)
+	if trimmed {
+		b = append(b, `,"trimmed":true`...)
+	}
+	if src := originalSource(x.Request.Headers); src != "" {
+		b = append(b, `,"originalSource":`...)
+		b = appendJSONString(b, src)
+	}
+	return append(b, "}}"...)
+}
+
+func (enc *TraceEncoder) appendHeaders(b []byte, hs []reassembly.Header) []byte {
+	b = append(b, '[')
+	for i, h := range hs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendJSONString(b, h.Name)
+		b = append(b, `,"value":`...)
+		if enc.Redact != nil && enc.Redact.header(h.Name) {
+			b = appendJSONString(b, Redacted)
+		} else {
+			b = appendJSONString(b, h.Value)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// appendAddr appends the quoted IP of ap (IPv4-mapped addresses as plain IPv4).
+func appendAddr(b []byte, ap netip.AddrPort) []byte {
+	b = append(b, '"')
+	b = ap.Addr().Unmap().AppendTo(b)
+	return append(b, '"')
+}

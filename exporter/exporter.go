@@ -1,0 +1,257 @@
+// Package exporter turns reassembled HTTP exchanges into Metlo traces and delivers them to
+// sinks (the Metlo backend, JSONL files) without ever blocking capture; it also owns the
+// appliance's Prometheus metrics and its /metrics, /healthz and /readyz endpoints.
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/metlo-labs/metlo-appliance/reassembly"
+)
+
+// Options configure an Exporter; zero values take the documented defaults.
+type Options struct {
+	// Sinks are sink specs, "jsonl:PATH" or "metlo:URL"; at least one is required.
+	Sinks []string
+	// Environment is meta.environment of every trace (default "production").
+	Environment string
+	// QueueTraces and QueueBytes bound the intake queue between capture and encoding
+	// (defaults 65536 traces, 256 MiB); exchanges beyond either are dropped and counted.
+	QueueTraces int
+	QueueBytes  int64
+	// RedactHeaders are header names whose values are replaced by "[REDACTED]".
+	RedactHeaders []string
+	// RedactFields are query parameter and JSON body field names whose values are replaced.
+	RedactFields []string
+	// Metlo configures metlo: sinks.
+	Metlo MetloOptions
+	// Metrics receives the exporter's metrics; nil keeps them in a private registry.
+	Metrics *Metrics
+	// Ready is told whether each sink currently accepts traces; nil ignores it.
+	Ready ReadySetter
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// ReadySetter records whether one component of the appliance is ready; Health implements it.
+type ReadySetter interface {
+	SetReady(name string, ok bool)
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}
+
+func (o *Options) metrics() *Metrics {
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics("dev")
+	}
+	return o.Metrics
+}
+
+const (
+	defaultQueueTraces = 1 << 16
+	defaultQueueBytes  = 256 << 20
+	// exchangeOverhead approximates the bytes of an exchange beyond its bodies and headers.
+	exchangeOverhead = 256
+)
+
+// Exporter encodes exchanges once and fans the traces out to every sink. Submit is safe
+// for concurrent use by all capture workers and never blocks.
+type Exporter struct {
+	sinks   []Sink
+	enc     TraceEncoder
+	maxSize int // smallest sink size limit; 0 = none
+	log     *slog.Logger
+	intake  *sinkCounters
+
+	mu     sync.RWMutex // guards closed against Submit racing Close
+	closed bool
+	queue  chan *reassembly.Exchange
+
+	maxBytes int64
+	bytes    atomic.Int64
+	abort    atomic.Bool // Close deadline passed: count the rest as dropped
+	done     chan struct{}
+
+	endpoints []netip.AddrPort
+}
+
+// New parses and starts every sink and the encoding goroutine. A sink that can never work
+// (bad spec, unwritable file, backend rejecting the key) is an error; an unreachable
+// backend is not — its sink retries in the background.
+func New(ctx context.Context, opts Options) (*Exporter, error) {
+	if len(opts.Sinks) == 0 {
+		return nil, errors.New("start exporter: no sinks configured")
+	}
+	var sinks []Sink
+	closeAll := func() {
+		for _, s := range sinks {
+			s.Close(ctx)
+		}
+	}
+	for _, spec := range opts.Sinks {
+		s, err := ParseSink(spec, opts)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("start exporter: %w", err)
+		}
+		if err := s.Start(ctx); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("start exporter: sink %s: %w", s.Name(), err)
+		}
+		sinks = append(sinks, s)
+	}
+	return newWithSinks(opts, sinks...)
+}
+
+// newWithSinks builds an Exporter around sinks that are already started.
+func newWithSinks(opts Options, sinks ...Sink) (*Exporter, error) {
+	if opts.Environment == "" {
+		opts.Environment = "production"
+	}
+	if opts.QueueTraces <= 0 {
+		opts.QueueTraces = defaultQueueTraces
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = defaultQueueBytes
+	}
+	m := opts.metrics()
+	x := &Exporter{
+		sinks:    sinks,
+		enc:      TraceEncoder{Environment: opts.Environment, Redact: NewRedactor(opts.RedactHeaders, opts.RedactFields)},
+		log:      opts.logger(),
+		intake:   m.forSink(queueSink, intakeOutcomes...),
+		queue:    make(chan *reassembly.Exchange, opts.QueueTraces),
+		maxBytes: opts.QueueBytes,
+		done:     make(chan struct{}),
+	}
+	m.trackQueue(queueSink, func() (int64, int64) { return int64(len(x.queue)), x.bytes.Load() })
+	for _, s := range sinks {
+		if l, ok := s.(sizeLimited); ok && (x.maxSize == 0 || l.MaxTraceBytes() < x.maxSize) {
+			x.maxSize = l.MaxTraceBytes()
+		}
+		if b, ok := s.(interface{ Endpoints() []netip.AddrPort }); ok {
+			x.endpoints = append(x.endpoints, b.Endpoints()...)
+		}
+	}
+	go x.run()
+	return x, nil
+}
+
+// BackendEndpoints are the resolved addresses of every backend the sinks talk to; capture
+// must exclude traffic to and from them so the appliance never traces its own exports.
+func (x *Exporter) BackendEndpoints() []netip.AddrPort {
+	return append([]netip.AddrPort(nil), x.endpoints...)
+}
+
+// HandleExchange implements reassembly.Handler by calling Submit.
+func (x *Exporter) HandleExchange(e *reassembly.Exchange) { x.Submit(e) }
+
+// Submit queues e for export and returns at once; the exporter owns e afterwards. When the
+// intake queue is full (in traces or bytes) or the exporter is closed, e is dropped and
+// counted under the reason.
+func (x *Exporter) Submit(e *reassembly.Exchange) {
+	size := exchangeSize(e)
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		x.intake.add(OutcomeDroppedShutdown, 1)
+		return
+	}
+	if x.bytes.Add(size) > x.maxBytes {
+		x.bytes.Add(-size)
+		x.intake.add(OutcomeDroppedQueueBytes, 1)
+		return
+	}
+	select {
+	case x.queue <- e:
+	default:
+		x.bytes.Add(-size)
+		x.intake.add(OutcomeDroppedQueueFull, 1)
+	}
+}
+
+func exchangeSize(e *reassembly.Exchange) int64 {
+	n := int64(exchangeOverhead + len(e.Request.Body) + len(e.Response.Body) + len(e.Request.Target))
+	for _, h := range e.Request.Headers {
+		n += int64(len(h.Name) + len(h.Value))
+	}
+	for _, h := range e.Response.Headers {
+		n += int64(len(h.Name) + len(h.Value))
+	}
+	return n
+}
+
+// run is the single encoding goroutine: one encoding per exchange, shared by all sinks.
+func (x *Exporter) run() {
+	defer close(x.done)
+	var buf []byte
+	for e := range x.queue {
+		x.bytes.Add(-exchangeSize(e))
+		if x.abort.Load() {
+			x.intake.add(OutcomeDroppedShutdown, 1)
+			continue
+		}
+		if x.maxSize > 0 {
+			var trimmed, ok bool
+			buf, trimmed, ok = x.enc.AppendTraceMax(buf[:0], e, x.maxSize)
+			if !ok {
+				x.intake.add(OutcomeDroppedTooLarge, 1)
+				x.log.Warn("trace dropped: over the backend size limit even without bodies", "host", e.Request.Host, "path", e.Request.Path)
+				continue
+			}
+			if trimmed {
+				x.intake.trimmed.Inc()
+			}
+		} else {
+			buf = x.enc.AppendTrace(buf[:0], e)
+		}
+		for _, s := range x.sinks {
+			s.Put(buf)
+		}
+	}
+}
+
+// Close stops intake, encodes what is queued and flushes every sink until ctx ends; what is
+// still undelivered then is counted as dropped_shutdown. It returns the sinks' errors.
+func (x *Exporter) Close(ctx context.Context) error {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		return nil
+	}
+	x.closed = true
+	close(x.queue)
+	x.mu.Unlock()
+	select {
+	case <-x.done:
+	case <-ctx.Done():
+		x.abort.Store(true)
+		<-x.done
+	}
+	return x.closeSinks(ctx)
+}
+
+func (x *Exporter) closeSinks(ctx context.Context) error {
+	errs := make([]error, len(x.sinks))
+	var wg sync.WaitGroup
+	for i, s := range x.sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Close(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,42 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Sink receives encoded traces from the exporter's single encoding goroutine.
+type Sink interface {
+	// Name labels the sink in metrics, logs and readiness (its spec without secrets).
+	Name() string
+	// Start opens the sink; an error means the sink can never work (bad path, rejected key).
+	Start(ctx context.Context) error
+	// Put takes one trace, a JSON object without a trailing newline. It must not block for
+	// long and must not keep trace after it returns (the buffer is reused).
+	Put(trace []byte)
+	// Close flushes what the sink still holds until ctx ends, counts the rest as dropped and
+	// releases the sink.
+	Close(ctx context.Context) error
+}
+
+// sizeLimited is implemented by sinks that reject traces over a size, so the exporter trims
+// bodies before encoding rather than losing the trace.
+type sizeLimited interface {
+	MaxTraceBytes() int
+}
+
+// ParseSink builds a sink from its spec: "jsonl:PATH" (PATH "-" is stdout) or "metlo:URL".
+func ParseSink(spec string, opts Options) (Sink, error) {
+	kind, arg, ok := strings.Cut(spec, ":")
+	if !ok || arg == "" {
+		return nil, fmt.Errorf("sink %q: want jsonl:PATH or metlo:URL", spec)
+	}
+	switch kind {
+	case "jsonl":
+		return NewJSONLSink(arg, opts.metrics(), opts.logger()), nil
+	case "metlo":
+		return NewMetloSink(arg, opts.Metlo, opts.metrics(), opts.Ready, opts.logger())
+	}
+	return nil, fmt.Errorf("sink %q: unknown kind %q (accepted: jsonl, metlo)", spec, kind)
+}

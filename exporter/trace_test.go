@@ -1,0 +1,268 @@
+package exporter
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/metlo-labs/metlo-appliance/reassembly"
+)
+
+var t0 = time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
+
+func sampleExchange() *reassembly.Exchange {
+	return &reassembly.Exchange{
+		Tunnel: 42,
+		Client: netip.MustParseAddrPort("10.0.0.5:51234"),
+		Server: netip.MustParseAddrPort("10.0.1.9:8080"),
+		Request: reassembly.Request{
+			Method: "POST", Target: "/api/users/7?page=2&tag=a&tag=b", Path: "/api/users/7", RawQuery: "page=2&tag=a&tag=b",
+			Proto: "HTTP/1.1", Host: "api.example.com",
+			Headers: []reassembly.Header{
+				{Name: "Host", Value: "api.example.com"},
+				{Name: "Content-Type", Value: "application/json"},
+				{Name: "X-Forwarded-For", Value: "203.0.113.7, 10.0.0.1"},
+			},
+			Body: []byte(`{"name":"Ann","password":"hunter2"}`), BodySize: 35, Time: t0,
+		},
+		Response: reassembly.Response{
+			Status: 201, Reason: "Created", Proto: "HTTP/1.1",
+			Headers: []reassembly.Header{{Name: "Content-Type", Value: "application/json"}},
+			Body:    []byte(`{"id":7}`), BodySize: 8, Time: t0.Add(1500 * time.Microsecond),
+		},
+	}
+}
+
+// referenceJSON is what encoding/json makes of NewTrace, with HTML escaping off.
+func referenceJSON(t testing.TB, x *reassembly.Exchange, env string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(NewTrace(x, env)); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+func TestTraceShapeMatchesMetloV1(t *testing.T) {
+	enc := TraceEncoder{Environment: "production"}
+	got := enc.AppendTrace(nil, sampleExchange())
+	want := `{"request":{"url":{"host":"api.example.com","path":"/api/users/7","parameters":[` +
+		`{"name":"page","value":"2"},{"name":"tag","value":"a"},{"name":"tag","value":"b"}]},` +
+		`"headers":[{"name":"Host","value":"api.example.com"},{"name":"Content-Type","value":"application/json"},` +
+		`{"name":"X-Forwarded-For","value":"203.0.113.7, 10.0.0.1"}],` +
+		`"body":"{\"name\":\"Ann\",\"password\":\"hunter2\"}","method":"POST"},` +
+		`"response":{"status":201,"headers":[{"name":"Content-Type","value":"application/json"}],"body":"{\"id\":7}"},` +
+		`"meta":{"environment":"production","incoming":true,"source":"10.0.0.5","sourcePort":51234,` +
+		`"destination":"10.0.1.9","destinationPort":8080,"metloSource":"metlo-appliance","vni":42,` +
+		`"startTime":"2024-05-06T07:08:09.123456789Z","durationMs":1.5,"requestBodyTruncated":false,` +
+		`"responseBodyTruncated":false,"noResponse":false,"gap":false,"decodeError":false,"incomplete":false,` +
+		`"originalSource":"203.0.113.7"}}`
+	if string(got) != want {
+		t.Fatalf("trace mismatch\n got: %s\nwant: %s", got, want)
+	}
+}
+
+func TestAppendTraceMatchesEncodingJSON(t *testing.T) {
+	cases := map[string]func(x *reassembly.Exchange){
+		"sample": func(x *reassembly.Exchange) {},
+		"no host header, ipv6": func(x *reassembly.Exchange) {
+			x.Request.Host = ""
+			x.Client = netip.MustParseAddrPort("[2001:db8::1]:40000")
+			x.Server = netip.MustParseAddrPort("[2001:db8::2]:443")
+		},
+		"ipv4-mapped addresses": func(x *reassembly.Exchange) {
+			x.Request.Host = ""
+			x.Server = netip.MustParseAddrPort("[::ffff:10.1.2.3]:80")
+			x.Client = netip.MustParseAddrPort("[::ffff:10.1.2.4]:1234")
+		},
+		"no response": func(x *reassembly.Exchange) {
+			x.Response = reassembly.Response{}
+			x.Flags = reassembly.FlagNoResponse | reassembly.FlagGap
+		},
+		"binary and invalid utf-8 body": func(x *reassembly.Exchange) {
+			x.Request.Body = []byte{0x00, 0x01, 0xff, 0xfe, 'a', 0xc3, 0x28, 0xe2, 0x82, '"', '\\', 0x7f, '\t', '\b', '\f'}
+			x.Response.Body = []byte("caf\xc3\xa9 \u2028\u2029 <b>&amp;</b> \xf0\x9f\x98\x80 \xed\xa0\x80")
+		},
+		"query oddities": func(x *reassembly.Exchange) {
+			x.Request.RawQuery = "a=1&&b&c=%41%42+x&bad=%zz&trail=%4&=v&d=%E2%82%AC&e=%ff"
+		},
+		"truncated and flags": func(x *reassembly.Exchange) {
+			x.Request.BodyTruncated = true
+			x.Response.BodyTruncated = true
+			x.Flags = reassembly.FlagDecodeError | reassembly.FlagIncomplete
+		},
+		"empty path and headers": func(x *reassembly.Exchange) {
+			x.Request.Path, x.Request.Headers, x.Response.Headers = "", nil, nil
+		},
+		"control chars in headers": func(x *reassembly.Exchange) {
+			x.Request.Headers = append(x.Request.Headers, reassembly.Header{Name: "X-\x01", Value: "v\x1f\xff\r\n"})
+		},
+		"negative duration": func(x *reassembly.Exchange) { x.Response.Time = t0.Add(-time.Second) },
+	}
+	enc := TraceEncoder{Environment: "staging"}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			x := sampleExchange()
+			mutate(x)
+			got := enc.AppendTrace([]byte("prefix"), x)
+			if !bytes.HasPrefix(got, []byte("prefix")) {
+				t.Fatal("AppendTrace lost the existing buffer content")
+			}
+			got = got[len("prefix"):]
+			if want := referenceJSON(t, x, "staging"); !bytes.Equal(got, want) {
+				t.Fatalf("differs from encoding/json\n got: %s\nwant: %s", got, want)
+			}
+			var back Trace
+			if err := json.Unmarshal(got, &back); err != nil {
+				t.Fatalf("not valid JSON: %v", err)
+			}
+		})
+	}
+}
+
+func TestQueryParameters(t *testing.T) {
+	x := sampleExchange()
+	x.Request.RawQuery = "a=1&a=2&b&c=%41%42+x&bad=%zz&=v&eur=%E2%82%AC"
+	got := NewTrace(x, "").Request.URL.Parameters
+	want := []NameValue{{"a", "1"}, {"a", "2"}, {"b", ""}, {"c", "AB x"}, {"bad", "%zz"}, {"", "v"}, {"eur", "€"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("parameter %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestHostFallsBackToServerAddress(t *testing.T) {
+	x := sampleExchange()
+	x.Request.Host = ""
+	if h := NewTrace(x, "").Request.URL.Host; h != "10.0.1.9:8080" {
+		t.Fatalf("host = %q, want server ip:port", h)
+	}
+	x.Server = netip.MustParseAddrPort("[2001:db8::2]:443")
+	if h := NewTrace(x, "").Request.URL.Host; h != "[2001:db8::2]:443" {
+		t.Fatalf("host = %q, want bracketed ipv6", h)
+	}
+}
+
+func TestAppendTraceMaxTrimsBodies(t *testing.T) {
+	x := sampleExchange()
+	x.Request.Body = bytes.Repeat([]byte("é\x01"), 300_000) // escapes expand: worst case for the estimate
+	x.Response.Body = bytes.Repeat([]byte("x"), 500_000)
+	enc := TraceEncoder{Environment: "production"}
+	const limit = 100_000
+	out, trimmed, ok := enc.AppendTraceMax(nil, x, limit)
+	if !ok || !trimmed {
+		t.Fatalf("ok=%v trimmed=%v, want both", ok, trimmed)
+	}
+	if len(out) > limit {
+		t.Fatalf("trace is %d bytes, over the %d limit", len(out), limit)
+	}
+	var tr Trace
+	if err := json.Unmarshal(out, &tr); err != nil {
+		t.Fatalf("trimmed trace is not JSON: %v", err)
+	}
+	if !tr.Meta.Trimmed || !tr.Meta.RequestBodyTruncated || !tr.Meta.ResponseBodyTruncated {
+		t.Fatalf("trimmed trace not flagged: %+v", tr.Meta)
+	}
+	if strings.ContainsRune(tr.Request.Body, '\uFFFD') {
+		t.Fatal("trimming split a UTF-8 character")
+	}
+	if len(tr.Request.Body)+len(tr.Response.Body) == 0 {
+		t.Fatal("trimmed away more than needed")
+	}
+
+	// Small traces pass untouched.
+	small := sampleExchange()
+	out, trimmed, ok = enc.AppendTraceMax(nil, small, limit)
+	if !ok || trimmed || !bytes.Equal(out, enc.AppendTrace(nil, small)) {
+		t.Fatal("a trace under the limit was changed")
+	}
+
+	// Headers alone over the limit: cannot fit.
+	huge := sampleExchange()
+	huge.Request.Headers = append(huge.Request.Headers, reassembly.Header{Name: "X-Big", Value: strings.Repeat("h", limit)})
+	if out, _, ok = enc.AppendTraceMax([]byte("keep"), huge, limit); ok || string(out) != "keep" {
+		t.Fatalf("ok=%v out=%q, want a refusal leaving dst unchanged", ok, out)
+	}
+}
+
+func TestRedaction(t *testing.T) {
+	x := sampleExchange()
+	x.Request.RawQuery = "token=abc&page=2"
+	x.Request.Headers = append(x.Request.Headers, reassembly.Header{Name: "authorization", Value: "Bearer s3cret"})
+	x.Request.Body = []byte(`{"user":{"Password" : "hunter2","tags":["password"]},"token":{"a":[1,{"b":"}"}]},"n":5,"password":null}`)
+	x.Response.Body = []byte(`not json but has password in it`)
+	enc := TraceEncoder{Environment: "production", Redact: NewRedactor([]string{"Authorization"}, []string{"password", "token"})}
+	var tr Trace
+	if err := json.Unmarshal(enc.AppendTrace(nil, x), &tr); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"user":{"Password" : "[REDACTED]","tags":["password"]},"token":"[REDACTED]","n":5,"password":"[REDACTED]"}`; tr.Request.Body != want {
+		t.Errorf("request body\n got: %s\nwant: %s", tr.Request.Body, want)
+	}
+	if tr.Response.Body != string(x.Response.Body) {
+		t.Errorf("non-JSON body changed: %s", tr.Response.Body)
+	}
+	if p := tr.Request.URL.Parameters; p[0].Value != Redacted || p[1].Value != "2" {
+		t.Errorf("parameters = %v", p)
+	}
+	for _, h := range tr.Request.Headers {
+		if h.Name == "authorization" && h.Value != Redacted {
+			t.Errorf("authorization header not redacted: %q", h.Value)
+		}
+		if h.Name == "Content-Type" && h.Value != "application/json" {
+			t.Errorf("unrelated header changed: %q", h.Value)
+		}
+	}
+	if string(x.Request.Body) == tr.Request.Body {
+		t.Fatal("exchange body unchanged? redaction did nothing")
+	}
+	if NewRedactor(nil, []string{" "}) != nil {
+		t.Fatal("empty lists must give a nil Redactor")
+	}
+}
+
+func FuzzTraceJSON(f *testing.F) {
+	f.Add([]byte(`{"a":1}`), "application/json", "a=1&b=%zz", "api.example.com", "GET")
+	f.Add([]byte{0xff, 0x00, '"', 0xe2, 0x80, 0xa8}, "\x01\xc3", "%E2%82%AC+&&=", "", "\xffPOST")
+	f.Fuzz(func(t *testing.T, body []byte, header, query, host, method string) {
+		x := sampleExchange()
+		x.Request.Body, x.Response.Body = body, body
+		x.Request.Headers = append(x.Request.Headers, reassembly.Header{Name: header, Value: header})
+		x.Request.RawQuery, x.Request.Host, x.Request.Method = query, host, method
+		enc := TraceEncoder{Environment: header}
+		got := enc.AppendTrace(nil, x)
+		if !json.Valid(got) {
+			t.Fatalf("invalid JSON: %q", got)
+		}
+		if want := referenceJSON(t, x, header); !bytes.Equal(got, want) {
+			t.Fatalf("differs from encoding/json\n got: %s\nwant: %s", got, want)
+		}
+		limited, _, ok := enc.AppendTraceMax(nil, x, 2000)
+		if ok && (len(limited) > 2000 || !json.Valid(limited)) {
+			t.Fatalf("AppendTraceMax gave %d bytes, valid=%v", len(limited), json.Valid(limited))
+		}
+	})
+}
+
+func BenchmarkAppendTrace(b *testing.B) {
+	x := sampleExchange()
+	x.Response.Body = bytes.Repeat([]byte(`{"id":7,"name":"Ann Example","email":"ann@example.com"},`), 16)
+	enc := TraceEncoder{Environment: "production"}
+	buf := enc.AppendTrace(nil, x)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		buf = enc.AppendTrace(buf[:0], x)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "traces/s")
+}

@@ -114,13 +114,15 @@ func (o *Objects) fill(cfg Config, ncpu int, ringSpec *ebpf.MapSpec) error {
 // Close releases the program and maps.
 func (o *Objects) Close() error {
 	var errs []error
-	for _, c := range []interface{ Close() error }{o.Program, o.Baseline, o.Counters, o.LocalAddrs, o.rings} {
-		if c != nil && c != (*ebpf.Program)(nil) && c != (*ebpf.Map)(nil) {
-			errs = append(errs, c.Close())
+	for _, p := range []*ebpf.Program{o.Program, o.Baseline} {
+		if p != nil {
+			errs = append(errs, p.Close())
 		}
 	}
-	for _, r := range o.Rings {
-		errs = append(errs, r.Close())
+	for _, m := range append([]*ebpf.Map{o.Counters, o.LocalAddrs, o.rings}, o.Rings...) {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

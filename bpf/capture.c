@@ -1,0 +1,453 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// capture.c: the appliance's XDP program. It takes mirrored traffic off the NIC before the
+// kernel stack sees it: VXLAN (AWS Traffic Mirroring), GENEVE (AWS GWLB, optionally carrying
+// VXLAN) and, in raw mode, plain TCP frames addressed to someone else (GCP Packet Mirroring).
+// The tunnel is stripped, the inner frame goes into this CPU's ring buffer behind a small
+// metadata header, and the mirrored copy is dropped. Everything else — above all the
+// appliance's own traffic — passes untouched.
+//
+// Every packet bumps COUNTER_RECEIVED and exactly one outcome counter, so the per-CPU
+// counters always add up: received = vxlan + geneve + geneve_vxlan + raw + passed + non_tcp
+// + filtered + malformed + ringbuf_full. COUNTER_TRUNCATED additionally marks captured
+// frames shorter than they were on the wire.
+
+#include "headers/bpf_base.h"
+#include "headers/proto.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+// Outcome of one packet; the Go metric label is the lower-cased name without COUNTER_.
+enum counter {
+	COUNTER_RECEIVED = 0,
+	COUNTER_VXLAN,
+	COUNTER_GENEVE,
+	COUNTER_GENEVE_VXLAN,
+	COUNTER_RAW,
+	COUNTER_PASSED,
+	COUNTER_NON_TCP,
+	COUNTER_FILTERED,
+	COUNTER_MALFORMED,
+	COUNTER_RINGBUF_FULL,
+	COUNTER_TRUNCATED,
+	COUNTER_MAX,
+};
+
+// Tunnel type of a record; the values equal datapath.Encap.
+enum encap {
+	ENCAP_RAW = 0,
+	ENCAP_VXLAN,
+	ENCAP_GENEVE,
+	ENCAP_GENEVE_VXLAN,
+};
+
+#define FRAME_FLAG_INNER_IP 0x01 // data starts at an IP header (GENEVE 0x0800/0x86DD)
+
+// Header in front of every ring-buffer record; the inner frame follows it. The record may
+// be longer than sizeof(frame_meta) + cap_len: reservations come in a few fixed sizes.
+struct frame_meta {
+	__u64 timestamp; // bpf_ktime_get_ns (CLOCK_MONOTONIC)
+	__u32 wire_len;	 // inner frame length on the wire (from the inner IP length if larger)
+	__u32 hash;	 // symmetric hash of the inner flow, 0 when the inner frame is not IP
+	__u32 vni;	 // VXLAN/GENEVE VNI, 0 for raw frames
+	__u16 cap_len;	 // inner bytes that follow this header
+	__u8 encap;	 // enum encap
+	__u8 flags;	 // FRAME_FLAG_*
+};
+
+// Anchors that put these types into BTF, so bpf2go can generate their Go twins.
+const struct frame_meta *unused_frame_meta __attribute__((unused));
+const enum counter *unused_counter __attribute__((unused));
+const enum encap *unused_encap __attribute__((unused));
+
+// Largest inner frame copied (AWS jumbo mirrors: 9001 MTU); longer frames are truncated.
+#define MAX_CAPTURE 9216
+#define MAX_TUNNEL_PORTS 4
+#define MAX_FILTER_PORTS 16
+
+// Load-time configuration, set by the Go loader before the program is verified.
+volatile const __u16 vxlan_ports[MAX_TUNNEL_PORTS] = {4789};
+volatile const __u16 geneve_ports[MAX_TUNNEL_PORTS] = {6081};
+volatile const __u8 raw_mode = 1;	   // capture TCP not addressed to a local address
+volatile const __u8 tcp_only = 0;	   // drop (and count) inner frames that are not TCP
+volatile const __u32 filter_ports_len = 0; // >0: keep only TCP/UDP with a port in filter_ports
+volatile const __u16 filter_ports[MAX_FILTER_PORTS] = {};
+
+// One ring buffer per CPU (index = bpf_get_smp_processor_id()); the loader resizes both
+// levels from its configuration.
+struct ring {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct ring);
+} rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// The appliance's own addresses, IPv4 as v4-mapped IPv6. Raw mode never captures these.
+struct addr_key {
+	__u32 addr[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct addr_key);
+	__type(value, __u8);
+} local_addrs SEC(".maps");
+
+// What the parsers learn about an IP packet.
+struct flow {
+	void *l4;	// L4 header (may lie beyond data_end)
+	__u32 a, b;	// source/destination address folded to 32 bits
+	__u32 l3_len;	// IP header + payload length as the IP header declares it
+	__u16 sport, dport; // raw (network order) ports, 0 when unknown
+	__u8 proto;	// L4 protocol
+	__u8 ports_ok;	// sport/dport were read
+	__u8 is_v6;
+	struct addr_key dst;
+};
+
+enum parse_result {
+	PARSE_OK = 0,
+	PARSE_NOT_IP, // a well-formed non-IP frame
+	PARSE_BAD,    // truncated or inconsistent headers
+};
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline int verdict(__u32 idx, int action)
+{
+	count(idx);
+	return action;
+}
+
+static __always_inline int port_in(__u16 port, volatile const __u16 *list, __u32 n)
+{
+#pragma unroll
+	for (__u32 i = 0; i < n; i++) {
+		if (list[i] != 0 && list[i] == port)
+			return 1;
+	}
+	return 0;
+}
+
+// parse_l2 steps over an Ethernet header and up to two VLAN tags (802.1Q, QinQ).
+static __always_inline int parse_l2(void **pos, void *end, __u16 *proto)
+{
+	struct ethhdr *eth = *pos;
+	if ((void *)(eth + 1) > end)
+		return PARSE_BAD;
+	__u16 p = eth->proto;
+	void *cur = eth + 1;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (p != bpf_htons(ETH_P_8021Q) && p != bpf_htons(ETH_P_8021AD))
+			break;
+		struct vlanhdr *v = cur;
+		if ((void *)(v + 1) > end)
+			return PARSE_BAD;
+		p = v->proto;
+		cur = v + 1;
+	}
+	*pos = cur;
+	*proto = p;
+	return PARSE_OK;
+}
+
+// parse_l3 reads an IPv4 or IPv6 header at pos and, when present, the L4 ports.
+static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct flow *f)
+{
+	int fragment = 0;
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = pos;
+		if ((void *)(ip + 1) > end)
+			return PARSE_BAD;
+		__u32 ihl = (ip->ver_ihl & 0x0f) * 4;
+		if ((ip->ver_ihl >> 4) != 4 || ihl < sizeof(*ip))
+			return PARSE_BAD;
+		f->l3_len = bpf_ntohs(ip->tot_len);
+		if (f->l3_len < ihl)
+			return PARSE_BAD;
+		f->a = ip->saddr;
+		f->b = ip->daddr;
+		f->dst.addr[0] = 0;
+		f->dst.addr[1] = 0;
+		f->dst.addr[2] = 0xffff0000U; // ::ffff:a.b.c.d, little-endian load
+		f->dst.addr[3] = ip->daddr;
+		f->proto = ip->protocol;
+		fragment = (ip->frag_off & bpf_htons(0x3fff)) != 0;
+		f->l4 = pos + ihl;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = pos;
+		if ((void *)(ip6 + 1) > end)
+			return PARSE_BAD;
+		if ((*(__u8 *)ip6 >> 4) != 6)
+			return PARSE_BAD;
+		f->l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		f->a = ip6->saddr[0] ^ ip6->saddr[1] ^ ip6->saddr[2] ^ ip6->saddr[3];
+		f->b = ip6->daddr[0] ^ ip6->daddr[1] ^ ip6->daddr[2] ^ ip6->daddr[3];
+		f->dst.addr[0] = ip6->daddr[0];
+		f->dst.addr[1] = ip6->daddr[1];
+		f->dst.addr[2] = ip6->daddr[2];
+		f->dst.addr[3] = ip6->daddr[3];
+		f->proto = ip6->nexthdr;
+		f->is_v6 = 1;
+		f->l4 = ip6 + 1;
+	} else {
+		return PARSE_NOT_IP;
+	}
+
+	if (!fragment && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP)) {
+		__u16 *ports = f->l4;
+		if ((void *)(ports + 2) <= end) {
+			f->sport = ports[0];
+			f->dport = ports[1];
+			f->ports_ok = 1;
+		}
+	}
+	return PARSE_OK;
+}
+
+static __always_inline __u32 mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+// flow_hash is symmetric: both directions of a connection hash alike, so one reassembly
+// shard sees both. Datapath's Go twin (xdp.FlowHash) must stay identical.
+static __always_inline __u32 flow_hash(struct flow *f)
+{
+	__u32 lo = f->a < f->b ? f->a : f->b;
+	__u32 hi = f->a < f->b ? f->b : f->a;
+	__u32 plo = f->sport < f->dport ? f->sport : f->dport;
+	__u32 phi = f->sport < f->dport ? f->dport : f->sport;
+	__u32 h = mix32(lo ^ 0x9e3779b9);
+	h = mix32(h ^ hi);
+	h = mix32(h ^ ((plo << 16) | phi) ^ ((__u32)f->proto << 8));
+	return h ? h : 1;
+}
+
+// emit_sized copies the inner frame into a reservation of a fixed size (the verifier wants a
+// constant); it returns 0, or -1 when the ring is full.
+static __always_inline int emit_sized(struct xdp_md *ctx, void *ring, struct frame_meta *m,
+				      __u32 off, __u32 caplen, const __u32 size)
+{
+	// Re-check the bound on the very register handed to the helper: without the barrier
+	// clang reuses an earlier copy the verifier has no upper bound for.
+	asm volatile("" : "+r"(caplen));
+	if (caplen > size)
+		return -1;
+	asm volatile("" : "+r"(caplen)); // keeps clang from fusing the two checks into one
+	if (caplen == 0)
+		return -1;
+	struct frame_meta *r = bpf_ringbuf_reserve(ring, sizeof(*r) + size, 0);
+	if (!r)
+		return -1;
+	*r = *m;
+	if (bpf_xdp_load_bytes(ctx, off, r + 1, caplen) < 0) {
+		bpf_ringbuf_discard(r, 0);
+		return -1;
+	}
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+// emit writes the frame starting at packet offset off into this CPU's ring. Reservations are
+// bucketed so a 64-byte frame does not take a jumbo-sized slot.
+static __always_inline int emit(struct xdp_md *ctx, struct frame_meta *m, __u32 off)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	void *ring = bpf_map_lookup_elem(&rings, &cpu);
+	if (!ring)
+		return -1;
+	__u32 caplen = m->cap_len;
+	if (caplen <= 128)
+		return emit_sized(ctx, ring, m, off, caplen, 128);
+	if (caplen <= 256)
+		return emit_sized(ctx, ring, m, off, caplen, 256);
+	if (caplen <= 512)
+		return emit_sized(ctx, ring, m, off, caplen, 512);
+	if (caplen <= 1024)
+		return emit_sized(ctx, ring, m, off, caplen, 1024);
+	if (caplen <= 1536)
+		return emit_sized(ctx, ring, m, off, caplen, 1536);
+	if (caplen <= 2048)
+		return emit_sized(ctx, ring, m, off, caplen, 2048);
+	if (caplen <= 4096)
+		return emit_sized(ctx, ring, m, off, caplen, 4096);
+	return emit_sized(ctx, ring, m, off, caplen, MAX_CAPTURE);
+}
+
+// capture applies the optional filter to an inner frame at inner (inner_is_ip: it starts at
+// the IP header) and hands it to the ring. The mirrored copy is always dropped.
+static __always_inline int capture(struct xdp_md *ctx, void *data, void *end, void *inner,
+				   __u8 inner_is_ip, __u8 encap, __u32 vni, __u32 outcome)
+{
+	struct flow f = {};
+	__u16 proto = 0;
+	void *l3 = inner;
+	int rc = PARSE_OK;
+
+	if (inner_is_ip) {
+		if (l3 + 1 > end)
+			return verdict(COUNTER_MALFORMED, XDP_DROP);
+		proto = (*(__u8 *)l3 >> 4) == 6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
+	} else {
+		rc = parse_l2(&l3, end, &proto);
+	}
+	if (rc == PARSE_OK)
+		rc = parse_l3(l3, end, proto, &f);
+	if (rc == PARSE_BAD)
+		return verdict(COUNTER_MALFORMED, XDP_DROP);
+
+	if (tcp_only && (rc != PARSE_OK || f.proto != IPPROTO_TCP))
+		return verdict(COUNTER_NON_TCP, XDP_DROP);
+	if (filter_ports_len > 0) {
+		__u16 sport = bpf_ntohs(f.sport), dport = bpf_ntohs(f.dport);
+		if (!f.ports_ok || !(port_in(sport, filter_ports, MAX_FILTER_PORTS) ||
+				     port_in(dport, filter_ports, MAX_FILTER_PORTS)))
+			return verdict(COUNTER_FILTERED, XDP_DROP);
+	}
+
+	__u32 off = inner - data;
+	__u32 total = bpf_xdp_get_buff_len(ctx);
+	if (total <= off)
+		return verdict(COUNTER_MALFORMED, XDP_DROP);
+	__u32 len = total - off;
+
+	struct frame_meta m = {};
+	m.wire_len = len;
+	if (rc == PARSE_OK) {
+		__u32 declared = (__u32)(l3 - inner) + f.l3_len;
+		if (declared > len)
+			m.wire_len = declared;
+		m.hash = flow_hash(&f);
+	}
+	m.cap_len = len > MAX_CAPTURE ? MAX_CAPTURE : len;
+	m.vni = vni;
+	m.encap = encap;
+	m.flags = inner_is_ip ? FRAME_FLAG_INNER_IP : 0;
+	m.timestamp = bpf_ktime_get_ns();
+
+	if (emit(ctx, &m, off) < 0)
+		return verdict(COUNTER_RINGBUF_FULL, XDP_DROP);
+	if (m.wire_len > m.cap_len)
+		count(COUNTER_TRUNCATED);
+	return verdict(outcome, XDP_DROP);
+}
+
+static __always_inline __u32 vni24(const __u8 *v)
+{
+	return ((__u32)v[0] << 16) | ((__u32)v[1] << 8) | v[2];
+}
+
+static __always_inline int handle_vxlan(struct xdp_md *ctx, void *data, void *end, void *pos)
+{
+	struct vxlanhdr *vx = pos;
+	if ((void *)(vx + 1) > end || !(vx->flags & 0x08))
+		return verdict(COUNTER_MALFORMED, XDP_DROP);
+	return capture(ctx, data, end, vx + 1, 0, ENCAP_VXLAN, vni24(vx->vni), COUNTER_VXLAN);
+}
+
+static __always_inline int handle_geneve(struct xdp_md *ctx, void *data, void *end, void *pos)
+{
+	struct genevehdr *gn = pos;
+	if ((void *)(gn + 1) > end || (gn->ver_optlen >> 6) != 0)
+		return verdict(COUNTER_MALFORMED, XDP_DROP);
+	__u32 optlen = (gn->ver_optlen & 0x3f) * 4;
+	void *inner = (void *)(gn + 1) + optlen;
+	__u32 vni = vni24(gn->vni);
+	__u8 inner_is_ip = 1;
+	__u16 proto = gn->proto;
+
+	if (proto == bpf_htons(ETH_P_TEB)) {
+		inner_is_ip = 0;
+	} else if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6)) {
+		return verdict(COUNTER_MALFORMED, XDP_DROP);
+	}
+
+	// VXLAN nested in GENEVE: a GWLB endpoint in front of a mirror target.
+	void *l3 = inner;
+	int rc = PARSE_OK;
+	if (!inner_is_ip)
+		rc = parse_l2(&l3, end, &proto);
+	if (rc == PARSE_OK) {
+		struct flow f = {};
+		if (parse_l3(l3, end, proto, &f) == PARSE_OK && f.proto == IPPROTO_UDP &&
+		    f.ports_ok && port_in(bpf_ntohs(f.dport), vxlan_ports, MAX_TUNNEL_PORTS)) {
+			struct vxlanhdr *vx = f.l4 + sizeof(struct udphdr);
+			if ((void *)(vx + 1) <= end && (vx->flags & 0x08))
+				return capture(ctx, data, end, vx + 1, 0, ENCAP_GENEVE_VXLAN,
+					       vni24(vx->vni), COUNTER_GENEVE_VXLAN);
+		}
+	}
+	return capture(ctx, data, end, inner, inner_is_ip, ENCAP_GENEVE, vni, COUNTER_GENEVE);
+}
+
+SEC("xdp.frags")
+int xdp_capture(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	void *pos = data;
+	__u16 proto;
+
+	count(COUNTER_RECEIVED);
+	if (parse_l2(&pos, end, &proto) != PARSE_OK)
+		return verdict(COUNTER_PASSED, XDP_PASS);
+	struct flow outer = {};
+	if (parse_l3(pos, end, proto, &outer) != PARSE_OK)
+		return verdict(COUNTER_PASSED, XDP_PASS);
+
+	if (outer.proto == IPPROTO_UDP && outer.ports_ok) {
+		__u16 dport = bpf_ntohs(outer.dport);
+		void *payload = outer.l4 + sizeof(struct udphdr);
+		if (port_in(dport, vxlan_ports, MAX_TUNNEL_PORTS))
+			return handle_vxlan(ctx, data, end, payload);
+		if (port_in(dport, geneve_ports, MAX_TUNNEL_PORTS))
+			return handle_geneve(ctx, data, end, payload);
+	}
+
+	if (raw_mode && outer.proto == IPPROTO_TCP &&
+	    !bpf_map_lookup_elem(&local_addrs, &outer.dst))
+		return capture(ctx, data, end, data, 0, ENCAP_RAW, 0, COUNTER_RAW);
+
+	return verdict(COUNTER_PASSED, XDP_PASS);
+}
+
+// xdp_baseline only copies each frame into this CPU's ring and drops it: the yardstick the
+// capture program's benchmarks are measured against.
+SEC("xdp.frags")
+int xdp_baseline(struct xdp_md *ctx)
+{
+	__u32 total = bpf_xdp_get_buff_len(ctx);
+	struct frame_meta m = {};
+	m.wire_len = total;
+	m.cap_len = total > MAX_CAPTURE ? MAX_CAPTURE : total;
+	m.timestamp = bpf_ktime_get_ns();
+	if (emit(ctx, &m, 0) < 0)
+		return verdict(COUNTER_RINGBUF_FULL, XDP_DROP);
+	return verdict(COUNTER_RAW, XDP_DROP);
+}

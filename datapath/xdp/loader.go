@@ -1,0 +1,217 @@
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// Objects are the loaded (not attached) capture program and its maps.
+type Objects struct {
+	Program    *ebpf.Program // xdp_capture
+	Baseline   *ebpf.Program // xdp_baseline, only when loaded for benchmarks
+	Counters   *ebpf.Map     // per-CPU array indexed by enum counter
+	LocalAddrs *ebpf.Map     // the appliance's own addresses (v4-mapped keys)
+	Rings      []*ebpf.Map   // one ring buffer per possible CPU
+	rings      *ebpf.Map     // the array of ring buffers the program indexes
+	labels     []string      // metric label of each counter, from the C enum
+}
+
+// Load verifies and loads the capture program with cfg's constants and map sizes. It never
+// attaches: tests run the program with BPF_PROG_RUN, Open attaches it.
+func Load(cfg Config) (*Objects, error) {
+	return load(cfg, false)
+}
+
+func load(cfg Config, withBaseline bool) (*Objects, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKernel(); err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, classifyLoad(fmt.Errorf("remove memlock limit: %w", err))
+	}
+	spec, err := loadCapture()
+	if err != nil {
+		return nil, err
+	}
+	labels, err := counterLabels(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := setConstants(spec, cfg); err != nil {
+		return nil, err
+	}
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count cpus: %w", err)
+	}
+	ringsSpec := spec.Maps[captureMapRings]
+	ringsSpec.MaxEntries = uint32(ncpu)
+	ringsSpec.InnerMap.MaxEntries = uint32(cfg.RingBytes)
+	spec.Maps[captureMapLocalAddrs].MaxEntries = uint32(len(cfg.LocalAddrs) + 16)
+	if !withBaseline {
+		delete(spec.Programs, captureProgXdpBaseline)
+	}
+
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("verify xdp program: %+v", verr)
+		}
+		return nil, classifyLoad(fmt.Errorf("load xdp program: %w", err))
+	}
+	o := &Objects{
+		Program:    coll.DetachProgram(captureProgXdpCapture),
+		Baseline:   coll.DetachProgram(captureProgXdpBaseline),
+		Counters:   coll.DetachMap(captureMapCounters),
+		LocalAddrs: coll.DetachMap(captureMapLocalAddrs),
+		rings:      coll.DetachMap(captureMapRings),
+		labels:     labels,
+	}
+	coll.Close()
+	if err := o.fill(cfg, ncpu, ringsSpec.InnerMap); err != nil {
+		o.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// fill creates the per-CPU rings and stores the local addresses.
+func (o *Objects) fill(cfg Config, ncpu int, ringSpec *ebpf.MapSpec) error {
+	for cpu := range ncpu {
+		rs := ringSpec.Copy()
+		rs.Name = fmt.Sprintf("ring%d", cpu)
+		ring, err := ebpf.NewMap(rs)
+		if err != nil {
+			return classifyLoad(fmt.Errorf("create ring buffer for cpu %d: %w", cpu, err))
+		}
+		o.Rings = append(o.Rings, ring)
+		if err := o.rings.Put(uint32(cpu), ring); err != nil {
+			return fmt.Errorf("install ring buffer for cpu %d: %w", cpu, err)
+		}
+	}
+	for _, a := range cfg.LocalAddrs {
+		if err := o.LocalAddrs.Put(addrKey(a), uint8(1)); err != nil {
+			return fmt.Errorf("store local address %s: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// Close releases the program and maps.
+func (o *Objects) Close() error {
+	var errs []error
+	for _, p := range []*ebpf.Program{o.Program, o.Baseline} {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	for _, m := range append([]*ebpf.Map{o.Counters, o.LocalAddrs, o.rings}, o.Rings...) {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// addrKey is the local_addrs key of a: IPv4 as v4-mapped IPv6.
+func addrKey(a netip.Addr) [16]byte {
+	return netip.AddrFrom16(a.As16()).As16()
+}
+
+// setConstants writes cfg into the program's volatile const variables.
+func setConstants(spec *ebpf.CollectionSpec, cfg Config) error {
+	var vxlan, geneve [maxTunnelPorts]uint16
+	var filter [maxFilterPorts]uint16
+	copy(vxlan[:], cfg.VXLANPorts)
+	copy(geneve[:], cfg.GENEVEPorts)
+	copy(filter[:], cfg.Ports)
+	values := map[string]any{
+		captureVarVxlanPorts:     vxlan,
+		captureVarGenevePorts:    geneve,
+		captureVarRawMode:        boolByte(cfg.Raw),
+		captureVarTcpOnly:        boolByte(cfg.TCPOnly),
+		captureVarFilterPorts:    filter,
+		captureVarFilterPortsLen: uint32(len(cfg.Ports)),
+	}
+	for name, v := range values {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("set %s: variable missing from program", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// counterLabels derives the metric labels from the C enum counter in the program's BTF, so Go
+// can never disagree with C about what an index means.
+func counterLabels(spec *ebpf.CollectionSpec) ([]string, error) {
+	var enum *btf.Enum
+	if err := spec.Types.TypeByName("counter", &enum); err != nil {
+		return nil, fmt.Errorf("find enum counter: %w", err)
+	}
+	labels := make([]string, len(enum.Values)-1)
+	for _, v := range enum.Values {
+		name := strings.ToLower(strings.TrimPrefix(v.Name, "COUNTER_"))
+		if name == "max" {
+			continue
+		}
+		if v.Value >= uint64(len(labels)) {
+			return nil, fmt.Errorf("enum counter: %s = %d out of range", v.Name, v.Value)
+		}
+		labels[v.Value] = name
+	}
+	return labels, nil
+}
+
+// checkKernel fails with ErrKernelTooOld when a feature the program needs is missing.
+func checkKernel() error {
+	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
+		return fmt.Errorf("%w: ring buffer maps: %w", ErrKernelTooOld, err)
+	}
+	if err := features.HaveProgramHelper(ebpf.XDP, asm.FnXdpLoadBytes); err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("%w: bpf_xdp_load_bytes: %w", ErrKernelTooOld, err)
+		}
+		return classifyLoad(fmt.Errorf("probe bpf_xdp_load_bytes: %w", err))
+	}
+	return nil
+}
+
+// hostAddrs lists every address configured on the host, the default LocalAddrs.
+func hostAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("list host addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,414 @@
+package xdp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/metlo-labs/metlo-appliance/datapath"
+)
+
+// needBPF skips t unless the process may load BPF programs.
+func needBPF(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads BPF programs")
+	}
+}
+
+// harness runs a loaded program with BPF_PROG_RUN and collects what it left behind.
+type harness struct {
+	objs    *Objects
+	readers []*ringbuf.Reader
+}
+
+func newHarness(t testing.TB, cfg Config) *harness {
+	t.Helper()
+	needBPF(t)
+	objs, err := load(cfg, true)
+	if errors.Is(err, ErrPermission) || errors.Is(err, ErrKernelTooOld) {
+		t.Skipf("needs BPF: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	h := &harness{objs: objs}
+	for _, r := range objs.Rings {
+		rd, err := ringbuf.NewReader(r)
+		if err != nil {
+			t.Fatalf("ring reader: %v", err)
+		}
+		h.readers = append(h.readers, rd)
+	}
+	t.Cleanup(func() {
+		for _, rd := range h.readers {
+			rd.Close()
+		}
+		objs.Close()
+	})
+	return h
+}
+
+// result is what one program run did.
+type result struct {
+	action  uint32
+	records [][]byte
+	deltas  map[string]uint64 // non-zero counter deltas, summed over CPUs
+}
+
+func (h *harness) run(t testing.TB, prog *ebpf.Program, frame []byte) result {
+	t.Helper()
+	before := h.counters(t)
+	action, err := prog.Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		t.Fatalf("prog run: %v", err)
+	}
+	after := h.counters(t)
+	res := result{action: action, deltas: map[string]uint64{}, records: h.drain(t)}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			res.deltas[k] = d
+		}
+	}
+	return res
+}
+
+func (h *harness) counters(t testing.TB) map[string]uint64 {
+	t.Helper()
+	c, err := h.objs.CounterValues()
+	if err != nil {
+		t.Fatalf("counters: %v", err)
+	}
+	return c
+}
+
+// drain returns every record currently in any ring.
+func (h *harness) drain(t testing.TB) [][]byte {
+	t.Helper()
+	var out [][]byte
+	var rec ringbuf.Record
+	for _, rd := range h.readers {
+		rd.SetDeadline(time.Now())
+		for {
+			err := rd.ReadInto(&rec)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("read ring: %v", err)
+			}
+			out = append(out, bytes.Clone(rec.RawSample))
+		}
+	}
+	return out
+}
+
+// want describes one expected record.
+type want struct {
+	data    []byte
+	encap   datapath.Encap
+	vni     uint32
+	innerIP bool
+	wire    int // 0: len(data)
+	hash    uint32
+}
+
+const (
+	actDrop = 1
+	actPass = 2
+)
+
+type progCase struct {
+	name   string
+	cfg    Config
+	frame  []byte
+	action uint32
+	record *want
+	deltas map[string]uint64
+}
+
+func TestProgram(t *testing.T) {
+	needBPF(t)
+	local := []netip.Addr{applianceV4, applianceV6}
+	raw := Config{Raw: true, LocalAddrs: local}
+	noRaw := Config{Raw: false, LocalAddrs: local}
+	tcpOnly := Config{Raw: true, LocalAddrs: local, TCPOnly: true}
+	port80 := Config{Raw: true, LocalAddrs: local, Ports: []uint16{80}}
+
+	get := "GET /api/users/7 HTTP/1.1\r\nHost: api\r\n\r\n"
+	inner4 := tcpFrame(t, clientV4, serverV4, 51234, 80, get)
+	inner6 := tcpFrame(t, clientV6, serverV6, 51234, 8080, get)
+	ip4 := tcpIP(t, clientV4, serverV4, 51234, 80, get)
+	hash4 := FlowHash(clientV4, serverV4, 51234, 80, 6)
+	hash6 := FlowHash(clientV6, serverV6, 51234, 8080, 6)
+
+	// Truncated mirror: the inner IP header claims 1500 bytes, 200 arrived.
+	long := tcpFrame(t, clientV4, serverV4, 51234, 80, strings.Repeat("x", 1500-40))
+	truncated := long[:200]
+	// Jumbo inner frame: exercises XDP frags and bpf_xdp_load_bytes across buffers.
+	jumbo := tcpFrame(t, clientV4, serverV4, 51234, 80, strings.Repeat("j", 8900))
+	// Oversized inner frame: copied up to MaxCapture.
+	huge := tcpFrame(t, clientV4, serverV4, 51234, 80, strings.Repeat("h", MaxCapture+100))
+	// Inner IPv4 with IHL 3: malformed.
+	badIHL := bytes.Clone(inner4)
+	badIHL[14] = 0x43
+	// Inner IPv4 whose total length is shorter than its header: malformed.
+	badLen := bytes.Clone(inner4)
+	badLen[16], badLen[17] = 0, 10
+	innerUDP := udpFrame(t, clientV4, serverV4, 5353, 53, []byte("dns?"))
+	innerARP := append(bytes.Clone(inner4[:12]), 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1)
+	vxInGeneve := udpFrame(t, mirrorV4, applianceV4, 40000, 4789, append(vxlanHeader(77, 0x08), inner4...))[14:]
+
+	cases := []progCase{
+		{
+			name: "vxlan", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 4242, inner4),
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 4242, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "vxlan ipv6 outer and inner", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV6, applianceV6, 0xabcdef, inner6),
+			record: &want{data: inner6, encap: datapath.EncapVXLAN, vni: 0xabcdef, hash: hash6},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "vxlan 802.1Q", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 7, inner4, 100),
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "vxlan QinQ", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 7, inner4, 100, 200),
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "vxlan to another address is still a tunnel", cfg: noRaw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, netip.MustParseAddr("10.9.9.9"), 1, inner4),
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 1, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "vxlan without I flag", cfg: raw, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 49152, 4789, append(vxlanHeader(1, 0x00), inner4...)),
+			deltas: map[string]uint64{"received": 1, "malformed": 1},
+		},
+		{
+			name: "vxlan header cut short", cfg: raw, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 49152, 4789, []byte{0x08, 0, 0, 0}),
+			deltas: map[string]uint64{"received": 1, "malformed": 1},
+		},
+		{
+			name: "vxlan inner ihl 3", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 1, badIHL),
+			deltas: map[string]uint64{"received": 1, "malformed": 1},
+		},
+		{
+			name: "vxlan inner total length below header", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 1, badLen),
+			deltas: map[string]uint64{"received": 1, "malformed": 1},
+		},
+		{
+			name: "vxlan truncated mirror", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 9, truncated),
+			record: &want{data: truncated, encap: datapath.EncapVXLAN, vni: 9, hash: hash4, wire: 14 + 1500},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1, "truncated": 1},
+		},
+		{
+			name: "vxlan jumbo (frags)", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 9, jumbo),
+			record: &want{data: jumbo, encap: datapath.EncapVXLAN, vni: 9, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "vxlan longer than MaxCapture", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 9, huge),
+			record: &want{data: huge[:MaxCapture], encap: datapath.EncapVXLAN, vni: 9, hash: hash4, wire: len(huge)},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1, "truncated": 1},
+		},
+		{
+			name: "vxlan inner udp captured", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 3, innerUDP),
+			record: &want{data: innerUDP, encap: datapath.EncapVXLAN, vni: 3, hash: FlowHash(clientV4, serverV4, 5353, 53, 17)},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "vxlan inner arp captured without hash", cfg: raw, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 3, innerARP),
+			record: &want{data: innerARP, encap: datapath.EncapVXLAN, vni: 3},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "tcp only: inner udp", cfg: tcpOnly, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 3, innerUDP),
+			deltas: map[string]uint64{"received": 1, "non_tcp": 1},
+		},
+		{
+			name: "tcp only: inner arp", cfg: tcpOnly, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 3, innerARP),
+			deltas: map[string]uint64{"received": 1, "non_tcp": 1},
+		},
+		{
+			name: "port filter keeps port 80", cfg: port80, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 5, inner4),
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 5, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "port filter drops port 8080", cfg: port80, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV6, applianceV6, 5, inner6),
+			deltas: map[string]uint64{"received": 1, "filtered": 1},
+		},
+		{
+			name: "geneve ethernet with options", cfg: raw, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(0x123456, 0x6558, 32, inner4)),
+			record: &want{data: inner4, encap: datapath.EncapGENEVE, vni: 0x123456, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "geneve": 1},
+		},
+		{
+			name: "geneve ip", cfg: raw, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(11, 0x0800, 32, ip4)),
+			record: &want{data: ip4, encap: datapath.EncapGENEVE, vni: 11, innerIP: true, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "geneve": 1},
+		},
+		{
+			name: "vxlan in geneve", cfg: raw, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(11, 0x0800, 32, vxInGeneve)),
+			record: &want{data: inner4, encap: datapath.EncapGENEVEVXLAN, vni: 77, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "geneve_vxlan": 1},
+		},
+		{
+			name: "geneve version 1", cfg: raw, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, append([]byte{0x40}, genevePayload(11, 0x0800, 0, ip4)[1:]...)),
+			deltas: map[string]uint64{"received": 1, "malformed": 1},
+		},
+		{
+			name: "geneve unknown protocol", cfg: raw, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(11, 0x88cc, 0, ip4)),
+			deltas: map[string]uint64{"received": 1, "malformed": 1},
+		},
+		{
+			name: "geneve options longer than packet", cfg: raw, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(11, 0x6558, 252, nil)),
+			deltas: map[string]uint64{"received": 1, "malformed": 1},
+		},
+		{
+			name: "raw mirrored tcp", cfg: raw, action: actDrop,
+			frame:  tcpFrame(t, clientV4, serverV4, 51234, 80, get),
+			record: &want{data: inner4, encap: datapath.EncapRaw, hash: hash4},
+			deltas: map[string]uint64{"received": 1, "raw": 1},
+		},
+		{
+			name: "raw mirrored tcp ipv6", cfg: raw, action: actDrop,
+			frame:  inner6,
+			record: &want{data: inner6, encap: datapath.EncapRaw, hash: hash6},
+			deltas: map[string]uint64{"received": 1, "raw": 1},
+		},
+		{
+			name: "raw off passes mirrored tcp", cfg: noRaw, action: actPass,
+			frame:  inner4,
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "ssh to the appliance passes", cfg: raw, action: actPass,
+			frame:  tcpFrame(t, clientV4, applianceV4, 50022, 22, "SSH-2.0-OpenSSH_9.6\r\n"),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "metrics scrape over ipv6 to the appliance passes", cfg: raw, action: actPass,
+			frame:  tcpFrame(t, clientV6, applianceV6, 50022, 9100, "GET /metrics HTTP/1.1\r\n\r\n"),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "udp to another port passes", cfg: raw, action: actPass,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 40000, 53, []byte("dns")),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "arp passes", cfg: raw, action: actPass,
+			frame:  innerARP,
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "outer ipv4 ihl 3 passes", cfg: raw, action: actPass,
+			frame:  badIHL,
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+	}
+
+	harnesses := map[string]*harness{}
+	for _, tc := range cases {
+		key := cfgKey(tc.cfg)
+		h := harnesses[key]
+		if h == nil {
+			h = newHarness(t, tc.cfg)
+			harnesses[key] = h
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			res := h.run(t, h.objs.Program, tc.frame)
+			if res.action != tc.action {
+				t.Errorf("action = %d, want %d", res.action, tc.action)
+			}
+			checkDeltas(t, res.deltas, tc.deltas)
+			checkRecords(t, res.records, tc.record)
+		})
+	}
+}
+
+func cfgKey(c Config) string { return fmt.Sprintf("raw=%v tcp=%v ports=%v", c.Raw, c.TCPOnly, c.Ports) }
+
+func checkDeltas(t *testing.T, got, want map[string]uint64) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("counter %s delta = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected counter %s delta %d", k, v)
+		}
+	}
+}
+
+func checkRecords(t *testing.T, recs [][]byte, w *want) {
+	t.Helper()
+	if w == nil {
+		if len(recs) != 0 {
+			t.Errorf("got %d records, want none", len(recs))
+		}
+		return
+	}
+	if len(recs) != 1 {
+		t.Fatalf("got %d records, want 1", len(recs))
+	}
+	var f datapath.Frame
+	if !decodeRecord(recs[0], 0, &f) {
+		t.Fatalf("record of %d bytes does not decode", len(recs[0]))
+	}
+	wire := w.wire
+	if wire == 0 {
+		wire = len(w.data)
+	}
+	if !bytes.Equal(f.Data, w.data) {
+		t.Errorf("data differs: got %d bytes % x…, want %d bytes % x…", len(f.Data), head(f.Data), len(w.data), head(w.data))
+	}
+	if f.Encap != w.encap || f.Tunnel != w.vni || f.InnerIsIP != w.innerIP || f.WireLen != wire || f.Hash != w.hash || !f.Decapsulated {
+		t.Errorf("frame = {encap %v vni %d innerIP %v wire %d hash %#x decap %v}, want {encap %v vni %d innerIP %v wire %d hash %#x decap true}",
+			f.Encap, f.Tunnel, f.InnerIsIP, f.WireLen, f.Hash, f.Decapsulated, w.encap, w.vni, w.innerIP, wire, w.hash)
+	}
+	if f.Timestamp <= 0 {
+		t.Errorf("timestamp = %d, want the monotonic clock", f.Timestamp)
+	}
+}
+
+func head(b []byte) []byte { return b[:min(len(b), 24)] }

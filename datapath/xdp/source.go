@@ -1,0 +1,214 @@
+package xdp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/metlo-labs/metlo-appliance/datapath"
+	"golang.org/x/sys/unix"
+)
+
+// flushAfter bounds how long a frame can sit in a handler's batch while its ring is busy or
+// quiet: readers flush at the first empty ring after this much time.
+const flushAfter = 5 * time.Millisecond
+
+// Source captures with the XDP program attached to one interface; it implements
+// datapath.Source with one reader goroutine per CPU ring.
+type Source struct {
+	objs    *Objects
+	link    link.Link
+	mode    Mode
+	iface   string
+	log     *slog.Logger
+	readers []*ringbuf.Reader
+
+	mu      sync.Mutex
+	running bool
+	stop    chan struct{} // closed by Close: readers drain and return
+	done    chan struct{} // closed when Run returns
+	closed  bool
+}
+
+// Open loads the program for cfg, attaches it to cfg.Interface in cfg.Mode and returns the
+// Source. Errors wrap ErrPermission, ErrKernelTooOld, ErrNativeUnsupported, ErrMTUTooLarge,
+// ErrBusy or ErrNoInterface when the cause is one of those.
+func Open(cfg Config) (*Source, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	iface, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %w", ErrNoInterface, cfg.Interface, err)
+	}
+	if cfg.LocalAddrs == nil {
+		if cfg.LocalAddrs, err = hostAddrs(); err != nil {
+			return nil, err
+		}
+	}
+	objs, err := Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{objs: objs, mode: cfg.Mode, iface: cfg.Interface, log: cfg.Logger,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for cpu, r := range objs.Rings {
+		rd, err := ringbuf.NewReader(r)
+		if err != nil {
+			s.closeResources()
+			return nil, fmt.Errorf("open ring reader for cpu %d: %w", cpu, err)
+		}
+		s.readers = append(s.readers, rd)
+	}
+	flags := link.XDPDriverMode
+	if cfg.Mode == ModeGeneric {
+		flags = link.XDPGenericMode
+	}
+	s.link, err = link.AttachXDP(link.XDPOptions{Program: objs.Program, Interface: iface.Index, Flags: flags})
+	if err != nil {
+		s.closeResources()
+		return nil, fmt.Errorf("attach xdp to %s: %w", cfg.Interface, classifyAttach(err, cfg.Mode, iface.MTU))
+	}
+	s.log.Info("xdp capture attached", "interface", cfg.Interface, "mode", cfg.Mode,
+		"rings", len(s.readers), "ring_bytes", cfg.RingBytes, "raw", cfg.Raw, "local_addrs", len(cfg.LocalAddrs))
+	return s, nil
+}
+
+// Name implements datapath.Source.
+func (s *Source) Name() string { return "xdp" }
+
+// Mode is the mode the program is attached in.
+func (s *Source) Mode() Mode { return s.mode }
+
+// Objects exposes the loaded program and maps (counters for metrics and tests).
+func (s *Source) Objects() *Objects { return s.objs }
+
+// Collector returns a Prometheus collector for the program's counters.
+func (s *Source) Collector() *Collector { return NewCollector(s.objs) }
+
+// Run reads every CPU's ring in its own goroutine, each with a handler from newHandler,
+// until ctx is cancelled or Close is called; then it drains the rings and returns nil.
+func (s *Source) Run(ctx context.Context, newHandler func() datapath.FrameHandler) error {
+	s.mu.Lock()
+	if s.running || s.closed {
+		s.mu.Unlock()
+		return errors.New("xdp source: run called twice or after close")
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer close(s.done)
+
+	handlers := make([]datapath.FrameHandler, len(s.readers))
+	for i := range handlers {
+		handlers[i] = newHandler()
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.readers))
+	for i, rd := range s.readers {
+		wg.Go(func() { errs[i] = s.readRing(rd, handlers[i]) })
+	}
+	readersDone := make(chan struct{})
+	go func() { wg.Wait(); close(readersDone) }()
+
+	select {
+	case <-ctx.Done():
+	case <-s.stop:
+	case <-readersDone:
+	}
+	// Flush makes each reader return what is in its ring, then ErrFlushed.
+	for _, rd := range s.readers {
+		_ = rd.Flush()
+	}
+	<-readersDone
+	return errors.Join(errs...)
+}
+
+// readRing hands each record of one ring to h until the ring is flushed or closed.
+func (s *Source) readRing(rd *ringbuf.Reader, h datapath.FrameHandler) error {
+	defer h.Flush()
+	var (
+		rec      ringbuf.Record
+		f        datapath.Frame
+		offset   = clockOffset()
+		pending  bool
+		badCount int
+	)
+	for {
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			h.Flush()
+			pending = false
+			offset = clockOffset()
+			rd.SetDeadline(time.Time{})
+			continue
+		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("read xdp ring: %w", err)
+		}
+		if !decodeRecord(rec.RawSample, offset, &f) {
+			if badCount++; badCount == 1 {
+				s.log.Warn("xdp ring record shorter than its header says; skipping such records", "len", len(rec.RawSample))
+			}
+			continue
+		}
+		h.HandleFrame(&f)
+		if !pending {
+			pending = true
+			rd.SetDeadline(time.Now().Add(flushAfter))
+		}
+	}
+}
+
+// Close detaches the program, lets a running Run drain the rings and return, and frees the
+// maps. It is safe to call more than once.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	running := s.running
+	s.mu.Unlock()
+
+	var errs []error
+	if s.link != nil {
+		if err := s.link.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach xdp from %s: %w", s.iface, err))
+		}
+	}
+	close(s.stop)
+	if running {
+		<-s.done
+	}
+	errs = append(errs, s.closeResources())
+	return errors.Join(errs...)
+}
+
+func (s *Source) closeResources() error {
+	var errs []error
+	for _, rd := range s.readers {
+		errs = append(errs, rd.Close())
+	}
+	errs = append(errs, s.objs.Close())
+	return errors.Join(errs...)
+}
+
+// clockOffset converts the program's bpf_ktime_get_ns (CLOCK_MONOTONIC) to Unix time.
+func clockOffset() int64 {
+	var ts unix.Timespec
+	before := time.Now().UnixNano()
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return before - ts.Nano()
+}

@@ -42,23 +42,43 @@ func testFrame(marker string, seq uint32, size int) []byte {
 
 // sendRaw transmits frames on ifname through an AF_PACKET socket; call it inside inNetns.
 func sendRaw(ifname string, frames [][]byte) error {
+	tx, err := openSender(ifname)
+	if err != nil {
+		return err
+	}
+	defer tx.close()
+	return tx.send(frames)
+}
+
+// sender is a transmit-only AF_PACKET socket; it stays in the namespace it was opened in.
+type sender struct {
+	fd int
+	sa *unix.SockaddrLinklayer
+}
+
+func openSender(ifname string) (*sender, error) {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0) // protocol 0: transmit only
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer unix.Close(fd)
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
-		return err
+		unix.Close(fd)
+		return nil, err
 	}
-	sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: 0xb588} // htons(testEtherType)
+	return &sender{fd: fd, sa: &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: 0xb588}}, nil // htons(testEtherType)
+}
+
+func (s *sender) send(frames [][]byte) error {
 	for _, f := range frames {
-		if err := unix.Sendto(fd, f, 0, sa); err != nil {
+		if err := unix.Sendto(s.fd, f, 0, s.sa); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+func (s *sender) close() { unix.Close(s.fd) }
 
 var promiscRE = regexp.MustCompile(`promiscuity (\d+)`)
 
@@ -322,15 +342,18 @@ func BenchmarkCaptureVeth(b *testing.B) {
 	for i := range frames {
 		frames[i] = testFrame("IN ", uint32(i), 1000)
 	}
+	var tx *sender
+	inNetns(b, peerNS, func() { tx, err = openSender("peer0") })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tx.close()
 	b.SetBytes(1000)
 	start := time.Now()
-	var sent int
-	for sent < b.N {
+	for sent := 0; sent < b.N; {
 		batch := frames[:min(len(frames), b.N-sent)]
-		var sendErr error
-		inNetns(b, peerNS, func() { sendErr = sendRaw("peer0", batch) })
-		if sendErr != nil {
-			b.Fatal(sendErr)
+		if err := tx.send(batch); err != nil {
+			b.Fatal(err)
 		}
 		sent += len(batch)
 	}

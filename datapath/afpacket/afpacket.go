@@ -1,0 +1,295 @@
+//go:build linux
+
+// Package afpacket captures frames from a network interface through TPACKET_V3 mmap rings
+// (gopacket/afpacket, pure Go), optionally fanned out over several sockets and goroutines.
+// It is the capture for raw mirrored copies (GCP Packet Mirroring) where XDP is unavailable.
+package afpacket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopacket/gopacket/afpacket"
+	"golang.org/x/net/bpf"
+
+	"github.com/metlo-labs/metlo-appliance/datapath"
+)
+
+// Defaults for the zero Config: rings hold 9001-byte MTU frames with room to spare.
+const (
+	DefaultBlockSize    = 1 << 20               // bytes per ring block; the largest frame must fit one block
+	DefaultNumBlocks    = 32                    // blocks per ring, so 32 MiB of ring per socket
+	DefaultBlockTimeout = 10 * time.Millisecond // the kernel hands over a partly filled block after this
+)
+
+const (
+	frameSize     = 4096                   // TPACKET_V3 packs frames of any size into a block; this only sets ring geometry
+	pollTimeout   = 100 * time.Millisecond // a read waits this long before the handler is flushed
+	flushInterval = 100 * time.Millisecond // longest a frame waits in a handler batch under steady light traffic
+	statsInterval = time.Second            // how often kernel drop counters are fetched
+)
+
+// Config says which interface a Source captures and how its rings are sized.
+type Config struct {
+	// Interface is the network interface to capture (required).
+	Interface string
+	// BlockSize is the ring block size in bytes, a multiple of the page size and at least
+	// 16 KiB; 0 means DefaultBlockSize.
+	BlockSize int
+	// NumBlocks is the number of blocks per ring; 0 means DefaultNumBlocks.
+	NumBlocks int
+	// BlockTimeout is how long the kernel keeps a partly filled block; 0 means DefaultBlockTimeout.
+	BlockTimeout time.Duration
+	// Fanout is the number of sockets (each with its own ring and goroutine) sharing the
+	// interface's traffic by flow hash (PACKET_FANOUT_HASH); 0 means one per CPU, 1 no fanout.
+	Fanout int
+	// FanoutID names the kernel fanout group; 0 derives one from the process id and interface.
+	FanoutID uint16
+	// Logger receives setup messages; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats are a Source's counters, summed over its sockets.
+type Stats struct {
+	Packets      uint64 // frames handed to handlers
+	Bytes        uint64 // captured bytes handed to handlers
+	Drops        uint64 // frames the kernel dropped because a ring was full (tp_drops)
+	QueueFreezes uint64 // times a ring filled up (tp_freeze_q_cnt)
+	ReadErrors   uint64 // failed ring reads
+}
+
+// Source captures one interface; it implements datapath.Source.
+type Source struct {
+	cfg     Config
+	log     *slog.Logger
+	sockets []*socket
+	closed  atomic.Bool
+}
+
+var _ datapath.Source = (*Source)(nil)
+
+// socket is one TPACKET_V3 ring and its counters.
+type socket struct {
+	tp                                         *afpacket.TPacket
+	packets, bytes, drops, freezes, readErrors atomic.Uint64
+}
+
+// New validates cfg and opens the rings (promiscuous, outgoing frames filtered out in the
+// kernel), so a missing interface or permission fails here. Run (or Close) releases them;
+// closing the sockets also ends their promiscuous-mode membership.
+func New(cfg Config) (*Source, error) {
+	if cfg.Interface == "" {
+		return nil, errors.New("afpacket source: no interface given")
+	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = DefaultBlockSize
+	}
+	if cfg.NumBlocks <= 0 {
+		cfg.NumBlocks = DefaultNumBlocks
+	}
+	if cfg.BlockTimeout <= 0 {
+		cfg.BlockTimeout = DefaultBlockTimeout
+	}
+	if cfg.Fanout <= 0 {
+		cfg.Fanout = runtime.NumCPU()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BlockSize < 16<<10 || cfg.BlockSize%os.Getpagesize() != 0 {
+		return nil, fmt.Errorf("afpacket source: block size %d must be a multiple of the page size (%d) and at least 16 KiB", cfg.BlockSize, os.Getpagesize())
+	}
+	iface, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("afpacket source: find interface: %w", err)
+	}
+	if cfg.FanoutID == 0 {
+		cfg.FanoutID = uint16(os.Getpid()) ^ uint16(iface.Index)<<8
+	}
+	filter, err := ignoreOutgoing()
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{cfg: cfg, log: cfg.Logger.With("source", "afpacket", "interface", cfg.Interface)}
+	for range cfg.Fanout {
+		tp, err := s.openSocket(filter)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.sockets = append(s.sockets, &socket{tp: tp})
+	}
+	s.log.Info("capturing", "sockets", cfg.Fanout, "ring_bytes", cfg.BlockSize*cfg.NumBlocks)
+	return s, nil
+}
+
+// ignoreOutgoing is a classic BPF filter that drops the appliance's own transmissions
+// (pkttype PACKET_OUTGOING) and accepts everything else whole.
+func ignoreOutgoing() ([]bpf.RawInstruction, error) {
+	const packetOutgoing = 4 // PACKET_OUTGOING in linux/if_packet.h
+	prog, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtType},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipTrue: 1},
+		bpf.RetConstant{Val: 0x40000},
+		bpf.RetConstant{Val: 0},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("assemble outgoing filter: %w", err)
+	}
+	return prog, nil
+}
+
+func (s *Source) openSocket(filter []bpf.RawInstruction) (*afpacket.TPacket, error) {
+	tp, err := afpacket.NewTPacket(
+		afpacket.OptInterface(s.cfg.Interface),
+		afpacket.TPacketVersion3,
+		afpacket.OptFrameSize(frameSize),
+		afpacket.OptBlockSize(s.cfg.BlockSize),
+		afpacket.OptNumBlocks(s.cfg.NumBlocks),
+		afpacket.OptBlockTimeout(s.cfg.BlockTimeout),
+		afpacket.OptPollTimeout(pollTimeout),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("open packet ring on %s: %w", s.cfg.Interface, err)
+	}
+	if err := tp.SetBPF(filter); err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("attach outgoing filter: %w", err)
+	}
+	if err := tp.SetPromiscuous(true); err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("enable promiscuous mode on %s: %w", s.cfg.Interface, err)
+	}
+	if s.cfg.Fanout > 1 {
+		if err := tp.SetFanout(afpacket.FanoutHash, s.cfg.FanoutID); err != nil {
+			tp.Close()
+			return nil, fmt.Errorf("join fanout group %d: %w", s.cfg.FanoutID, err)
+		}
+	}
+	return tp, nil
+}
+
+// Name returns "afpacket".
+func (s *Source) Name() string { return "afpacket" }
+
+// Stats returns the counters summed over all sockets; kernel drop counts lag by up to a second.
+func (s *Source) Stats() Stats {
+	var st Stats
+	for _, so := range s.sockets {
+		st.Packets += so.packets.Load()
+		st.Bytes += so.bytes.Load()
+		st.Drops += so.drops.Load()
+		st.QueueFreezes += so.freezes.Load()
+		st.ReadErrors += so.readErrors.Load()
+	}
+	return st
+}
+
+// Close releases the rings; Run does this itself when it returns. Call it only when Run
+// is not running.
+func (s *Source) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	for _, so := range s.sockets {
+		so.tp.Close()
+	}
+	return nil
+}
+
+// Run reads every ring in its own goroutine until ctx is cancelled, then closes them.
+func (s *Source) Run(ctx context.Context, newHandler func() datapath.FrameHandler) error {
+	if s.closed.Load() {
+		return errors.New("afpacket source: already closed")
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stopped atomic.Bool
+	stop := context.AfterFunc(ctx, func() { stopped.Store(true) })
+	defer stop()
+
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	for _, so := range s.sockets {
+		wg.Go(func() {
+			if err := so.read(&stopped, newHandler()); err != nil {
+				errOnce.Do(func() { firstErr = err })
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// read delivers frames from one ring until stopped is set.
+func (so *socket) read(stopped *atomic.Bool, h datapath.FrameHandler) error {
+	defer h.Flush()
+	defer so.updateKernelStats()
+	var (
+		frame     datapath.Frame
+		pending   bool
+		lastFlush = time.Now().UnixNano()
+		lastStats = lastFlush
+	)
+	for !stopped.Load() {
+		data, ci, err := so.tp.ZeroCopyReadPacketData()
+		if err != nil {
+			if errors.Is(err, afpacket.ErrTimeout) {
+				if pending {
+					h.Flush()
+					pending = false
+				}
+				now := time.Now().UnixNano()
+				lastFlush = now
+				if now-lastStats >= int64(statsInterval) {
+					so.updateKernelStats()
+					lastStats = now
+				}
+				continue
+			}
+			so.readErrors.Add(1)
+			return fmt.Errorf("read packet ring: %w", err)
+		}
+		ts := ci.Timestamp.UnixNano()
+		frame = datapath.Frame{Data: data, WireLen: ci.Length, Timestamp: ts}
+		h.HandleFrame(&frame)
+		pending = true
+		so.packets.Add(1)
+		so.bytes.Add(uint64(len(data)))
+		// Under steady light traffic poll never times out: flush by the packets' own clock.
+		if ts-lastFlush >= int64(flushInterval) {
+			h.Flush()
+			pending = false
+			lastFlush = ts
+			if ts-lastStats >= int64(statsInterval) {
+				so.updateKernelStats()
+				lastStats = ts
+			}
+		}
+	}
+	return nil
+}
+
+// updateKernelStats reads PACKET_STATISTICS (which the kernel resets on every read;
+// gopacket accumulates them) into the atomic counters.
+func (so *socket) updateKernelStats() {
+	_, v3, err := so.tp.SocketStats()
+	if err != nil {
+		return
+	}
+	so.drops.Store(uint64(v3.Drops()))
+	so.freezes.Store(uint64(v3.QueueFreezes()))
+}

@@ -1,17 +1,326 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	_ "embed"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/datapath/afpacket"
+	"github.com/metlo-labs/metlo-appliance/datapath/pcapsrc"
+	"github.com/metlo-labs/metlo-appliance/datapath/udpsrc"
+	"github.com/metlo-labs/metlo-appliance/datapath/xdp"
+	"github.com/metlo-labs/metlo-appliance/exporter"
+	"github.com/metlo-labs/metlo-appliance/reassembly"
 )
 
+// sampleCapture is a small VXLAN mirror capture of real lab traffic, for `collect --sample`.
+//
+//go:embed sample.pcap
+var sampleCapture []byte
+
 func newCollectCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "collect",
 		Short: "Capture mirrored traffic and export every HTTP exchange as a Metlo trace",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("not implemented yet")
+		Long: `Capture mirrored traffic (live, or from a capture file) and export every HTTP/1.x
+request/response pair as a Metlo trace.
+
+Live capture (--capture): auto tries XDP in native then generic mode, then AF_PACKET;
+udp listens on the VXLAN/GENEVE ports with plain sockets (no root needed).
+Offline: --pcap FILE (pcap or pcapng, '-' = stdin) or --sample (a bundled capture)
+processes the input as fast as possible, prints a summary to stderr and exits.`,
+		Example: `  metlo-appliance collect --sample
+  metlo-appliance collect --pcap mirror.pcapng --sink jsonl:traces.jsonl
+  metlo-appliance collect --capture auto -i eth0 --sink metlo:http://metlo:8081`,
+		Args: cobra.NoArgs,
+	}
+	d := defaultConfig()
+	fs := cmd.Flags()
+	fs.String("capture", d.Capture, "live capture method: auto|xdp|afpacket|udp")
+	fs.StringP("interface", "i", d.Interface, "interface to capture on (xdp, afpacket)")
+	fs.String("pcap", d.Pcap, "read frames from a pcap/pcapng file ('-' = stdin) instead of capturing")
+	fs.Bool("sample", d.Sample, "run on the bundled sample capture")
+	fs.IntSlice("vxlan-ports", d.VXLANPorts, "UDP ports carrying VXLAN")
+	fs.IntSlice("geneve-ports", d.GENEVEPorts, "UDP ports carrying GENEVE")
+	fs.Bool("raw", d.Raw, "also capture unencapsulated TCP not addressed to this host (GCP Packet Mirroring)")
+	fs.Int("workers", d.Workers, "reassembly workers (0 = one per CPU)")
+	fs.StringArray("sink", d.Sinks, "where traces go: jsonl:PATH ('-' = stdout) or metlo:URL (repeatable)")
+	fs.Int("body-cap", d.BodyCap, "bytes kept per body; longer bodies are truncated and flagged")
+	fs.Int("max-flows", d.MaxFlows, "connections tracked at once")
+	fs.Int("flow-buffer-bytes", d.FlowBufferBytes, "out-of-order bytes buffered per connection")
+	fs.Int("buffer-bytes", d.BufferBytes, "out-of-order bytes buffered in total")
+	fs.Duration("idle-timeout", d.IdleTimeout, "forget connections idle this long")
+	fs.Duration("response-timeout", d.ResponseTimeout, "emit a request without response (status 0) after this long")
+	fs.String("metrics-addr", d.MetricsAddr, "serve /metrics, /healthz and /readyz here ('' disables)")
+	fs.String("log-level", d.LogLevel, "debug|info|warn|error")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := loadConfig(cmd)
+		if err != nil {
+			return err
+		}
+		return runCollect(cmd.Context(), cfg, cmd.ErrOrStderr())
+	}
+	return cmd
+}
+
+// collector is one run of the capture pipeline.
+type collector struct {
+	cfg      *Config
+	log      *slog.Logger
+	metrics  *exporter.Metrics
+	health   *exporter.Health
+	exp      *exporter.Exporter
+	disp     *datapath.Dispatcher
+	src      datapath.Source
+	offline  bool
+	started  time.Time
+	closeSrc func() error
+}
+
+func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
+	log := newLogger(cfg.LogLevel, stderr)
+	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now()}
+	sinks := cfg.Sinks
+	if len(sinks) == 0 && c.offline {
+		sinks = []string{"jsonl:-"}
+	}
+	if len(sinks) == 0 {
+		return errors.New("no sink configured: add --sink jsonl:PATH or --sink metlo:URL (or set METLO_HOST)")
+	}
+	c.metrics = exporter.NewMetrics(version)
+	c.health = exporter.NewHealth()
+	if err := c.metrics.RegisterRuntime(); err != nil {
+		return err
+	}
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSrv()
+	if cfg.MetricsAddr != "" && !c.offline {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen for metrics on %s: %w", cfg.MetricsAddr, err)
+		}
+		go func() {
+			if err := exporter.ServeListener(srvCtx, ln, c.metrics, c.health, log); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+	}
+	var err error
+	c.exp, err = exporter.New(ctx, exporterOptions(cfg, sinks, c.metrics, c.health, log))
+	if err != nil {
+		return err
+	}
+	c.disp = datapath.NewDispatcher(c.dispatcherConfig(), c.exp)
+	if err := c.metrics.RegisterPipeline(pipelineStats{c.disp}); err != nil {
+		return err
+	}
+	if err := c.openSource(ctx); err != nil {
+		c.disp.Close()
+		_ = c.exp.Close(context.Background())
+		return err
+	}
+	c.health.SetReady("capture", true)
+	runErr := c.src.Run(ctx, c.disp.NewHandler)
+	c.health.SetReady("capture", false)
+	if c.closeSrc != nil {
+		if err := c.closeSrc(); err != nil {
+			log.Warn("closing capture", "err", err)
+		}
+	}
+	c.disp.Close()
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushDeadline(cfg))
+	defer cancel()
+	expErr := c.exp.Close(flushCtx)
+	c.printSummary(stderr)
+	if runErr != nil {
+		return runErr
+	}
+	return expErr
+}
+
+func (c *collector) dispatcherConfig() datapath.DispatcherConfig {
+	cfg := c.cfg
+	workers := cfg.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	dc := datapath.DecoderConfig{
+		VXLANPorts:  toPorts(cfg.VXLANPorts),
+		GENEVEPorts: toPorts(cfg.GENEVEPorts),
+		Raw:         cfg.Raw,
+		Exclude:     c.exp.BackendEndpoints(),
+	}
+	if !c.offline {
+		dc.LocalAddrs = hostAddrs(c.log)
+	}
+	return datapath.DispatcherConfig{
+		Workers: workers,
+		Decoder: dc,
+		Live:    !c.offline,
+		Reassembly: reassembly.Config{
+			BodyCap:         cfg.BodyCap,
+			MaxFlows:        cfg.MaxFlows,
+			FlowBufferBytes: cfg.FlowBufferBytes,
+			BufferBytes:     cfg.BufferBytes,
+			IdleTimeout:     cfg.IdleTimeout,
+			ResponseTimeout: cfg.ResponseTimeout,
 		},
 	}
 }
+
+// openSource picks the frame source; with capture "auto" it falls back from native XDP to
+// generic XDP to AF_PACKET, logging once why each step was skipped.
+func (c *collector) openSource(ctx context.Context) error {
+	cfg := c.cfg
+	switch {
+	case cfg.Sample:
+		c.src = pcapsrc.New(pcapsrc.Config{Path: "-", Stdin: bytes.NewReader(sampleCapture), Logger: c.log})
+		return nil
+	case cfg.Pcap != "":
+		c.src = pcapsrc.New(pcapsrc.Config{Path: cfg.Pcap, Logger: c.log})
+		return nil
+	case cfg.Capture == "udp":
+		s, err := udpsrc.New(udpsrc.Config{VXLANPorts: cfg.VXLANPorts, GENEVEPorts: cfg.GENEVEPorts, Logger: c.log})
+		if err != nil {
+			return err
+		}
+		c.src, c.closeSrc = s, s.Close
+		return nil
+	}
+	if cfg.Interface == "" {
+		return fmt.Errorf("--capture %s needs an interface: add -i IFACE (or use --pcap FILE / --capture udp)", cfg.Capture)
+	}
+	if cfg.Capture == "xdp" || cfg.Capture == "auto" {
+		for _, mode := range []xdp.Mode{xdp.ModeNative, xdp.ModeGeneric} {
+			xc := xdp.DefaultConfig(cfg.Interface)
+			xc.VXLANPorts, xc.GENEVEPorts = toPorts(cfg.VXLANPorts), toPorts(cfg.GENEVEPorts)
+			xc.Raw, xc.Mode, xc.Logger = cfg.Raw, mode, c.log
+			s, err := xdp.Open(xc)
+			if err == nil {
+				if err := c.metrics.Register(s.Collector()); err != nil {
+					c.log.Warn("xdp counters not exported", "err", err)
+				}
+				c.src, c.closeSrc = s, s.Close
+				return nil
+			}
+			if cfg.Capture == "xdp" && mode == xdp.ModeGeneric {
+				return fmt.Errorf("--capture xdp: %w", err)
+			}
+			c.log.Warn("xdp capture unavailable, trying the next method", "mode", mode, "reason", err)
+		}
+	}
+	s, err := afpacket.New(afpacket.Config{Interface: cfg.Interface, Logger: c.log})
+	if err != nil {
+		return err
+	}
+	c.src, c.closeSrc = s, s.Close
+	return nil
+}
+
+// printSummary writes the one-screen end-of-run report.
+func (c *collector) printSummary(w io.Writer) {
+	s := c.disp.Snapshot()
+	el := time.Since(c.started)
+	var pkts, bytes uint64
+	for e := range s.Packets {
+		for o := range s.Packets[e] {
+			pkts += s.Packets[e][o]
+		}
+		bytes += s.Bytes[e]
+	}
+	r := s.Reassembly
+	emitted := r.Exchanges["complete"] + r.Exchanges["truncated"] + r.Exchanges["no_response"]
+	fmt.Fprintf(w, "\n── metlo-appliance summary (%s, %s) ──\n", c.src.Name(), el.Round(time.Millisecond))
+	fmt.Fprintf(w, "packets   %d (%.1f MB, %.0f pkt/s)\n", pkts, float64(bytes)/1e6, float64(pkts)/max(el.Seconds(), 1e-9))
+	for e := 0; e < datapath.NumEncaps; e++ {
+		line := ""
+		for o := datapath.Outcome(0); o < datapath.NumOutcomes; o++ {
+			if n := s.Packets[e][o]; n > 0 {
+				line += fmt.Sprintf(" %s=%d", o, n)
+			}
+		}
+		if line != "" {
+			fmt.Fprintf(w, "  %-13s%s\n", datapath.Encap(e).String()+":", line)
+		}
+	}
+	fmt.Fprintf(w, "flows     %d created, %d evicted idle, %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
+	fmt.Fprintf(w, "exchanges %d emitted (complete=%d truncated=%d no_response=%d); orphan_responses=%d parse_errors=%d non_http_flows=%d\n",
+		emitted, r.Exchanges["complete"], r.Exchanges["truncated"], r.Exchanges["no_response"],
+		r.Exchanges["orphan_response"], r.Exchanges["parse_error"], r.Exchanges["non_http"])
+	fmt.Fprintf(w, "tcp       out_of_order=%d gaps=%d", r.OutOfOrderSegments, r.Gaps)
+	for _, k := range sortedKeys(r.Drops) {
+		if r.Drops[k] > 0 {
+			fmt.Fprintf(w, " %s=%d", k, r.Drops[k])
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// pipelineStats adapts the dispatcher's snapshot to the exporter's metrics collector.
+type pipelineStats struct{ d *datapath.Dispatcher }
+
+func (p pipelineStats) Snapshot() exporter.PipelineSnapshot {
+	s := p.d.Snapshot()
+	out := exporter.PipelineSnapshot{
+		Packets:            map[exporter.PacketKey]uint64{},
+		Bytes:              map[string]uint64{},
+		Flows:              s.Reassembly.Flows,
+		OutOfOrderSegments: s.Reassembly.OutOfOrderSegments,
+		Gaps:               s.Reassembly.Gaps,
+		BufferedBytes:      s.Reassembly.BufferedBytes,
+		Drops:              s.Reassembly.Drops,
+		Exchanges:          s.Reassembly.Exchanges,
+	}
+	for e := range s.Packets {
+		enc := datapath.Encap(e).String()
+		for o := range s.Packets[e] {
+			out.Packets[exporter.PacketKey{Encap: enc, Outcome: datapath.Outcome(o).String()}] = s.Packets[e][o]
+		}
+		out.Bytes[enc] = s.Bytes[e]
+	}
+	return out
+}
+
+func toPorts(ps []int) []uint16 {
+	out := make([]uint16, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, uint16(p))
+	}
+	return out
+}
+
+// hostAddrs lists this host's addresses: raw capture never traces its own traffic.
+func hostAddrs(log *slog.Logger) []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		log.Warn("cannot list local addresses; raw capture may trace this host's own traffic", "err", err)
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+

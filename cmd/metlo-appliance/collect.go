@@ -323,4 +323,3 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
-

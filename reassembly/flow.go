@@ -179,13 +179,9 @@ func (f *flow) expire() {
 	}
 	deadline := now - int64(cfg.ResponseTimeout)
 	for len(f.pending) > 0 && f.pending[0].reqDone && f.pending[0].reqTime < deadline {
-		st := f.pending[0]
-		f.pending = f.pending[1:]
+		st := f.popPending()
 		st.ex.Flags |= FlagNoResponse
 		f.a.emit(st)
-	}
-	if len(f.pending) == 0 {
-		f.pending = nil
 	}
 	if !f.hasPendingWork() {
 		f.a.pendRemove(f)
@@ -200,8 +196,7 @@ func (f *flow) hasPendingWork() bool {
 // enqueue adds a request to the FIFO that responses are paired from.
 func (f *flow) enqueue(st *exState) {
 	if len(f.pending) >= f.a.cfg.MaxPending {
-		old := f.pending[0]
-		f.pending = f.pending[1:]
+		old := f.popPending()
 		old.ex.Flags |= FlagNoResponse
 		f.a.c.drops[dropPendingFull].Add(1)
 		if old.reqDone {
@@ -220,6 +215,17 @@ func (f *flow) enqueue(st *exState) {
 			srv.releaseHold(false)
 		}
 	}
+}
+
+// popPending removes the oldest pending request. It shifts in place rather than
+// reslicing, so the backing array neither grows on every request nor keeps emitted
+// exchanges alive.
+func (f *flow) popPending() *exState {
+	st := f.pending[0]
+	n := copy(f.pending, f.pending[1:])
+	f.pending[n] = nil
+	f.pending = f.pending[:n]
+	return st
 }
 
 // ignore stops parsing the connection (not HTTP, or it switched protocols).

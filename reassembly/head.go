@@ -152,7 +152,7 @@ func parseHead(block []byte) (head, error) {
 			continue
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+		if !ok || name == "" || hasSpace(name) {
 			return h, errBadHeader
 		}
 		value = strings.TrimSpace(value)
@@ -196,16 +196,34 @@ func (h *head) noteFraming(name, value string) error {
 		}
 	case 17:
 		if strings.EqualFold(name, "Transfer-Encoding") {
-			codings := strings.Split(value, ",")
-			h.chunked = strings.EqualFold(strings.TrimSpace(codings[len(codings)-1]), "chunked")
+			h.chunked = strings.EqualFold(lastToken(value), "chunked")
 		}
 	}
 	return nil
 }
 
 func containsTokenFold(list, token string) bool {
-	for _, t := range strings.Split(list, ",") {
+	for list != "" {
+		var t string
+		t, list, _ = strings.Cut(list, ",")
 		if strings.EqualFold(strings.TrimSpace(t), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastToken returns the last element of a comma-separated list, trimmed.
+func lastToken(list string) string {
+	if i := strings.LastIndexByte(list, ','); i >= 0 {
+		list = list[i+1:]
+	}
+	return strings.TrimSpace(list)
+}
+
+func hasSpace(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' || s[i] == '\t' {
 			return true
 		}
 	}

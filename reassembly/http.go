@@ -45,7 +45,7 @@ type half struct {
 	buf       []byte // partial header block, chunk line, or held response bytes
 	remaining int64
 	cur       *exState // message being read; nil for orphan responses (bytes counted, not kept)
-	msg       *messageBody
+	msg       messageBody
 	msgSeq    uint32 // sequence number of the current message's first byte
 	msgTS     int64
 	msgAck    uint32
@@ -75,7 +75,7 @@ func (h *half) isServer() bool { return h.f.clientDir == int8(1-h.dir) }
 
 func (h *half) dropBuffers() {
 	h.buf = nil
-	h.cur, h.msg = nil, nil
+	h.cur, h.msg = nil, messageBody{}
 }
 
 // feed parses in-order bytes; seq is the sequence number of data[0].
@@ -298,7 +298,7 @@ func (h *half) abandon() {
 		h.finishSide()
 	}
 	h.buf = nil
-	h.cur, h.msg = nil, nil
+	h.cur, h.msg = nil, messageBody{}
 	h.state = stResync
 }
 
@@ -324,7 +324,7 @@ func (h *half) onRequestHead(hd *head) {
 	req.Path, req.RawQuery = splitTarget(hd.target, &req.Host)
 	h.setExchangeAddrs(st)
 	h.cur = st
-	h.msg = &messageBody{body: &req.Body, size: &req.BodySize, truncated: &req.BodyTruncated, encoding: hd.encoding}
+	h.msg = messageBody{body: &req.Body, size: &req.BodySize, truncated: &req.BodyTruncated, encoding: hd.encoding}
 	h.f.enqueue(st)
 	switch {
 	case hd.chunked:
@@ -358,14 +358,14 @@ func (h *half) onResponseHead(hd *head) {
 	}
 	if st == nil {
 		f.a.c.outcomes[outOrphanResponse].Add(1)
-		h.cur, h.msg = nil, &messageBody{}
+		h.cur, h.msg = nil, messageBody{}
 	} else {
-		f.pending = f.pending[1:]
+		f.popPending()
 		resp := &st.ex.Response
 		resp.Status, resp.Reason, resp.Proto, resp.Headers = hd.status, hd.reason, hd.proto, hd.headers
 		resp.Time = time.Unix(0, h.msgTS)
 		h.cur = st
-		h.msg = &messageBody{body: &resp.Body, size: &resp.BodySize, truncated: &resp.BodyTruncated, encoding: hd.encoding}
+		h.msg = messageBody{body: &resp.Body, size: &resp.BodySize, truncated: &resp.BodyTruncated, encoding: hd.encoding}
 	}
 	switch {
 	case hd.status == 101 || (method == "CONNECT" && hd.status < 300):
@@ -421,8 +421,8 @@ func (h *half) preallocBody(n int64) {
 }
 
 func (h *half) appendBody(b []byte) {
-	m := h.msg
-	if m == nil || m.size == nil {
+	m := &h.msg
+	if m.size == nil {
 		return // orphan: counted only
 	}
 	*m.size += int64(len(b))
@@ -506,7 +506,7 @@ func parseChunkSize(line []byte) (int64, bool) {
 // endMessage completes the message being read.
 func (h *half) endMessage() {
 	h.finishSide()
-	h.cur, h.msg = nil, nil
+	h.cur, h.msg = nil, messageBody{}
 	h.state = stStart
 	if len(h.buf) == 0 && cap(h.buf) > 4<<10 {
 		h.buf = nil
@@ -520,7 +520,7 @@ func (h *half) finishSide() {
 	if st == nil {
 		return
 	}
-	if m := h.msg; m != nil && m.encoding != "" && m.encoding != "identity" && len(*m.body) > 0 {
+	if m := &h.msg; m.body != nil && m.encoding != "" && m.encoding != "identity" && len(*m.body) > 0 {
 		dec, cut, err := decodeBody(*m.body, m.encoding, h.f.a.cfg.BodyCap, *m.truncated)
 		if err != nil {
 			st.ex.Flags |= FlagDecodeError
@@ -548,7 +548,7 @@ func (h *half) gap(n int) {
 	case stBodyLength, stChunkData:
 		if int64(n) <= h.remaining {
 			h.gapInMsg = true
-			if h.msg != nil && h.msg.size != nil {
+			if h.msg.size != nil {
 				*h.msg.size += int64(n)
 				*h.msg.truncated = true
 			}
@@ -566,7 +566,7 @@ func (h *half) gap(n int) {
 		h.abandon()
 	case stBodyClose:
 		h.gapInMsg = true
-		if h.msg != nil && h.msg.size != nil {
+		if h.msg.size != nil {
 			*h.msg.size += int64(n)
 			*h.msg.truncated = true
 		}

@@ -156,8 +156,8 @@ func (p *Provider) planHealthCheck(ctx context.Context, e *env, port int) (step,
 	name := e.name("hc")
 	want := &computepb.HealthCheck{
 		Name: proto.String(name), Description: proto.String(e.description("collector health check")),
-		Type:            proto.String("HTTP"),
-		HttpHealthCheck: &computepb.HTTPHealthCheck{Port: proto.Int32(int32(port)), RequestPath: proto.String("/readyz")},
+		Type:             proto.String("HTTP"),
+		HttpHealthCheck:  &computepb.HTTPHealthCheck{Port: proto.Int32(int32(port)), RequestPath: proto.String("/readyz")},
 		CheckIntervalSec: proto.Int32(5), TimeoutSec: proto.Int32(5), HealthyThreshold: proto.Int32(2), UnhealthyThreshold: proto.Int32(3),
 	}
 	detail := fmt.Sprintf("HTTP :%d/readyz", port)

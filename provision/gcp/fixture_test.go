@@ -76,3 +76,7 @@ func (w *world) provision(t *testing.T, sources ...string) string {
 	}
 	return out
 }
+
+func gcpemuInstance(name string) gcpemu.Instance {
+	return gcpemu.Instance{Project: testProject, Zone: "us-central1-f", Name: name, Network: "default", Subnetwork: "default-sub", IP: "10.0.3.1"}
+}

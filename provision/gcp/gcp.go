@@ -128,4 +128,3 @@ func (t redirectTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.URL, r.Host = &u, t.host
 	return http.DefaultTransport.RoundTrip(r)
 }
-

@@ -58,6 +58,7 @@ type Server struct {
 type opState struct {
 	op    *computepb.Operation
 	polls int
+	err   *apiError // attached when the operation finishes, as the real API does
 }
 
 type apiError struct {
@@ -379,12 +380,7 @@ func (s *Server) startOperation(project, scope, loc, method, target, requestID s
 	op.SelfLink = proto.String(linkBase + key)
 	s.nextID++
 	op.Id = proto.Uint64(s.nextID)
-	if opErr != nil {
-		op.Error = &computepb.Error{Errors: []*computepb.Errors{{Code: proto.String(opErr.Reason), Message: proto.String(opErr.Message)}}}
-		op.HttpErrorStatusCode = proto.Int32(int32(opErr.Code))
-		op.HttpErrorMessage = proto.String(http.StatusText(opErr.Code))
-	}
-	st := &opState{op: op, polls: 0}
+	st := &opState{op: op, err: opErr}
 	s.ops[key] = st
 	if requestID != "" {
 		s.requests[requestID] = key
@@ -396,6 +392,11 @@ func (s *Server) startOperation(project, scope, loc, method, target, requestID s
 }
 
 func (s *Server) finish(st *opState) {
+	if e := st.err; e != nil {
+		st.op.Error = &computepb.Error{Errors: []*computepb.Errors{{Code: proto.String(e.Reason), Message: proto.String(e.Message)}}}
+		st.op.HttpErrorStatusCode = proto.Int32(int32(e.Code))
+		st.op.HttpErrorMessage = proto.String(http.StatusText(e.Code))
+	}
 	st.op.Status = computepb.Operation_DONE.Enum()
 	st.op.Progress = proto.Int32(100)
 	st.op.EndTime = proto.String(time.Now().UTC().Format(time.RFC3339))
@@ -465,4 +466,12 @@ func (s *Server) mutate(w http.ResponseWriter, r *http.Request, method, target s
 		s.AfterMutation(method)
 	}
 	writeJSON(w, op)
+}
+
+// Delete removes a resource as if someone else had deleted it.
+func (s *Server) Delete(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.res, key)
+	delete(s.members, key)
 }

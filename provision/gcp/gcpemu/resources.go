@@ -48,7 +48,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+p+"zones/{loc}/instanceGroups/{name}/listInstances", s.listInstances)
 	for _, c := range []collection{
 		{scope: "zones", name: "instanceGroups", method: "compute.instanceGroups", newMsg: func() proto.Message { return &computepb.InstanceGroup{} }, validate: validateInstanceGroup},
-		{scope: "regions", name: "healthChecks", method: "compute.regionHealthChecks", newMsg: func() proto.Message { return &computepb.HealthCheck{} }, validate: validateHealthCheck},
+		{scope: "regions", name: "healthChecks", method: "compute.regionHealthChecks", newMsg: func() proto.Message { return &computepb.HealthCheck{} }, validate: validateHealthCheck, patch: true},
 		{scope: "regions", name: "backendServices", method: "compute.regionBackendServices", newMsg: func() proto.Message { return &computepb.BackendService{} }, validate: validateBackendService},
 		{scope: "regions", name: "forwardingRules", method: "compute.forwardingRules", newMsg: func() proto.Message { return &computepb.ForwardingRule{} }, validate: validateForwardingRule},
 		{scope: "global", name: "firewalls", method: "compute.firewalls", newMsg: func() proto.Message { return &computepb.Firewall{} }, validate: validateFirewall},

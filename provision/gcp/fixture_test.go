@@ -2,6 +2,7 @@ package gcp
 
 import (
 	"bytes"
+	"cloud.google.com/go/compute/apiv1/computepb"
 	"context"
 	"testing"
 	"time"
@@ -79,4 +80,9 @@ func (w *world) provision(t *testing.T, sources ...string) string {
 
 func gcpemuInstance(name string) gcpemu.Instance {
 	return gcpemu.Instance{Project: testProject, Zone: "us-central1-f", Name: name, Network: "default", Subnetwork: "default-sub", IP: "10.0.3.1"}
+}
+
+func policyFilter(t *testing.T, w *world, key string) []string {
+	t.Helper()
+	return w.emu.Get(key).(*computepb.PacketMirroring).GetFilter().GetCidrRanges()
 }

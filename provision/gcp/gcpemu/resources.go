@@ -1,0 +1,619 @@
+package gcpemu
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// Packet Mirroring limits per policy (Compute Engine quotas documented for the API).
+const (
+	maxMirroredInstances = 50
+	maxMirroredSubnets   = 5
+)
+
+// collection describes one managed resource type: where it lives, its API method prefix and
+// the rules it enforces.
+type collection struct {
+	scope    string // "zones", "regions" or "global"
+	name     string // URL collection, e.g. "packetMirrorings"
+	method   string // method prefix, e.g. "compute.packetMirrorings"
+	newMsg   func() proto.Message
+	validate func(s *Server, project, key string, m proto.Message) *apiError
+	patch    bool
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	const p = "/compute/v1/projects/{project}/"
+	ops := map[string]string{"zones/{loc}/": "compute.zoneOperations.get", "regions/{loc}/": "compute.regionOperations.get", "global/": "compute.globalOperations.get"}
+	for prefix, method := range ops {
+		mux.HandleFunc("GET "+p+prefix+"operations/{name}", func(w http.ResponseWriter, r *http.Request) {
+			s.pollOperation(w, r, method, strings.TrimPrefix(r.URL.Path, "/compute/v1/"))
+		})
+	}
+	s.readOnly(mux, "zones", "instances", "compute.instances")
+	s.readOnly(mux, "regions", "subnetworks", "compute.subnetworks")
+	s.readOnly(mux, "global", "networks", "compute.networks")
+	mux.HandleFunc("GET "+p+"aggregated/instances", s.aggregatedInstances)
+	mux.HandleFunc("POST "+p+"zones/{loc}/instanceGroups/{name}/addInstances", s.addInstances)
+	mux.HandleFunc("POST "+p+"zones/{loc}/instanceGroups/{name}/listInstances", s.listInstances)
+	for _, c := range []collection{
+		{scope: "zones", name: "instanceGroups", method: "compute.instanceGroups", newMsg: func() proto.Message { return &computepb.InstanceGroup{} }, validate: validateInstanceGroup},
+		{scope: "regions", name: "healthChecks", method: "compute.regionHealthChecks", newMsg: func() proto.Message { return &computepb.HealthCheck{} }, validate: validateHealthCheck, patch: true},
+		{scope: "regions", name: "backendServices", method: "compute.regionBackendServices", newMsg: func() proto.Message { return &computepb.BackendService{} }, validate: validateBackendService},
+		{scope: "regions", name: "forwardingRules", method: "compute.forwardingRules", newMsg: func() proto.Message { return &computepb.ForwardingRule{} }, validate: validateForwardingRule},
+		{scope: "global", name: "firewalls", method: "compute.firewalls", newMsg: func() proto.Message { return &computepb.Firewall{} }, validate: validateFirewall},
+		{scope: "regions", name: "packetMirrorings", method: "compute.packetMirrorings", newMsg: func() proto.Message { return &computepb.PacketMirroring{} }, validate: validatePacketMirroring, patch: true},
+	} {
+		s.managed(mux, c)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{404, "notFound", fmt.Sprintf("emulator: no route for %s %s", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+func scopePath(scope string) string {
+	if scope == "global" {
+		return "global/"
+	}
+	return scope + "/{loc}/"
+}
+
+// itemKey is the relative path of the item a request names.
+func itemKey(r *http.Request, scope, coll string) string {
+	if scope == "global" {
+		return fmt.Sprintf("projects/%s/global/%s/%s", r.PathValue("project"), coll, r.PathValue("name"))
+	}
+	return fmt.Sprintf("projects/%s/%s/%s/%s/%s", r.PathValue("project"), scope, r.PathValue("loc"), coll, r.PathValue("name"))
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, method, key string) {
+	s.record(method)
+	if m := s.Get(key); m != nil {
+		writeJSON(w, m)
+		return
+	}
+	writeError(w, notFound(key))
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, method, prefix string) {
+	s.record(method)
+	s.mu.Lock()
+	var keys []string
+	for k := range s.res {
+		if strings.HasPrefix(k, prefix) && strings.Count(k[len(prefix):], "/") == 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	items := make([]proto.Message, 0, len(keys))
+	for _, k := range keys {
+		items = append(items, proto.Clone(s.res[k]))
+	}
+	s.mu.Unlock()
+	writeList(w, "compute#list", items)
+}
+
+func listPrefix(r *http.Request, scope, coll string) string {
+	if scope == "global" {
+		return fmt.Sprintf("projects/%s/global/%s/", r.PathValue("project"), coll)
+	}
+	return fmt.Sprintf("projects/%s/%s/%s/%s/", r.PathValue("project"), scope, r.PathValue("loc"), coll)
+}
+
+func (s *Server) readOnly(mux *http.ServeMux, scope, coll, method string) {
+	base := "/compute/v1/projects/{project}/" + scopePath(scope) + coll
+	mux.HandleFunc("GET "+base+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		s.get(w, r, method+".get", itemKey(r, scope, coll))
+	})
+	mux.HandleFunc("GET "+base, func(w http.ResponseWriter, r *http.Request) {
+		s.list(w, r, method+".list", listPrefix(r, scope, coll))
+	})
+}
+
+func (s *Server) managed(mux *http.ServeMux, c collection) {
+	base := "/compute/v1/projects/{project}/" + scopePath(c.scope) + c.name
+	mux.HandleFunc("GET "+base+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		s.get(w, r, c.method+".get", itemKey(r, c.scope, c.name))
+	})
+	mux.HandleFunc("GET "+base, func(w http.ResponseWriter, r *http.Request) {
+		s.list(w, r, c.method+".list", listPrefix(r, c.scope, c.name))
+	})
+	mux.HandleFunc("POST "+base, func(w http.ResponseWriter, r *http.Request) {
+		m := c.newMsg()
+		if err := readBody(r, m); err != nil {
+			s.record(c.method + ".insert")
+			writeError(w, err)
+			return
+		}
+		name := m.ProtoReflect().Get(m.ProtoReflect().Descriptor().Fields().ByName("name")).String()
+		r.SetPathValue("name", name)
+		key := itemKey(r, c.scope, c.name)
+		s.mutate(w, r, c.method+".insert", key, func() (*apiError, *apiError) {
+			if !nameRE.MatchString(name) {
+				return badRequest("invalid", "Invalid value for field 'resource.name': '%s'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'", name), nil
+			}
+			if _, ok := s.res[key]; ok {
+				return &apiError{409, "alreadyExists", fmt.Sprintf("The resource '%s' already exists", key)}, nil
+			}
+			if err := c.validate(s, r.PathValue("project"), key, m); err != nil {
+				return err, nil
+			}
+			s.stamp(key, m)
+			s.res[key] = m
+			return nil, nil
+		})
+	})
+	mux.HandleFunc("DELETE "+base+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		key := itemKey(r, c.scope, c.name)
+		s.mutate(w, r, c.method+".delete", key, func() (*apiError, *apiError) {
+			if _, ok := s.res[key]; !ok {
+				return notFound(key), nil
+			}
+			if user := s.userOf(key); user != "" {
+				return nil, badRequest("resourceInUseByAnotherResource", "The %s resource '%s' is already being used by '%s'", strings.TrimSuffix(c.name, "s"), key, user)
+			}
+			delete(s.res, key)
+			delete(s.members, key)
+			return nil, nil
+		})
+	})
+	if !c.patch {
+		return
+	}
+	mux.HandleFunc("PATCH "+base+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		key := itemKey(r, c.scope, c.name)
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			s.record(c.method + ".patch")
+			writeError(w, badRequest("parseError", "read body: %v", err))
+			return
+		}
+		s.mutate(w, r, c.method+".patch", key, func() (*apiError, *apiError) {
+			cur, ok := s.res[key]
+			if !ok {
+				return notFound(key), nil
+			}
+			next, perr := mergePatch(cur, body, c.newMsg())
+			if perr != nil {
+				return perr, nil
+			}
+			if n := next.ProtoReflect().Get(next.ProtoReflect().Descriptor().Fields().ByName("name")).String(); n != r.PathValue("name") {
+				return badRequest("invalid", "the name of a resource cannot be changed (%q → %q)", r.PathValue("name"), n), nil
+			}
+			if err := c.validate(s, r.PathValue("project"), key, next); err != nil {
+				return err, nil
+			}
+			s.res[key] = next
+			return nil, nil
+		})
+	})
+}
+
+// mergePatch applies an RFC 7386 JSON merge patch (the semantics of the Compute PATCH
+// methods): objects merge field by field, arrays and scalars replace, absent fields stay.
+func mergePatch(cur proto.Message, patch []byte, into proto.Message) (proto.Message, *apiError) {
+	curJSON, err := protojson.Marshal(cur)
+	if err != nil {
+		return nil, &apiError{500, "internal", err.Error()}
+	}
+	var doc, p map[string]any
+	if err := json.Unmarshal(curJSON, &doc); err != nil {
+		return nil, &apiError{500, "internal", err.Error()}
+	}
+	if err := json.Unmarshal(patch, &p); err != nil {
+		return nil, badRequest("parseError", "Invalid JSON payload received. %v", err)
+	}
+	merged, _ := json.Marshal(mergeJSON(doc, p))
+	if err := protojson.Unmarshal(merged, into); err != nil {
+		return nil, badRequest("parseError", "Invalid JSON payload received. %v", err)
+	}
+	return into, nil
+}
+
+func mergeJSON(doc, patch map[string]any) map[string]any {
+	for k, v := range patch {
+		switch pv := v.(type) {
+		case nil:
+			delete(doc, k)
+		case map[string]any:
+			dv, _ := doc[k].(map[string]any)
+			if dv == nil {
+				dv = map[string]any{}
+			}
+			doc[k] = mergeJSON(dv, pv)
+		default:
+			doc[k] = v
+		}
+	}
+	return doc
+}
+
+// refsOf lists the resources (relative paths) a resource depends on.
+func refsOf(project string, m proto.Message) []string {
+	var out []string
+	switch v := m.(type) {
+	case *computepb.BackendService:
+		for _, hc := range v.GetHealthChecks() {
+			out = append(out, rel(project, hc))
+		}
+		for _, b := range v.GetBackends() {
+			out = append(out, rel(project, b.GetGroup()))
+		}
+	case *computepb.ForwardingRule:
+		if v.BackendService != nil {
+			out = append(out, rel(project, v.GetBackendService()))
+		}
+	case *computepb.PacketMirroring:
+		if v.GetCollectorIlb().GetUrl() != "" {
+			out = append(out, rel(project, v.GetCollectorIlb().GetUrl()))
+		}
+	}
+	return out
+}
+
+// userOf returns a resource that references key, or "".
+func (s *Server) userOf(key string) string {
+	project := strings.Split(key, "/")[1]
+	users := make([]string, 0)
+	for k, m := range s.res {
+		for _, ref := range refsOf(project, m) {
+			if ref == key {
+				users = append(users, k)
+			}
+		}
+	}
+	sort.Strings(users)
+	if len(users) == 0 {
+		return ""
+	}
+	return users[0]
+}
+
+func (s *Server) aggregatedInstances(w http.ResponseWriter, r *http.Request) {
+	s.record("compute.instances.aggregatedList")
+	prefix := "projects/" + r.PathValue("project") + "/zones/"
+	out := &computepb.InstanceAggregatedList{Items: map[string]*computepb.InstancesScopedList{}}
+	s.mu.Lock()
+	for k, m := range s.res {
+		if !strings.HasPrefix(k, prefix) || collectionOf(k) != "instances" {
+			continue
+		}
+		_, zone := location(k)
+		scoped := out.Items["zones/"+zone]
+		if scoped == nil {
+			scoped = &computepb.InstancesScopedList{}
+			out.Items["zones/"+zone] = scoped
+		}
+		scoped.Instances = append(scoped.Instances, proto.Clone(m).(*computepb.Instance))
+	}
+	s.mu.Unlock()
+	for _, sl := range out.Items {
+		sort.Slice(sl.Instances, func(i, j int) bool { return sl.Instances[i].GetName() < sl.Instances[j].GetName() })
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) addInstances(w http.ResponseWriter, r *http.Request) {
+	key := itemKey(r, "zones", "instanceGroups")
+	req := &computepb.InstanceGroupsAddInstancesRequest{}
+	if err := readBody(r, req); err != nil {
+		s.record("compute.instanceGroups.addInstances")
+		writeError(w, err)
+		return
+	}
+	project := r.PathValue("project")
+	s.mutate(w, r, "compute.instanceGroups.addInstances", key, func() (*apiError, *apiError) {
+		g, ok := s.res[key].(*computepb.InstanceGroup)
+		if !ok {
+			return notFound(key), nil
+		}
+		var add []string
+		for _, ref := range req.GetInstances() {
+			ik := rel(project, ref.GetInstance())
+			inst, ok := s.res[ik].(*computepb.Instance)
+			if !ok {
+				return notFound(ik), nil
+			}
+			if _, zone := location(ik); zone != r.PathValue("loc") {
+				return badRequest("invalid", "instance %s is not in the instance group's zone %s", ik, r.PathValue("loc")), nil
+			}
+			if rel(project, inst.GetNetworkInterfaces()[0].GetNetwork()) != rel(project, g.GetNetwork()) {
+				return badRequest("invalid", "instance %s is not in the instance group's network %s", ik, g.GetNetwork()), nil
+			}
+			for _, m := range s.members[key] {
+				if m == ik {
+					return nil, badRequest("memberAlreadyExists", "The resource '%s' is already a member of '%s'", ik, key)
+				}
+			}
+			add = append(add, ik)
+		}
+		s.members[key] = append(s.members[key], add...)
+		g.Size = proto.Int32(int32(len(s.members[key])))
+		return nil, nil
+	})
+}
+
+func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
+	s.record("compute.instanceGroups.listInstances")
+	key := itemKey(r, "zones", "instanceGroups")
+	s.mu.Lock()
+	_, ok := s.res[key]
+	members := append([]string(nil), s.members[key]...)
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, notFound(key))
+		return
+	}
+	out := &computepb.InstanceGroupsListInstances{}
+	for _, m := range members {
+		out.Items = append(out.Items, &computepb.InstanceWithNamedPorts{Instance: proto.String(linkBase + m), Status: proto.String("RUNNING")})
+	}
+	writeJSON(w, out)
+}
+
+// ---- validation rules -------------------------------------------------------------------
+
+func (s *Server) network(project, ref string) (string, *apiError) {
+	if ref == "" {
+		return "", badRequest("required", "Required field 'network' not specified")
+	}
+	k := rel(project, ref)
+	if _, ok := s.res[k].(*computepb.Network); !ok {
+		return "", notFound(k)
+	}
+	return k, nil
+}
+
+func validateInstanceGroup(s *Server, project, key string, m proto.Message) *apiError {
+	_, err := s.network(project, m.(*computepb.InstanceGroup).GetNetwork())
+	return err
+}
+
+func validateHealthCheck(s *Server, project, key string, m proto.Message) *apiError {
+	hc := m.(*computepb.HealthCheck)
+	var port int32
+	switch hc.GetType() {
+	case "HTTP":
+		if hc.HttpHealthCheck == nil {
+			return badRequest("invalid", "HTTP health check needs httpHealthCheck")
+		}
+		port = hc.GetHttpHealthCheck().GetPort()
+	case "TCP":
+		if hc.TcpHealthCheck == nil {
+			return badRequest("invalid", "TCP health check needs tcpHealthCheck")
+		}
+		port = hc.GetTcpHealthCheck().GetPort()
+	default:
+		return badRequest("invalid", "Invalid value for field 'resource.type': '%s'", hc.GetType())
+	}
+	if port < 1 || port > 65535 {
+		return badRequest("invalid", "Invalid value for field 'port': %d", port)
+	}
+	return nil
+}
+
+func validateBackendService(s *Server, project, key string, m proto.Message) *apiError {
+	bs := m.(*computepb.BackendService)
+	_, region := location(key)
+	if bs.GetLoadBalancingScheme() != "INTERNAL" {
+		return badRequest("invalid", "regional backend services in this emulator must be INTERNAL, got %q", bs.GetLoadBalancingScheme())
+	}
+	switch bs.GetProtocol() {
+	case "", "TCP", "UDP", "UNSPECIFIED":
+	default:
+		return badRequest("invalid", "INTERNAL backend services support TCP, UDP or UNSPECIFIED, not %s", bs.GetProtocol())
+	}
+	if len(bs.GetHealthChecks()) != 1 {
+		return badRequest("invalid", "an INTERNAL backend service needs exactly one health check")
+	}
+	hk := rel(project, bs.GetHealthChecks()[0])
+	if _, ok := s.res[hk].(*computepb.HealthCheck); !ok {
+		return notFound(hk)
+	}
+	if scope, loc := location(hk); scope == "regions" && loc != region {
+		return badRequest("invalid", "health check %s is not in region %s", hk, region)
+	}
+	for _, b := range bs.GetBackends() {
+		gk := rel(project, b.GetGroup())
+		if _, ok := s.res[gk].(*computepb.InstanceGroup); !ok {
+			return notFound(gk)
+		}
+		if _, zone := location(gk); regionOf(zone) != region {
+			return badRequest("invalid", "backend group %s is not in region %s", gk, region)
+		}
+		if mode := b.GetBalancingMode(); mode != "" && mode != "CONNECTION" {
+			return badRequest("invalid", "INTERNAL backend services only support the CONNECTION balancing mode, not %s", mode)
+		}
+	}
+	return nil
+}
+
+func validateForwardingRule(s *Server, project, key string, m proto.Message) *apiError {
+	fr := m.(*computepb.ForwardingRule)
+	_, region := location(key)
+	if fr.GetIsMirroringCollector() && fr.GetLoadBalancingScheme() != "INTERNAL" {
+		return badRequest("invalid", "isMirroringCollector can only be set on forwarding rules with loadBalancingScheme INTERNAL, not %q", fr.GetLoadBalancingScheme())
+	}
+	if fr.GetLoadBalancingScheme() != "INTERNAL" {
+		return badRequest("invalid", "this emulator only serves INTERNAL forwarding rules")
+	}
+	if fr.GetBackendService() == "" {
+		return badRequest("required", "an INTERNAL forwarding rule needs backendService")
+	}
+	bk := rel(project, fr.GetBackendService())
+	bs, ok := s.res[bk].(*computepb.BackendService)
+	if !ok {
+		return notFound(bk)
+	}
+	if _, loc := location(bk); loc != region {
+		return badRequest("invalid", "backend service %s is not in region %s", bk, region)
+	}
+	if bs.GetLoadBalancingScheme() != "INTERNAL" {
+		return badRequest("invalid", "backend service %s is not INTERNAL", bk)
+	}
+	nk, err := s.network(project, fr.GetNetwork())
+	if err != nil {
+		return err
+	}
+	if fr.GetSubnetwork() != "" {
+		sk := rel(project, fr.GetSubnetwork())
+		sub, ok := s.res[sk].(*computepb.Subnetwork)
+		if !ok {
+			return notFound(sk)
+		}
+		if _, loc := location(sk); loc != region {
+			return badRequest("invalid", "subnetwork %s is not in region %s", sk, region)
+		}
+		if rel(project, sub.GetNetwork()) != nk {
+			return badRequest("invalid", "subnetwork %s is not in network %s", sk, nk)
+		}
+		if fr.IPAddress == nil {
+			if p, perr := netip.ParsePrefix(sub.GetIpCidrRange()); perr == nil {
+				addr := p.Addr()
+				for range 1 + int(s.nextID%200) {
+					addr = addr.Next()
+				}
+				fr.IPAddress = proto.String(addr.String())
+			}
+		}
+	}
+	switch ipp := fr.GetIPProtocol(); ipp {
+	case "", "TCP", "UDP", "L3_DEFAULT":
+	default:
+		return badRequest("invalid", "INTERNAL forwarding rules carry TCP, UDP or L3_DEFAULT, not %s", ipp)
+	}
+	if !fr.GetAllPorts() && len(fr.GetPorts()) == 0 {
+		return badRequest("invalid", "an INTERNAL forwarding rule needs ports or allPorts")
+	}
+	if fr.GetAllPorts() && len(fr.GetPorts()) > 0 {
+		return badRequest("invalid", "ports and allPorts are mutually exclusive")
+	}
+	return nil
+}
+
+func validateFirewall(s *Server, project, key string, m proto.Message) *apiError {
+	fw := m.(*computepb.Firewall)
+	if _, err := s.network(project, fw.GetNetwork()); err != nil {
+		return err
+	}
+	if len(fw.GetAllowed()) == 0 && len(fw.GetDenied()) == 0 {
+		return badRequest("invalid", "a firewall rule needs allowed or denied")
+	}
+	v4, v6 := false, false
+	for _, c := range append(append([]string(nil), fw.GetSourceRanges()...), fw.GetDestinationRanges()...) {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return badRequest("invalid", "Invalid value for field 'resource.sourceRanges': '%s'", c)
+		}
+		v4, v6 = v4 || p.Addr().Is4(), v6 || p.Addr().Is6()
+	}
+	if v4 && v6 {
+		return badRequest("invalid", "a firewall rule cannot mix IPv4 and IPv6 ranges")
+	}
+	if len(fw.GetTargetTags()) > 0 && len(fw.GetTargetServiceAccounts()) > 0 {
+		return badRequest("invalid", "targetTags and targetServiceAccounts are mutually exclusive")
+	}
+	return nil
+}
+
+func validatePacketMirroring(s *Server, project, key string, m proto.Message) *apiError {
+	pm := m.(*computepb.PacketMirroring)
+	_, region := location(key)
+	nk, err := s.network(project, pm.GetNetwork().GetUrl())
+	if err != nil {
+		return err
+	}
+	ck := rel(project, pm.GetCollectorIlb().GetUrl())
+	fr, ok := s.res[ck].(*computepb.ForwardingRule)
+	if !ok {
+		return notFound(ck)
+	}
+	if !fr.GetIsMirroringCollector() {
+		return badRequest("invalid", "collectorIlb %s is not a forwarding rule with isMirroringCollector=true", ck)
+	}
+	if _, loc := location(ck); loc != region {
+		return badRequest("invalid", "collectorIlb %s is not in the policy's region %s", ck, region)
+	}
+	if rel(project, fr.GetNetwork()) != nk {
+		return badRequest("invalid", "collectorIlb %s is in network %s, not the policy's network %s", ck, fr.GetNetwork(), nk)
+	}
+	mr := pm.GetMirroredResources()
+	if len(mr.GetInstances())+len(mr.GetSubnetworks())+len(mr.GetTags()) == 0 {
+		return badRequest("invalid", "mirroredResources must name at least one instance, subnetwork or tag")
+	}
+	if n := len(mr.GetInstances()); n > maxMirroredInstances {
+		return badRequest("invalid", "a packet mirroring policy can mirror at most %d instances, got %d", maxMirroredInstances, n)
+	}
+	if n := len(mr.GetSubnetworks()); n > maxMirroredSubnets {
+		return badRequest("invalid", "a packet mirroring policy can mirror at most %d subnetworks, got %d", maxMirroredSubnets, n)
+	}
+	seen := map[string]bool{}
+	for _, in := range mr.GetInstances() {
+		ik := rel(project, in.GetUrl())
+		if seen[ik] {
+			return badRequest("invalid", "instance %s listed twice", ik)
+		}
+		seen[ik] = true
+		inst, ok := s.res[ik].(*computepb.Instance)
+		if !ok {
+			return notFound(ik)
+		}
+		if _, zone := location(ik); regionOf(zone) != region {
+			return badRequest("invalid", "mirrored instance %s is not in region %s", ik, region)
+		}
+		if rel(project, inst.GetNetworkInterfaces()[0].GetNetwork()) != nk {
+			return badRequest("invalid", "mirrored instance %s is not in network %s", ik, nk)
+		}
+	}
+	for _, sn := range mr.GetSubnetworks() {
+		sk := rel(project, sn.GetUrl())
+		sub, ok := s.res[sk].(*computepb.Subnetwork)
+		if !ok {
+			return notFound(sk)
+		}
+		if _, loc := location(sk); loc != region {
+			return badRequest("invalid", "mirrored subnetwork %s is not in region %s", sk, region)
+		}
+		if rel(project, sub.GetNetwork()) != nk {
+			return badRequest("invalid", "mirrored subnetwork %s is not in network %s", sk, nk)
+		}
+	}
+	for _, tag := range mr.GetTags() {
+		if !nameRE.MatchString(tag) {
+			return badRequest("invalid", "invalid network tag %q", tag)
+		}
+	}
+	f := pm.GetFilter()
+	switch f.GetDirection() {
+	case "", "BOTH", "INGRESS", "EGRESS":
+	default:
+		return badRequest("invalid", "Invalid value for field 'resource.filter.direction': '%s'", f.GetDirection())
+	}
+	for _, c := range f.GetCidrRanges() {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return badRequest("invalid", "Invalid value for field 'resource.filter.cidrRanges': '%s'", c)
+		}
+	}
+	for _, p := range f.GetIPProtocols() {
+		switch p {
+		case "tcp", "udp", "icmp", "esp", "ah", "ipip", "sctp":
+		default:
+			return badRequest("invalid", "Invalid value for field 'resource.filter.IPProtocols': '%s'", p)
+		}
+	}
+	if pm.GetPriority() > 65535 {
+		return badRequest("invalid", "priority must be 0-65535")
+	}
+	return nil
+}

@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-short bench fuzz generate generate-check lint clean
+.PHONY: help build run test test-short bench bench-compare fuzz generate generate-check lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,9 @@ test-short: ## unit tests only, no root, no lab
 
 bench: ## run the benchmarks (single core and all cores)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -cpu 1,$$(nproc) ./...
+
+bench-compare: ## time collect --pcap against tshark on the same synthetic capture
+	test/bench/compare-tshark.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -306,3 +306,22 @@ func TestFlowTableBounded(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+func TestLostResponseRealigns(t *testing.T) {
+	c := newConv(t, Config{})
+	c.handshake()
+	c.client("GET /one HTTP/1.1\r\n\r\n")
+	lost := c.seg(false, 0, resp(200, "Content-Length: 3\r\n", "one"))
+	_ = lost // the capture lost this whole response
+	c.client("GET /two HTTP/1.1\r\n\r\n")
+	c.server(resp(200, "Content-Length: 3\r\n", "two"))
+	c.close()
+	c.a.Advance(c.ts + int64(2*time.Second)) // the reorder timeout declares the gap
+	got := c.want(2)
+	if got[0].Request.Path != "/one" || got[0].Flags&FlagNoResponse == 0 {
+		t.Fatalf("first: %s status %d flags %b", got[0].Request.Path, got[0].Response.Status, got[0].Flags)
+	}
+	if got[1].Request.Path != "/two" || string(got[1].Response.Body) != "two" {
+		t.Fatalf("second: %s %q", got[1].Request.Path, got[1].Response.Body)
+	}
+}

@@ -51,6 +51,7 @@ type half struct {
 	msgAck    uint32
 	msgHasAck bool
 	gapInMsg  bool
+	lostSync  bool // a gap may have swallowed whole messages: realign pairing by ACKs
 
 	holdSeq   uint32
 	holdTS    int64
@@ -340,6 +341,17 @@ func (h *half) onRequestHead(hd *head) {
 func (h *half) onResponseHead(hd *head) {
 	f := h.f
 	var st *exState
+	if h.lostSync && h.msgHasAck {
+		// Responses were lost in a gap. A server answers a request before the client sends
+		// the next one unless it pipelines, so a response that acknowledges the next
+		// request's bytes belongs to a later request: the ones before it went unanswered.
+		for len(f.pending) > 1 && f.pending[0].reqDone && int32(h.msgAck-f.pending[1].startSeq) > 0 {
+			old := f.popPending()
+			old.ex.Flags |= FlagNoResponse | FlagGap
+			f.a.emit(old)
+		}
+	}
+	h.lostSync = false
 	if len(f.pending) > 0 {
 		st = f.pending[0]
 		// A response sent before the server had received any of the request cannot be
@@ -544,6 +556,9 @@ func (h *half) finishSide() {
 // gap reports n bytes of this direction lost (capture truncation or loss).
 func (h *half) gap(n int) {
 	h.f.a.c.gaps.Add(1)
+	if h.state != stBodyLength && h.state != stChunkData && h.state != stBodyClose {
+		h.lostSync = true
+	}
 	switch h.state {
 	case stBodyLength, stChunkData:
 		if int64(n) <= h.remaining {

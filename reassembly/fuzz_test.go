@@ -57,4 +57,3 @@ func FuzzAssembler(f *testing.F) {
 		}
 	})
 }
-

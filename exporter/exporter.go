@@ -93,6 +93,7 @@ func New(ctx context.Context, opts Options) (*Exporter, error) {
 	if len(opts.Sinks) == 0 {
 		return nil, errors.New("start exporter: no sinks configured")
 	}
+	opts.metrics() // one registry for every sink, even when the caller gave none
 	var sinks []Sink
 	closeAll := func() {
 		for _, s := range sinks {

@@ -36,7 +36,12 @@ func ParseSink(spec string, opts Options) (Sink, error) {
 	case "jsonl":
 		return NewJSONLSink(arg, opts.metrics(), opts.logger()), nil
 	case "metlo":
-		return NewMetloSink(arg, opts.Metlo, opts.metrics(), opts.Ready, opts.logger())
+		s, err := NewMetloSink(arg, opts.Metlo, opts.metrics(), opts.Ready, opts.logger())
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	default:
+		return nil, fmt.Errorf("sink %q: unknown kind %q (accepted: jsonl, metlo)", spec, kind)
 	}
-	return nil, fmt.Errorf("sink %q: unknown kind %q (accepted: jsonl, metlo)", spec, kind)
 }

@@ -1,6 +1,23 @@
 package main
 
-import "time"
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/metlo-labs/metlo-appliance/exporter"
+)
 
 // Config is the appliance's whole configuration. Keys (yaml, env METLO_<KEY>, flag --<key>)
 // are the mapstructure tags; defaults come from defaultConfig.
@@ -24,6 +41,21 @@ type Config struct {
 	IdleTimeout     time.Duration `mapstructure:"idle-timeout"`      // evict a flow after this long without packets
 	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // emit a request without response after this long
 
+	// Export
+	Environment      string        `mapstructure:"environment"`        // meta.environment of every trace
+	MetloHost        string        `mapstructure:"metlo-host"`         // Metlo collector URL; adds a metlo: sink when no sink is given (env METLO_HOST)
+	MetloKey         string        `mapstructure:"metlo-key"`          // Metlo API key (env METLO_KEY)
+	CredentialsFile  string        `mapstructure:"credentials-file"`   // Metlo's KEY=VALUE credentials file (METLO_HOST, METLO_KEY)
+	QueueTraces      int           `mapstructure:"queue-traces"`       // intake queue between capture and encoding, in traces
+	QueueBytes       int64         `mapstructure:"queue-bytes"`        // intake queue, in bytes
+	MetloQueueTraces int           `mapstructure:"metlo-queue-traces"` // traces waiting for the Metlo backend
+	MetloQueueBytes  int64         `mapstructure:"metlo-queue-bytes"`  // bytes waiting for the Metlo backend
+	BatchSize        int           `mapstructure:"batch-size"`         // traces per POST to the Metlo backend (a batch also closes after 1s)
+	RateLimit        float64       `mapstructure:"rate-limit"`         // traces/s sent to the Metlo backend; 0 = unlimited
+	FlushTimeout     time.Duration `mapstructure:"flush-timeout"`      // how long shutdown waits for queued traces to be delivered
+	RedactHeaders    []string      `mapstructure:"redact-headers"`     // header names whose values are replaced by [REDACTED]
+	RedactFields     []string      `mapstructure:"redact-fields"`      // query parameter / JSON body field names whose values are replaced
+
 	// Operations
 	MetricsAddr string `mapstructure:"metrics-addr"` // Prometheus /metrics, /healthz, /readyz; "" disables
 	LogLevel    string `mapstructure:"log-level"`    // debug|info|warn|error
@@ -31,17 +63,296 @@ type Config struct {
 
 func defaultConfig() Config {
 	return Config{
-		Capture:         "auto",
-		VXLANPorts:      []int{4789},
-		GENEVEPorts:     []int{6081},
-		Raw:             true,
-		BodyCap:         64 << 10,
-		MaxFlows:        1 << 20,
-		FlowBufferBytes: 1 << 20,
-		BufferBytes:     256 << 20,
-		IdleTimeout:     2 * time.Minute,
-		ResponseTimeout: 30 * time.Second,
-		MetricsAddr:     ":9731",
-		LogLevel:        "info",
+		Capture:          "auto",
+		VXLANPorts:       []int{4789},
+		GENEVEPorts:      []int{6081},
+		Raw:              true,
+		BodyCap:          64 << 10,
+		MaxFlows:         1 << 20,
+		FlowBufferBytes:  1 << 20,
+		BufferBytes:      256 << 20,
+		IdleTimeout:      2 * time.Minute,
+		ResponseTimeout:  30 * time.Second,
+		Environment:      "production",
+		CredentialsFile:  "/opt/metlo/credentials",
+		QueueTraces:      1 << 16,
+		QueueBytes:       256 << 20,
+		MetloQueueTraces: 100_000,
+		MetloQueueBytes:  256 << 20,
+		BatchSize:        500,
+		FlushTimeout:     30 * time.Second,
+		MetricsAddr:      ":9731",
+		LogLevel:         "info",
+	}
+}
+
+// defaultConfigFile is read when --config / METLO_CONFIG name no file; missing is fine.
+var defaultConfigFile = "/etc/metlo-appliance/config.yaml"
+
+// envFor maps a key to its environment variable; Metlo's own names win for host and key.
+func envFor(key string) string {
+	switch key {
+	case "metlo-host":
+		return "METLO_HOST"
+	case "metlo-key":
+		return "METLO_KEY"
+	}
+	return "METLO_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// configKeys lists the keys in Config order with each field's index.
+func configKeys() []string {
+	t := reflect.TypeFor[Config]()
+	keys := make([]string, t.NumField())
+	for i := range keys {
+		keys[i] = t.Field(i).Tag.Get("mapstructure")
+	}
+	return keys
+}
+
+// addConfigFlags defines --config and one flag per Config key (same name, default from
+// defaultConfig), for commands that take the whole configuration.
+func addConfigFlags(fs *pflag.FlagSet) {
+	def := reflect.ValueOf(defaultConfig())
+	t := def.Type()
+	fs.String("config", "", "config file (default "+defaultConfigFile+"; env METLO_CONFIG)")
+	for i := range t.NumField() {
+		key, help := t.Field(i).Tag.Get("mapstructure"), keyHelp[t.Field(i).Tag.Get("mapstructure")]
+		help += " (env " + envFor(key) + ")"
+		switch v := def.Field(i).Interface().(type) {
+		case string:
+			fs.String(key, v, help)
+		case bool:
+			fs.Bool(key, v, help)
+		case int:
+			fs.Int(key, v, help)
+		case int64:
+			fs.Int64(key, v, help)
+		case float64:
+			fs.Float64(key, v, help)
+		case time.Duration:
+			fs.Duration(key, v, help)
+		case []int:
+			fs.IntSlice(key, v, help)
+		case []string:
+			fs.StringSlice(key, v, help)
+		}
+	}
+}
+
+// keyHelp is the one-line description of each key, shown in --help.
+var keyHelp = map[string]string{
+	"capture": "live capture method: auto|xdp|afpacket|udp", "interface": "capture interface for xdp/afpacket",
+	"pcap": "read a pcap/pcapng file instead of capturing (- = stdin)", "sample": "run on the bundled sample capture",
+	"vxlan-ports": "UDP ports carrying VXLAN", "geneve-ports": "UDP ports carrying GENEVE",
+	"raw": "also capture unencapsulated TCP not addressed to this host (GCP)", "workers": "reassembly workers (0 = one per CPU)",
+	"sink": "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
+	"max-flows": "tracked connections across all workers", "flow-buffer-bytes": "out-of-order bytes buffered per flow",
+	"buffer-bytes": "out-of-order bytes buffered across all flows", "idle-timeout": "evict a flow after this long without packets",
+	"response-timeout": "emit a request without response after this long", "environment": "meta.environment of every trace",
+	"metlo-host": "Metlo collector URL; used as the sink when no --sink is given", "metlo-key": "Metlo API key",
+	"credentials-file": "Metlo credentials file with METLO_HOST/METLO_KEY lines", "queue-traces": "intake queue size in traces",
+	"queue-bytes": "intake queue size in bytes", "metlo-queue-traces": "Metlo sink queue size in traces",
+	"metlo-queue-bytes": "Metlo sink queue size in bytes", "batch-size": "traces per POST to the Metlo backend",
+	"rate-limit": "max traces/s sent to the Metlo backend (0 = unlimited)", "flush-timeout": "how long shutdown waits to deliver queued traces",
+	"redact-headers": "header names whose values are replaced by [REDACTED]", "redact-fields": "query parameter and JSON body field names whose values are replaced",
+	"metrics-addr": "listen address of /metrics, /healthz, /readyz (empty disables)", "log-level": "debug|info|warn|error",
+}
+
+// loadConfig resolves the configuration with precedence flags (only those the user set) >
+// environment > config file > Metlo credentials file > defaults, then validates it.
+func loadConfig(cmd *cobra.Command) (*Config, error) {
+	keys := configKeys()
+	v := viper.New()
+	def := reflect.ValueOf(defaultConfig())
+	for i, key := range keys {
+		v.SetDefault(key, def.Field(i).Interface())
+		if err := v.BindEnv(key, envFor(key)); err != nil {
+			return nil, fmt.Errorf("config: bind %s: %w", key, err)
+		}
+	}
+
+	// Metlo's credentials file ranks just above the defaults.
+	credPath := defaultConfig().CredentialsFile
+	if p := flagOrEnv(cmd, "credentials-file"); p != "" {
+		credPath = p
+	}
+
+	// Config file: checked key by key so a typo is an error, not silently ignored.
+	path, explicit := flagOrEnv(cmd, "config"), true
+	if path == "" {
+		path, explicit = defaultConfigFile, false
+	}
+	fileV := viper.New()
+	fileV.SetConfigFile(path)
+	fileV.SetConfigType("yaml")
+	switch err := fileV.ReadInConfig(); {
+	case err == nil:
+		for _, k := range fileV.AllKeys() {
+			if !slices.Contains(keys, k) {
+				return nil, fmt.Errorf("config file %s: unknown key %q (known keys: %s)", path, k, strings.Join(sortedCopy(keys), ", "))
+			}
+		}
+		if err := v.MergeConfigMap(fileV.AllSettings()); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", path, err)
+		}
+		if p := fileV.GetString("credentials-file"); p != "" && flagOrEnv(cmd, "credentials-file") == "" {
+			credPath = p
+		}
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+	default:
+		return nil, fmt.Errorf("read config file %s: %w", path, err)
+	}
+	creds, err := readCredentials(credPath)
+	if err != nil {
+		return nil, err
+	}
+	for k, val := range creds {
+		v.SetDefault(k, val)
+	}
+
+	visit := func(f *pflag.Flag) {
+		if f.Changed && slices.Contains(keys, f.Name) {
+			v.BindPFlag(f.Name, f)
+		}
+	}
+	cmd.Flags().VisitAll(visit)
+	cmd.InheritedFlags().VisitAll(visit)
+
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	sort.Strings(out)
+	return out
+}
+
+// flagOrEnv is the value of flag name if the user set it, else of its environment variable.
+func flagOrEnv(cmd *cobra.Command, name string) string {
+	if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
+		return f.Value.String()
+	}
+	return os.Getenv(envFor(name))
+}
+
+// readCredentials reads METLO_HOST and METLO_KEY from Metlo's KEY=VALUE file; a missing
+// file is not an error.
+func readCredentials(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read metlo credentials %s: %w", path, err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, val, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+		if !ok {
+			continue
+		}
+		val = strings.Trim(strings.TrimSpace(val), `"'`)
+		switch strings.TrimSpace(k) {
+		case "METLO_HOST":
+			out["metlo-host"] = val
+		case "METLO_KEY":
+			out["metlo-key"] = val
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read metlo credentials %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// validate checks every value and fills the sinks from metlo-host when none are given.
+func (c *Config) validate() error {
+	oneOf := func(key, val string, allowed ...string) error {
+		if !slices.Contains(allowed, val) {
+			return fmt.Errorf("config: %s must be %s, got %q", key, strings.Join(allowed, "|"), val)
+		}
+		return nil
+	}
+	positive := func(key string, val int64) error {
+		if val <= 0 {
+			return fmt.Errorf("config: %s must be a positive number, got %d", key, val)
+		}
+		return nil
+	}
+	errs := []error{
+		oneOf("capture", c.Capture, "auto", "xdp", "afpacket", "udp"),
+		oneOf("log-level", c.LogLevel, "debug", "info", "warn", "error"),
+		positive("body-cap", int64(c.BodyCap)), positive("max-flows", int64(c.MaxFlows)),
+		positive("flow-buffer-bytes", int64(c.FlowBufferBytes)), positive("buffer-bytes", int64(c.BufferBytes)),
+		positive("idle-timeout", int64(c.IdleTimeout)), positive("response-timeout", int64(c.ResponseTimeout)),
+		positive("queue-traces", int64(c.QueueTraces)), positive("queue-bytes", c.QueueBytes),
+		positive("metlo-queue-traces", int64(c.MetloQueueTraces)), positive("metlo-queue-bytes", c.MetloQueueBytes),
+		positive("batch-size", int64(c.BatchSize)), positive("flush-timeout", int64(c.FlushTimeout)),
+	}
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("config: workers must be 0 (one per CPU) or more, got %d", c.Workers))
+	}
+	if c.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("config: rate-limit must be 0 (unlimited) or more, got %v", c.RateLimit))
+	}
+	for key, ports := range map[string][]int{"vxlan-ports": c.VXLANPorts, "geneve-ports": c.GENEVEPorts} {
+		for _, p := range ports {
+			if p < 1 || p > 65535 {
+				errs = append(errs, fmt.Errorf("config: %s must be ports 1-65535, got %d", key, p))
+			}
+		}
+	}
+	if len(c.Sinks) == 0 {
+		if c.MetloHost != "" {
+			host := c.MetloHost
+			if !strings.Contains(host, "://") {
+				host = "http://" + host
+			}
+			c.Sinks = []string{"metlo:" + host}
+		} else {
+			c.Sinks = []string{"jsonl:-"}
+		}
+	}
+	for _, s := range c.Sinks {
+		if _, err := exporter.ParseSink(s, exporter.Options{}); err != nil {
+			errs = append(errs, fmt.Errorf("config: sink: %w", err))
+		} else if strings.HasPrefix(s, "metlo:") && c.MetloKey == "" {
+			errs = append(errs, fmt.Errorf("config: sink %s needs metlo-key (METLO_KEY or %s)", s, c.CredentialsFile))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// exporterOptions turns the export keys into exporter.Options; the caller adds Metrics,
+// Ready and Logger.
+func (c *Config) exporterOptions() exporter.Options {
+	return exporter.Options{
+		Sinks:         c.Sinks,
+		Environment:   c.Environment,
+		QueueTraces:   c.QueueTraces,
+		QueueBytes:    c.QueueBytes,
+		RedactHeaders: c.RedactHeaders,
+		RedactFields:  c.RedactFields,
+		Metlo: exporter.MetloOptions{
+			Key:         c.MetloKey,
+			BatchTraces: c.BatchSize,
+			QueueTraces: c.MetloQueueTraces,
+			QueueBytes:  c.MetloQueueBytes,
+			RateLimit:   c.RateLimit,
+		},
 	}
 }

@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -174,7 +175,6 @@ func TestSessionNumbersAndLimits(t *testing.T) {
 			ours = tg.ID
 		}
 	}
-	f.emu.Throttle("x", 0)
 	d := f.emu.AddInstance(awsemu.Instance{ID: "i-0d00000000000001"})
 	f.emu.AddSession(awsemu.Session{ENI: d, TargetID: ours, Number: 5})
 	out = f.mustReconcile("instance:i-0a00000000000001", "instance:i-0c00000000000001", "instance:i-0d00000000000001")
@@ -406,4 +406,4 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-func itoa(n int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + string(rune('0'+n))) }
+func itoa(n int) string { return strconv.Itoa(n) }

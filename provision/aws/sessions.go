@@ -154,8 +154,8 @@ func (r *run) ensureSession(ctx context.Context, src sourceENI, targetID, filter
 	if r.cfg.PacketLength > 0 {
 		in.PacketLength = awssdk.Int32(int32(r.cfg.PacketLength))
 	}
-	r.say("+", "create", "traffic mirror session %s ← %s (session %d, VNI %d)", src.ENI, src.Owner, num, r.vni)
 	if r.dry {
+		r.say("+", "create", "traffic mirror session %s ← %s (session %d, VNI %d)", src.ENI, src.Owner, num, r.vni)
 		r.checkPerm("ec2:CreateTrafficMirrorSession", func() error {
 			c := *in
 			c.DryRun = awssdk.Bool(true)
@@ -186,6 +186,7 @@ func (r *run) ensureSession(ctx context.Context, src sourceENI, targetID, filter
 		r.log.Warn("mirror session not created", "eni", src.ENI, "source", src.Spec, "err", err)
 		return nil
 	}
+	r.say("+", "create", "traffic mirror session %s (%s ← %s, session %d, VNI %d)", id, src.ENI, src.Owner, num, r.vni)
 	r.log.Info("mirror session created", "session", id, "eni", src.ENI, "source", src.Spec)
 	r.created++
 	return nil

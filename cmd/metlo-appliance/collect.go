@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,25 +44,7 @@ processes the input as fast as possible, prints a summary to stderr and exits.`,
   metlo-appliance collect --capture auto -i eth0 --sink metlo:http://metlo:8081`,
 		Args: cobra.NoArgs,
 	}
-	d := defaultConfig()
-	fs := cmd.Flags()
-	fs.String("capture", d.Capture, "live capture method: auto|xdp|afpacket|udp")
-	fs.StringP("interface", "i", d.Interface, "interface to capture on (xdp, afpacket)")
-	fs.String("pcap", d.Pcap, "read frames from a pcap/pcapng file ('-' = stdin) instead of capturing")
-	fs.Bool("sample", d.Sample, "run on the bundled sample capture")
-	fs.IntSlice("vxlan-ports", d.VXLANPorts, "UDP ports carrying VXLAN")
-	fs.IntSlice("geneve-ports", d.GENEVEPorts, "UDP ports carrying GENEVE")
-	fs.Bool("raw", d.Raw, "also capture unencapsulated TCP not addressed to this host (GCP Packet Mirroring)")
-	fs.Int("workers", d.Workers, "reassembly workers (0 = one per CPU)")
-	fs.StringArray("sink", d.Sinks, "where traces go: jsonl:PATH ('-' = stdout) or metlo:URL (repeatable)")
-	fs.Int("body-cap", d.BodyCap, "bytes kept per body; longer bodies are truncated and flagged")
-	fs.Int("max-flows", d.MaxFlows, "connections tracked at once")
-	fs.Int("flow-buffer-bytes", d.FlowBufferBytes, "out-of-order bytes buffered per connection")
-	fs.Int("buffer-bytes", d.BufferBytes, "out-of-order bytes buffered in total")
-	fs.Duration("idle-timeout", d.IdleTimeout, "forget connections idle this long")
-	fs.Duration("response-timeout", d.ResponseTimeout, "emit a request without response (status 0) after this long")
-	fs.String("metrics-addr", d.MetricsAddr, "serve /metrics, /healthz and /readyz here ('' disables)")
-	fs.String("log-level", d.LogLevel, "debug|info|warn|error")
+	addConfigFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := loadConfig(cmd)
 		if err != nil {
@@ -91,12 +72,8 @@ type collector struct {
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	log := newLogger(cfg.LogLevel, stderr)
 	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now()}
-	sinks := cfg.Sinks
-	if len(sinks) == 0 && c.offline {
-		sinks = []string{"jsonl:-"}
-	}
-	if len(sinks) == 0 {
-		return errors.New("no sink configured: add --sink jsonl:PATH or --sink metlo:URL (or set METLO_HOST)")
+	if !c.offline && len(cfg.Sinks) == 1 && cfg.Sinks[0] == "jsonl:-" && cfg.MetloHost == "" {
+		log.Warn("no sink configured: traces go to stdout; set --sink metlo:URL (or METLO_HOST) to ship them")
 	}
 	c.metrics = exporter.NewMetrics(version)
 	c.health = exporter.NewHealth()
@@ -117,7 +94,9 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		}()
 	}
 	var err error
-	c.exp, err = exporter.New(ctx, exporterOptions(cfg, sinks, c.metrics, c.health, log))
+	opts := cfg.exporterOptions()
+	opts.Metrics, opts.Ready, opts.Logger = c.metrics, c.health, log
+	c.exp, err = exporter.New(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -139,7 +118,7 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		}
 	}
 	c.disp.Close()
-	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushDeadline(cfg))
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FlushTimeout)
 	defer cancel()
 	expErr := c.exp.Close(flushCtx)
 	c.printSummary(stderr)

@@ -121,7 +121,11 @@ func addConfigFlags(fs *pflag.FlagSet) {
 		help += " (env " + envFor(key) + ")"
 		switch v := def.Field(i).Interface().(type) {
 		case string:
-			fs.String(key, v, help)
+			if key == "interface" {
+				fs.StringP(key, "i", v, help)
+			} else {
+				fs.String(key, v, help)
+			}
 		case bool:
 			fs.Bool(key, v, help)
 		case int:

@@ -35,5 +35,6 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newCollectCmd())
 	root.AddCommand(newProvisionCmds()...)
+	root.AddCommand(newConfigCmd())
 	return root
 }

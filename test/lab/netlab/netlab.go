@@ -1,0 +1,341 @@
+// Package netlab builds the traffic-mirroring lab of test/lab/run.sh from Go tests: client,
+// server and collector network namespaces, the server's veth mirrored by tc (u32 + mirred)
+// into a kernel VXLAN device aimed at the collector or straight onto the collector's veth,
+// and the lab HTTP server and client to drive real traffic with ground truth.
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mode says how mirrored frames reach the collector.
+type Mode int
+
+const (
+	// VXLAN mirrors into a kernel VXLAN device (UDP 4789 to CollectorIP), like AWS.
+	VXLAN Mode = iota
+	// Raw mirrors the original frames onto the collector's veth, like GCP Packet Mirroring.
+	Raw
+)
+
+// String names the mode.
+func (m Mode) String() string {
+	if m == Raw {
+		return "raw"
+	}
+	return "vxlan"
+}
+
+// Options configure a lab.
+type Options struct {
+	Mode Mode
+	VNI  uint32 // VXLAN network identifier; 0 means 4242
+	Seed uint64 // labclient seed; 0 means 1
+	// Huge adds the uncompressed 1 MiB download and upload to the client's run.
+	Huge bool
+	// ClientArgs are extra labclient flags (e.g. "-workers", "8").
+	ClientArgs []string
+}
+
+// Fixed lab addressing; every lab lives in its own namespaces, so labs never clash.
+var (
+	clientIP    = netip.MustParseAddr("10.200.1.1")
+	serverIP    = netip.MustParseAddr("10.200.1.2")
+	tapIP       = netip.MustParseAddr("10.200.2.1")
+	collectorIP = netip.MustParseAddr("10.200.2.2")
+)
+
+const serverPort = 8080
+
+// Lab is one running mirroring lab; t.Cleanup tears it down.
+type Lab struct {
+	// Mode and VNI are the mirroring in use.
+	Mode Mode
+	VNI  uint32
+	// CollectorNetns is the collector's namespace name (as in `ip netns exec <name>`).
+	CollectorNetns string
+	// CollectorIf is the collector's veth, where every mirrored frame arrives.
+	CollectorIf string
+	// CollectorIP is the collector's address: the VXLAN remote in VXLAN mode.
+	CollectorIP netip.Addr
+	// Server is the lab HTTP server's address (in the server namespace).
+	Server netip.AddrPort
+	// Client is the lab client's address.
+	Client netip.Addr
+
+	t            testing.TB
+	opt          Options
+	bin          string
+	nsCli, nsSrv string
+	cliIf, srvIf string
+	tapIf        string
+}
+
+// New builds a lab or skips the test when not root or the kernel lacks what it needs.
+func New(t testing.TB, opt Options) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: netlab creates network namespaces, veths, VXLAN devices and tc filters")
+	}
+	for _, tool := range []string{"ip", "tc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (iproute2): %v", tool, err)
+		}
+	}
+	if opt.VNI == 0 {
+		opt.VNI = 4242
+	}
+	if opt.Seed == 0 {
+		opt.Seed = 1
+	}
+	var rnd [3]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		t.Fatalf("netlab: random prefix: %v", err)
+	}
+	p := "nl" + hex.EncodeToString(rnd[:])
+	l := &Lab{
+		Mode: opt.Mode, VNI: opt.VNI,
+		CollectorNetns: p + "-col", CollectorIf: p + "k", CollectorIP: collectorIP,
+		Server: netip.AddrPortFrom(serverIP, serverPort), Client: clientIP,
+		t: t, opt: opt, bin: t.TempDir(),
+		nsCli: p + "-cli", nsSrv: p + "-srv", cliIf: p + "c", srvIf: p + "s", tapIf: p + "t",
+	}
+	t.Cleanup(l.teardown)
+	if err := l.build(); err != nil {
+		t.Fatalf("netlab: %v", err)
+	}
+	if err := l.setup(); err != nil {
+		if strings.Contains(err.Error(), "Operation not permitted") {
+			t.Skipf("needs permission to create namespaces and devices: %v", err)
+		}
+		t.Fatalf("netlab: %v", err)
+	}
+	t.Logf("netlab %s: collector %s in netns %s (%s), server %s", opt.Mode, l.CollectorIf, l.CollectorNetns, l.CollectorIP, l.Server)
+	return l
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// build compiles labserver and labclient into the test's temp dir.
+func (l *Lab) build() error {
+	const pkg = "github.com/metlo-labs/metlo-appliance/test/lab/"
+	cmd := exec.Command(goTool(), "build", "-o", l.bin+string(os.PathSeparator), pkg+"labserver", pkg+"labclient")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build lab binaries: %w: %s", err, out)
+	}
+	return nil
+}
+
+func run(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func (l *Lab) setup() error {
+	ns := []string{l.nsCli, l.nsSrv, l.CollectorNetns}
+	cmds := [][]string{
+		{"ip", "netns", "add", ns[0]}, {"ip", "netns", "add", ns[1]}, {"ip", "netns", "add", ns[2]},
+		{"ip", "link", "add", l.cliIf, "netns", l.nsCli, "type", "veth", "peer", "name", l.srvIf, "netns", l.nsSrv},
+		{"ip", "link", "add", l.tapIf, "netns", l.nsSrv, "type", "veth", "peer", "name", l.CollectorIf, "netns", l.CollectorNetns},
+		{"ip", "-n", l.nsCli, "addr", "add", clientIP.String() + "/24", "dev", l.cliIf},
+		{"ip", "-n", l.nsSrv, "addr", "add", serverIP.String() + "/24", "dev", l.srvIf},
+		{"ip", "-n", l.nsSrv, "addr", "add", tapIP.String() + "/24", "dev", l.tapIf},
+		{"ip", "-n", l.CollectorNetns, "addr", "add", collectorIP.String() + "/24", "dev", l.CollectorIf},
+		// Room for a 1514-byte frame plus VXLAN overhead: outer packets never fragment.
+		{"ip", "-n", l.nsSrv, "link", "set", l.tapIf, "mtu", "1600"},
+		{"ip", "-n", l.CollectorNetns, "link", "set", l.CollectorIf, "mtu", "1600"},
+	}
+	for _, c := range cmds {
+		if err := run(c...); err != nil {
+			return err
+		}
+	}
+	for _, d := range [][2]string{{l.nsCli, l.cliIf}, {l.nsSrv, l.srvIf}, {l.nsSrv, l.tapIf}, {l.CollectorNetns, l.CollectorIf}} {
+		// No TSO/GSO/GRO: mirror wire-sized frames, not 64 KB super-frames. ethtool may be
+		// missing; veths then keep their defaults, which the test below would notice.
+		if _, err := exec.LookPath("ethtool"); err == nil {
+			_ = run("ip", "netns", "exec", d[0], "ethtool", "-K", d[1], "tso", "off", "gso", "off", "gro", "off")
+		}
+		if err := run("ip", "-n", d[0], "link", "set", d[1], "up"); err != nil {
+			return err
+		}
+		if err := run("ip", "-n", d[0], "link", "set", "lo", "up"); err != nil {
+			return err
+		}
+	}
+	target := l.tapIf
+	if l.Mode == VXLAN {
+		target = "vx0"
+		if err := run("ip", "-n", l.nsSrv, "link", "add", "vx0", "type", "vxlan", "id", strconv.FormatUint(uint64(l.VNI), 10),
+			"local", tapIP.String(), "remote", collectorIP.String(), "dstport", "4789", "dev", l.tapIf); err != nil {
+			return err
+		}
+		if err := run("ip", "-n", l.nsSrv, "link", "set", "vx0", "mtu", "1550", "up"); err != nil {
+			return err
+		}
+	}
+	if err := run("ip", "netns", "exec", l.nsSrv, "tc", "qdisc", "add", "dev", l.srvIf, "clsact"); err != nil {
+		return err
+	}
+	for _, dir := range []string{"ingress", "egress"} {
+		if err := run("ip", "netns", "exec", l.nsSrv, "tc", "filter", "add", "dev", l.srvIf, dir, "protocol", "ip",
+			"u32", "match", "ip", "protocol", "6", "0xff", "action", "mirred", "egress", "mirror", "dev", target); err != nil {
+			return err
+		}
+	}
+	// Pin the collector's MAC so the first mirrored frames never wait behind ARP.
+	mac, err := l.collectorMAC()
+	if err != nil {
+		return err
+	}
+	return run("ip", "-n", l.nsSrv, "neigh", "replace", collectorIP.String(), "lladdr", mac, "dev", l.tapIf, "nud", "permanent")
+}
+
+func (l *Lab) collectorMAC() (string, error) {
+	out, err := exec.Command("ip", "-n", l.CollectorNetns, "-j", "link", "show", "dev", l.CollectorIf).Output()
+	if err != nil {
+		return "", fmt.Errorf("show collector link: %w", err)
+	}
+	var links []struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		return "", fmt.Errorf("parse collector link: %v", err)
+	}
+	return links[0].Address, nil
+}
+
+func (l *Lab) teardown() {
+	for _, ns := range []string{l.nsCli, l.nsSrv, l.CollectorNetns} {
+		if err := run("ip", "netns", "del", ns); err != nil && !strings.Contains(err.Error(), "No such file") {
+			l.t.Logf("netlab teardown: %v", err)
+		}
+	}
+}
+
+// InCollector runs fn on a thread switched into the collector's namespace. Sockets fn opens
+// belong to that namespace for their whole life, so open them inside fn; goroutines fn
+// starts run elsewhere and stay in the test's own namespace.
+func (l *Lab) InCollector(fn func() error) error {
+	return inNetns(l.CollectorNetns, fn)
+}
+
+func inNetns(name string, fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("open own netns: %w", err)
+	}
+	defer unix.Close(orig)
+	target, err := unix.Open(filepath.Join("/run/netns", name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("open netns %s: %w", name, err)
+	}
+	defer unix.Close(target)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter netns %s: %w", name, err)
+	}
+	fnErr := fn()
+	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+		// Leave the thread locked: the runtime discards it when this goroutine exits,
+		// so no other goroutine ever runs in the wrong namespace.
+		return errors.Join(fnErr, fmt.Errorf("return from netns %s: %w", name, err))
+	}
+	runtime.UnlockOSThread()
+	return fnErr
+}
+
+// CollectorCommand returns a command that runs inside the collector's namespace.
+func (l *Lab) CollectorCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.CollectorNetns, name}, args...)...)
+}
+
+// CollectorRxPackets returns the collector veth's received-packet counter.
+func (l *Lab) CollectorRxPackets() (uint64, error) {
+	out, err := exec.Command("ip", "-n", l.CollectorNetns, "-s", "-j", "link", "show", "dev", l.CollectorIf).Output()
+	if err != nil {
+		return 0, fmt.Errorf("show collector stats: %w", err)
+	}
+	var links []struct {
+		Stats struct {
+			RX struct {
+				Packets uint64 `json:"packets"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		return 0, fmt.Errorf("parse collector stats: %v", err)
+	}
+	return links[0].Stats.RX.Packets, nil
+}
+
+// RunTraffic starts the lab server, runs the client to completion, waits for the last
+// mirrored frames, stops the server and returns the path of its ground truth (JSONL, see
+// test/lab/groundtruth).
+func (l *Lab) RunTraffic(ctx context.Context) (string, error) {
+	dir := l.t.TempDir()
+	truth := filepath.Join(dir, "groundtruth.jsonl")
+	ready := filepath.Join(dir, "ready")
+	var srvLog, cliLog bytes.Buffer
+	srv := exec.Command("ip", "netns", "exec", l.nsSrv, filepath.Join(l.bin, "labserver"),
+		"-addr", l.Server.String(), "-truth", truth, "-ready", ready)
+	srv.Stdout, srv.Stderr = &srvLog, &srvLog
+	if err := srv.Start(); err != nil {
+		return "", fmt.Errorf("start labserver: %w", err)
+	}
+	stopServer := func() error {
+		_ = srv.Process.Signal(unix.SIGTERM)
+		return srv.Wait()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", errors.Join(errors.New("labserver did not start: "+srvLog.String()), stopServer())
+		}
+	}
+	args := append([]string{"netns", "exec", l.nsCli, filepath.Join(l.bin, "labclient"),
+		"-addr", l.Server.String(), "-seed", strconv.FormatUint(l.opt.Seed, 10), "-huge=" + strconv.FormatBool(l.opt.Huge)},
+		l.opt.ClientArgs...)
+	cli := exec.CommandContext(ctx, "ip", args...)
+	cli.Stdout, cli.Stderr = &cliLog, &cliLog
+	cliErr := cli.Run()
+	time.Sleep(500 * time.Millisecond) // the last mirrored frames (FINs) are still in flight
+	srvErr := stopServer()
+	if cliErr != nil {
+		return "", fmt.Errorf("labclient: %w: %s", cliErr, cliLog.String())
+	}
+	if srvErr != nil {
+		return "", fmt.Errorf("labserver: %w: %s", srvErr, srvLog.String())
+	}
+	return truth, nil
+}

@@ -40,10 +40,13 @@ type exState struct {
 // oooSeg is an out-of-order segment copied aside until the bytes before it arrive.
 type oooSeg struct {
 	seq     uint32
+	ack     uint32 // its ACK: pairing checks which request the server had seen
+	hasAck  bool
 	data    []byte
 	missing int
 	fin     bool
-	ts      int64
+	ts      int64 // packet time
+	arrived int64 // assembler time when it was buffered, for the reorder timeout
 }
 
 func (f *flow) segment(s *Segment) {
@@ -239,7 +242,7 @@ func (f *flow) ignore() {
 
 // reorder timeout helper shared by expire and segment.
 func (h *half) checkReorderTimeout() {
-	if len(h.ooo) > 0 && h.f.a.now-h.ooo[0].ts > int64(h.f.a.cfg.ReorderTimeout) {
+	if len(h.ooo) > 0 && h.f.a.now-h.ooo[0].arrived > int64(h.f.a.cfg.ReorderTimeout) {
 		h.forceDrain()
 	}
 }
@@ -274,7 +277,7 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 		a.c.drops[dropDuplicate].Add(1)
 		return
 	}
-	s := oooSeg{seq: seq, data: append([]byte(nil), payload...), missing: missing, fin: fin, ts: a.now}
+	s := oooSeg{seq: seq, ack: h.ack, hasAck: h.hasAck, data: append([]byte(nil), payload...), missing: missing, fin: fin, ts: h.ts, arrived: a.now}
 	h.ooo = append(h.ooo, oooSeg{})
 	copy(h.ooo[i+1:], h.ooo[i:])
 	h.ooo[i] = s
@@ -287,6 +290,7 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 func (h *half) drainOOO() {
 	for len(h.ooo) > 0 && int32(h.ooo[0].seq-h.nextSeq) <= 0 && !h.f.closed {
 		s := h.popOOO()
+		h.ack, h.hasAck, h.ts = s.ack, s.hasAck, s.ts
 		trim := int(h.nextSeq - s.seq)
 		total := len(s.data) + s.missing
 		if trim >= total {

@@ -325,3 +325,32 @@ func TestLostResponseRealigns(t *testing.T) {
 		t.Fatalf("second: %s %q", got[1].Request.Path, got[1].Response.Body)
 	}
 }
+
+func TestResponsesLongBeforeRequests(t *testing.T) {
+	// Each direction was captured on its own queue and flushed late: three keep-alive
+	// responses reach the assembler before any of their requests.
+	c := newConv(t, Config{})
+	c.handshake()
+	var reqs, resps []Segment
+	for i := range 3 {
+		q := c.seg(true, 0, fmt.Sprintf("GET /r/%d HTTP/1.1\r\n\r\n", i))
+		reqs = append(reqs, q)
+		resps = append(resps, c.seg(false, 0, resp(200, "Content-Length: 1\r\n", fmt.Sprint(i))))
+	}
+	for _, s := range resps {
+		c.send(s)
+	}
+	for _, s := range reqs {
+		c.send(s)
+	}
+	c.close()
+	got := c.want(3)
+	for i, e := range got {
+		if e.Request.Path != fmt.Sprintf("/r/%d", i) || string(e.Response.Body) != fmt.Sprint(i) {
+			t.Fatalf("exchange %d: %s -> %q", i, e.Request.Path, e.Response.Body)
+		}
+	}
+	if s := c.a.Stats(); s.Exchanges["orphan_response"] != 0 {
+		t.Fatalf("orphans: %+v", s.Exchanges)
+	}
+}

@@ -55,8 +55,16 @@ type half struct {
 
 	holdSeq   uint32
 	holdTS    int64
-	holdAck   uint32
-	holdAcked bool
+	holdMarks []holdMark // where each held segment starts, with its ACK and time
+	noHold    bool       // replaying held bytes as orphans: never hold them again
+}
+
+// holdMark records one held segment.
+type holdMark struct {
+	off    int
+	ack    uint32
+	hasAck bool
+	ts     int64
 }
 
 // messageBody points at the side of an exchange whose body is being read.
@@ -75,7 +83,7 @@ func (h *half) isClient() bool { return h.f.clientDir == int8(h.dir) }
 func (h *half) isServer() bool { return h.f.clientDir == int8(1-h.dir) }
 
 func (h *half) dropBuffers() {
-	h.buf = nil
+	h.buf, h.holdMarks = nil, nil
 	h.cur, h.msg = nil, messageBody{}
 }
 
@@ -154,7 +162,7 @@ func (h *half) startMessage(data []byte, seq uint32) int {
 			if h.f.clientDir == dirUnknown {
 				h.f.clientDir = int8(1 - h.dir)
 			}
-			if len(h.f.pending) == 0 && !h.holdReleased() {
+			if len(h.f.pending) == 0 && !h.noHold {
 				h.startHold(seq + uint32(n))
 				h.hold(data[n:])
 				return -1
@@ -167,43 +175,47 @@ func (h *half) startMessage(data []byte, seq uint32) int {
 	return n
 }
 
-// holdReleased reports whether held bytes are being replayed right now (no re-holding).
-func (h *half) holdReleased() bool { return h.holdTS < 0 }
-
 func (h *half) startHold(seq uint32) {
 	h.state = stHold
-	h.holdSeq, h.holdTS, h.holdAck, h.holdAcked = seq, h.f.a.now, h.ack, h.hasAck
+	h.holdSeq, h.holdTS = seq, h.f.a.now
 	h.f.a.pendAdd(h.f)
 }
 
 // hold keeps response bytes until a request arrives to pair them with: the two
-// directions of a connection may be captured out of order.
+// directions of a connection may be captured out of order. Each held segment keeps its
+// ACK, which pairing checks.
 func (h *half) hold(data []byte) {
-	if len(h.buf)+len(data) > h.f.a.cfg.FlowBufferBytes {
-		h.buf = append(h.buf, data...)
-		h.releaseHold(true)
-		return
-	}
+	h.holdMarks = append(h.holdMarks, holdMark{off: len(h.buf), ack: h.ack, hasAck: h.hasAck, ts: h.ts})
 	h.buf = append(h.buf, data...)
+	if len(h.buf) > h.f.a.cfg.FlowBufferBytes {
+		h.releaseHold(true)
+	}
 }
 
-// releaseHold replays held response bytes, paired with the requests now pending or, with
-// orphan set (timeout, overflow, close), as responses without a request.
+// releaseHold replays held response bytes segment by segment, pairing them with the
+// requests now pending; what still finds no request is held again. With orphan set
+// (timeout, overflow, close) nothing is held again: unpaired responses are orphans.
 func (h *half) releaseHold(orphan bool) {
 	if h.state != stHold {
 		return
 	}
-	data := h.buf
-	h.buf = nil
+	data, marks := h.buf, h.holdMarks
+	h.buf, h.holdMarks = nil, nil
 	h.state = stStart
-	saved := h.ack
-	savedHas := h.hasAck
-	h.ack, h.hasAck = h.holdAck, h.holdAcked
-	h.holdTS = -1 // replaying: startMessage must not hold again
-	_ = orphan    // with no pending request the replay parses them as orphans
-	h.feed(data, h.holdSeq)
-	h.holdTS = 0
-	h.ack, h.hasAck = saved, savedHas
+	savedAck, savedHas, savedTS := h.ack, h.hasAck, h.ts
+	h.noHold = orphan
+	seq := h.holdSeq
+	for i, m := range marks {
+		end := len(data)
+		if i+1 < len(marks) {
+			end = marks[i+1].off
+		}
+		h.ack, h.hasAck, h.ts = m.ack, m.hasAck, m.ts
+		h.feed(data[m.off:end], seq)
+		seq += uint32(end - m.off)
+	}
+	h.noHold = false
+	h.ack, h.hasAck, h.ts = savedAck, savedHas, savedTS
 }
 
 // readHead accumulates a start line and header block and acts on it once complete.

@@ -177,4 +177,3 @@ func traceKeys(traces []trace) []string {
 func key(method, path string, q url.Values, status int) string {
 	return method + " " + path + " ?" + q.Encode() + " " + strconv.Itoa(status)
 }
-

@@ -354,3 +354,20 @@ func TestResponsesLongBeforeRequests(t *testing.T) {
 		t.Fatalf("orphans: %+v", s.Exchanges)
 	}
 }
+
+func TestReadUntilCloseResponseBeforeRequest(t *testing.T) {
+	// The server's reply and its FIN are captured before the request they answer.
+	c := newConv(t, Config{})
+	c.handshake()
+	req := c.seg(true, 0, "GET /legacy HTTP/1.0\r\n\r\n")
+	r := c.seg(false, 0, "HTTP/1.0 200 OK\r\n\r\nuntil close")
+	fin := c.seg(false, FlagFIN, "")
+	c.send(r)
+	c.send(fin)
+	c.send(req)
+	c.send(c.seg(true, FlagFIN, ""))
+	got := c.want(1)
+	if got[0].Request.Path != "/legacy" || string(got[0].Response.Body) != "until close" || got[0].Flags != 0 {
+		t.Fatalf("got %s %q flags %b", got[0].Request.Path, got[0].Response.Body, got[0].Flags)
+	}
+}

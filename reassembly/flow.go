@@ -69,6 +69,7 @@ func (f *flow) segment(s *Segment) {
 		}
 		if !h.synced {
 			h.synced, h.nextSeq = true, s.Seq+1
+			h.drainOOO() // data that overtook the SYN
 		}
 		return
 	}
@@ -77,17 +78,21 @@ func (f *flow) segment(s *Segment) {
 		return
 	}
 	h.ack, h.hasAck, h.ts = s.Ack, s.Flags&FlagACK != 0, s.Timestamp
-	if !h.synced {
-		// Joined mid-connection: start here and resynchronise on the next message start.
-		h.synced, h.nextSeq = true, s.Seq
-		if h.state == stStart {
-			h.state = stResync
-		}
-	}
 	f.half[0].checkReorderTimeout()
 	f.half[1].checkReorderTimeout()
 
 	payload, seq, missing, fin := s.Payload, s.Seq, s.Missing, s.Flags&FlagFIN != 0
+	if !h.synced {
+		// No SYN seen yet for this direction. Copies travel different queues, so earlier
+		// bytes (or the SYN) may still be on their way: hold the data aside until the SYN
+		// arrives or the reorder timeout passes, then start at the lowest sequence number.
+		// A bare ACK says nothing about where the data starts.
+		if len(payload) > 0 || fin || missing > 0 {
+			f.a.c.outOfOrder.Add(1)
+			h.bufferOOO(seq, payload, missing, fin)
+		}
+		return
+	}
 	diff := int32(seq - h.nextSeq)
 	if diff > 0 {
 		f.a.c.outOfOrder.Add(1)
@@ -136,16 +141,15 @@ func (f *flow) finish() {
 	for i := range f.half {
 		f.half[i].forceDrain()
 	}
-	// Server side first, so a response cut short by the close is attached before the
-	// requests that are still waiting are emitted.
+	// Held responses are replayed first (paired where their request arrived meanwhile),
+	// then the server side ends, so a response cut short by the close is attached before
+	// the requests that are still waiting are emitted.
+	for i := range f.half {
+		f.half[i].releaseHold(true)
+	}
 	if f.clientDir != dirUnknown {
 		f.half[1-f.clientDir].eof()
 		f.half[f.clientDir].eof()
-	}
-	for _, h := range []*half{&f.half[0], &f.half[1]} {
-		if h.state == stHold {
-			h.releaseHold(true)
-		}
 	}
 	for _, st := range f.pending {
 		if st.ex.Response.Status == 0 {
@@ -256,6 +260,9 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 	if h.oooBytes+len(payload) > a.cfg.FlowBufferBytes {
 		a.c.drops[dropFlowBufferFull].Add(1)
 		h.forceDrain()
+		if !h.synced {
+			h.syncMidstream(seq)
+		}
 		h.skipTo(seq)
 		h.deliver(payload, missing, fin)
 		h.drainOOO()
@@ -264,6 +271,9 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 	if a.buffered+len(payload) > a.cfg.BufferBytes {
 		a.c.drops[dropBufferFull].Add(1)
 		h.forceDrain()
+		if !h.synced {
+			h.syncMidstream(seq)
+		}
 		h.skipTo(seq)
 		h.deliver(payload, missing, fin)
 		h.drainOOO()
@@ -325,9 +335,21 @@ func (h *half) popOOO() oooSeg {
 // forceDrain gives up waiting for missing bytes: every buffered segment is delivered in
 // order with the holes between them reported as gaps.
 func (h *half) forceDrain() {
+	if !h.synced && len(h.ooo) > 0 {
+		h.syncMidstream(h.ooo[0].seq)
+	}
 	for len(h.ooo) > 0 && !h.f.closed {
 		h.skipTo(h.ooo[0].seq)
 		h.drainOOO()
+	}
+}
+
+// syncMidstream starts a direction whose SYN was never seen at seq; the parser hunts for
+// the next message start, since seq may fall inside one.
+func (h *half) syncMidstream(seq uint32) {
+	h.synced, h.nextSeq = true, seq
+	if h.state == stStart {
+		h.state = stResync
 	}
 }
 

@@ -216,6 +216,9 @@ func (h *half) releaseHold(orphan bool) {
 	}
 	h.noHold = false
 	h.ack, h.hasAck, h.ts = savedAck, savedHas, savedTS
+	if h.fin && h.state != stHold {
+		h.eof()
+	}
 }
 
 // readHead accumulates a start line and header block and acts on it once complete.
@@ -612,8 +615,8 @@ func (h *half) gap(n int) {
 // eof is the end of this direction: a body delimited by close ends here; anything else
 // in progress was cut short.
 func (h *half) eof() {
-	if h.eofDone {
-		return
+	if h.eofDone || h.state == stHold {
+		return // held bytes are replayed first; releaseHold ends the stream after them
 	}
 	h.eofDone = true
 	switch h.state {

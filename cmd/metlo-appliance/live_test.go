@@ -202,6 +202,9 @@ func TestLiveCapture(t *testing.T) {
 		{"afpacket vxlan", netlab.VXLAN, func(l *netlab.Lab) []string { return []string{"--capture", "afpacket", "-i", l.CollectorIf} }},
 		{"afpacket raw", netlab.Raw, func(l *netlab.Lab) []string { return []string{"--capture", "afpacket", "-i", l.CollectorIf} }},
 		{"udp vxlan", netlab.VXLAN, func(l *netlab.Lab) []string { return []string{"--capture", "udp"} }},
+		{"xdp vxlan", netlab.VXLAN, func(l *netlab.Lab) []string { return []string{"--capture", "xdp", "-i", l.CollectorIf} }},
+		{"xdp raw", netlab.Raw, func(l *netlab.Lab) []string { return []string{"--capture", "xdp", "-i", l.CollectorIf} }},
+		{"auto vxlan", netlab.VXLAN, func(l *netlab.Lab) []string { return []string{"--capture", "auto", "-i", l.CollectorIf} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,8 +77,6 @@ locals {
   stamp        = formatdate("YYYYMMDDhhmmss", timestamp())
   image_id     = "${var.image_name}-${local.safe_version}-${var.arch}-${local.stamp}"
   gcp_arch     = var.arch == "arm64" ? "-arm64" : ""
-  # The binary is built on the machine running Packer, once per source.
-  bin = "bin/metlo-appliance-linux-${var.arch}"
 }
 
 source "amazon-ebs" "aws" {
@@ -129,15 +127,16 @@ source "googlecompute" "gcp" {
 build {
   sources = ["source.amazon-ebs.aws", "source.googlecompute.gcp"]
 
-  # Build the static binary with the Makefile; flock serialises the two sources' builds.
+  # Build the static binary with the Makefile on the machine running Packer; one output
+  # per source, so parallel builds of both clouds never share a file.
   provisioner "shell-local" {
     inline = [
-      "cd '${path.root}/..' && flock /tmp/metlo-appliance-packer.lock make build GOARCH=${var.arch} VERSION=${var.image_version} BIN=${local.bin}",
+      "cd '${path.root}/..' && make build GOOS=linux GOARCH=${var.arch} VERSION=${var.image_version} BIN=bin/metlo-appliance-${source.name}-${var.arch}",
     ]
   }
 
   provisioner "file" {
-    source      = "${path.root}/../${local.bin}"
+    source      = "${path.root}/../bin/metlo-appliance-${source.name}-${var.arch}"
     destination = "/tmp/metlo-appliance"
     generated   = true # built by the step above, not there at validate time
   }

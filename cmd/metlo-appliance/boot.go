@@ -88,8 +88,12 @@ collect.`,
 		if err := o.provision(cmd.Context(), log, cmd.ErrOrStderr()); err != nil {
 			log.Warn("provisioning failed; capturing anyway (the reconcile timer retries)", "err", err)
 		}
+		args := []string{"collect"}
+		if _, err := os.Stat(o.configPath()); err == nil {
+			args = append(args, "--config", o.configPath())
+		}
 		root := newRootCmd()
-		root.SetArgs([]string{"collect", "--config", o.configPath()})
+		root.SetArgs(args)
 		root.SetOut(cmd.OutOrStdout())
 		root.SetErr(cmd.ErrOrStderr())
 		return root.ExecuteContext(cmd.Context())
@@ -128,13 +132,17 @@ func (o *bootOptions) render(ctx context.Context, log *slog.Logger) (*bootSettin
 	if cloud == "auto" {
 		cloud = md.detect(ctx)
 	}
-	if cloud == "none" || cloud == "" {
-		log.Info("no cloud metadata found; configuration left as it is", "config", o.configPath())
-		return nil, nil
-	}
-	var raw map[string]string
+	raw := map[string]string{}
 	var err error
 	switch cloud {
+	case "none", "":
+		// Outside a cloud a hand-written config.yaml stays; without one, render the image
+		// defaults and config.local.yaml so the collector still starts.
+		if _, err := os.Stat(o.configPath()); err == nil {
+			log.Info("no cloud metadata found; configuration left as it is", "config", o.configPath())
+			return nil, nil
+		}
+		cloud = "none"
 	case "aws":
 		raw, err = md.awsSettings(ctx, log)
 	case "gcp":
@@ -404,7 +412,7 @@ func (o *bootOptions) provision(ctx context.Context, log *slog.Logger, out io.Wr
 	if err := yaml.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("parse %s: %w", o.provisionPath(), err)
 	}
-	if len(st.Provision["source"]) == 0 {
+	if st.Cloud == "none" || len(st.Provision["source"]) == 0 {
 		log.Info("no METLO_SOURCES in the instance settings; skipping provisioning (existing mirroring keeps working)")
 		return nil
 	}

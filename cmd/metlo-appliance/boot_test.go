@@ -394,11 +394,24 @@ func TestBootRender(t *testing.T) {
 		gcpMetaHost: "127.0.0.1:1", detectTimeout: time.Second, routeFile: filepath.Join(dir, "none")}
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	if st, err := o.render(context.Background(), log); err != nil || st != nil {
-		t.Fatalf("no cloud: %v %v", st, err)
+	// No cloud, no config: the image defaults are rendered; a second run leaves it alone.
+	if err := os.WriteFile(o.baseConfig, []byte("capture: udp\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(o.configPath()); !os.IsNotExist(err) {
-		t.Fatalf("no cloud wrote a config: %v", err)
+	if st, err := o.render(context.Background(), log); err != nil || st == nil || st.Cloud != "none" || st.config["capture"] != "udp" {
+		t.Fatalf("no cloud, no config: %+v %v", st, err)
+	}
+	if err := os.WriteFile(o.configPath(), []byte("capture: afpacket\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := o.render(context.Background(), log); err != nil || st != nil {
+		t.Fatalf("no cloud, hand-written config: %v %v", st, err)
+	}
+	if b, _ := os.ReadFile(o.configPath()); string(b) != "capture: afpacket\n" {
+		t.Fatalf("no cloud replaced a hand-written config: %q", b)
+	}
+	if err := o.provision(context.Background(), log, &logs); err != nil || !strings.Contains(logs.String(), "skipping provisioning") {
+		t.Fatalf("provision without a cloud: %v", err)
 	}
 
 	if err := os.WriteFile(o.baseConfig, []byte("capture: afpacket\nworkers: 2\nbogus: 1\n"), 0o644); err != nil {

@@ -10,8 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // need skips the test when a tool is missing (CI installs packer, shellcheck and systemd).
@@ -132,6 +135,43 @@ func TestSystemdVerify(t *testing.T) {
 	}
 }
 
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// buildBinary builds the real binary once per test run, with the environment `go test`
+// used, so the build cache is warm.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: builds the binary")
+	}
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "metlo-appliance-bin-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "metlo-appliance"), "../cmd/metlo-appliance").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "metlo-appliance")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
 // TestInstallIntoFreshRoot runs the image's install script into a scratch root seeded with
 // this machine's account databases and checks the files, user and enabled units it leaves.
 func TestInstallIntoFreshRoot(t *testing.T) {
@@ -146,15 +186,7 @@ func TestInstallIntoFreshRoot(t *testing.T) {
 	for _, f := range []string{"passwd", "group", "shadow", "gshadow"} {
 		run(t, ".", nil, "cp", "-p", "/etc/"+f, filepath.Join(root, "etc", f))
 	}
-	if testing.Short() {
-		t.Skip("-short: builds the binary")
-	}
-	// The real binary, built with the environment `go test` used (its build cache is warm).
-	bin := filepath.Join(t.TempDir(), "metlo-appliance")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/metlo-appliance")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	env := []string{"DESTDIR=" + root, "BIN=" + bin}
 	run(t, ".", env, "sh", "scripts/install.sh")
 	run(t, ".", env, "sh", "scripts/install.sh") // a second run changes nothing
@@ -302,5 +334,99 @@ func TestSysctls(t *testing.T) {
 	}
 	if keys < 4 || !strings.Contains(string(b), "net.ipv4.conf.all.rp_filter = 0") {
 		t.Errorf("sysctl file lacks the rp_filter settings (%d keys)", keys)
+	}
+}
+
+// unitCaps reads the collector unit's AmbientCapabilities as setpriv names (bpf, net_admin…).
+func unitCaps(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("files/systemd/metlo-appliance.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "AmbientCapabilities="); ok {
+			var caps []string
+			for _, c := range strings.Fields(v) {
+				caps = append(caps, strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+			}
+			return caps
+		}
+	}
+	t.Fatal("collector unit has no AmbientCapabilities")
+	return nil
+}
+
+// TestCollectorCapabilities runs the real collector as an unprivileged user holding only
+// the unit's capabilities (as systemd grants them: ambient, bounding set, no new privileges)
+// on a veth in a fresh network namespace: native XDP attaches with them, AF_PACKET needs only
+// CAP_NET_RAW, and XDP without CAP_BPF fails — so the set is both sufficient and needed.
+func TestCollectorCapabilities(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace and drops to an unprivileged user")
+	}
+	need(t, "setpriv")
+	need(t, "curl")
+	bin := buildBinary(t)
+	ns := fmt.Sprintf("metlo-caps-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("network namespaces not permitted: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	for _, args := range [][]string{
+		{"-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1"},
+		{"-n", ns, "link", "set", "lo", "up"}, {"-n", ns, "link", "set", "v0", "up"}, {"-n", ns, "link", "set", "v1", "up"},
+	} {
+		run(t, ".", nil, "ip", args...)
+	}
+
+	caps := unitCaps(t)
+	start := func(capture string, caps []string) (ready bool, log string) {
+		set := "-all"
+		for _, c := range caps {
+			set += ",+" + c
+		}
+		port := 9700 + len(caps)*10 + len(capture)
+		cmd := exec.Command("ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps="+set, "--ambient-caps="+set, "--bounding-set="+set, "--no-new-privs",
+			bin, "collect", "--capture", capture, "-i", "v0", "--metrics-addr", "127.0.0.1:"+strconv.Itoa(port),
+			"--sink", "jsonl:-", "--credentials-file", "/nonexistent", "--config", "/dev/null")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		defer func() { cmd.Process.Signal(os.Interrupt); <-exited }()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			select {
+			case <-exited:
+				return false, out.String()
+			default:
+			}
+			code, _ := exec.Command("ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+				"http://127.0.0.1:"+strconv.Itoa(port)+"/readyz").Output()
+			if string(code) == "200" {
+				return true, out.String()
+			}
+		}
+		return false, out.String()
+	}
+
+	if ok, log := start("xdp", caps); !ok || !strings.Contains(log, "mode=native") {
+		t.Errorf("xdp with %v: ready=%v\n%s", caps, ok, log)
+	}
+	if ok, log := start("afpacket", []string{"net_raw"}); !ok {
+		t.Errorf("afpacket with CAP_NET_RAW only: not ready\n%s", log)
+	}
+	var noBPF []string
+	for _, c := range caps {
+		if c != "bpf" {
+			noBPF = append(noBPF, c)
+		}
+	}
+	if ok, log := start("xdp", noBPF); ok {
+		t.Errorf("xdp started without CAP_BPF:\n%s", log)
 	}
 }

@@ -124,8 +124,8 @@ collect.`,
 func (o *bootOptions) configPath() string    { return filepath.Join(o.configDir, "config.yaml") }
 func (o *bootOptions) provisionPath() string { return filepath.Join(o.configDir, "provision.yaml") }
 
-// render detects the cloud, reads its settings and writes both files; with no cloud it
-// leaves the existing files alone.
+// render detects the cloud, reads its settings and writes both files (nil settings: no
+// cloud and an existing config.yaml, left alone).
 func (o *bootOptions) render(ctx context.Context, log *slog.Logger) (*bootSettings, error) {
 	md := &metadataClient{http: &http.Client{Timeout: o.detectTimeout}, imds: strings.TrimSuffix(o.imdsEndpoint, "/"), gcpHost: o.gcpHost()}
 	cloud := o.cloud

@@ -36,5 +36,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newCollectCmd())
 	root.AddCommand(newProvisionCmds()...)
 	root.AddCommand(newConfigCmd())
+	root.AddCommand(newBootCmd())
 	return root
 }

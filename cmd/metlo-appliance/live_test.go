@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -74,25 +75,7 @@ func startLiveCollector(t *testing.T, lab *netlab.Lab, args ...string) *liveColl
 	// Ready means capture attached and sinks accepting: the same check a load balancer makes.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var status int
-		err := lab.InCollector(func() error {
-			// Dial here, on the thread inside the namespace; http.Transport would dial
-			// from another goroutine, outside it.
-			conn, err := net.DialTimeout("tcp", metrics, time.Second)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-			fmt.Fprintf(conn, "GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n", metrics)
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			status = resp.StatusCode
-			return nil
-		})
+		status, _, err := getInCollector(lab, metrics, "/readyz")
 		if err == nil && status == http.StatusOK {
 			return c
 		}
@@ -101,6 +84,32 @@ func startLiveCollector(t *testing.T, lab *netlab.Lab, args ...string) *liveColl
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// getInCollector makes an HTTP GET from inside the collector's namespace. It dials on the
+// thread that is in the namespace; http.Transport would dial from another goroutine,
+// outside it.
+func getInCollector(lab *netlab.Lab, addr, path string) (int, []byte, error) {
+	var status int
+	var body []byte
+	err := lab.InCollector(func() error {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		status = resp.StatusCode
+		body, err = io.ReadAll(resp.Body)
+		return err
+	})
+	return status, body, err
 }
 
 // stop waits until want traces were written (or a deadline), then sends SIGTERM as systemd

@@ -22,7 +22,7 @@ func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	m := fixedMetrics()
 	srv := newTestCollector(t)
-	x, err := New(context.Background(), Options{Sinks: []string{"metlo:" + srv}, Metlo: fastOpts(), Metrics: m})
+	x, err := New(context.Background(), Options{Encoders: 1, Sinks: []string{"metlo:" + srv}, Metlo: fastOpts(), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -29,6 +30,9 @@ type Options struct {
 	RedactHeaders []string
 	// RedactFields are query parameter and JSON body field names whose values are replaced.
 	RedactFields []string
+	// Encoders is the number of encoding goroutines (default GOMAXPROCS); 1 keeps the
+	// traces in exactly the order they were submitted.
+	Encoders int
 	// Metlo configures metlo: sinks.
 	Metlo MetloOptions
 	// Metrics receives the exporter's metrics; nil keeps them in a private registry.
@@ -145,7 +149,25 @@ func newWithSinks(opts Options, sinks ...Sink) (*Exporter, error) {
 			x.endpoints = append(x.endpoints, b.Endpoints()...)
 		}
 	}
-	go x.run()
+	// Encoding is most of the export cost: one encoder per CPU keeps it off the critical
+	// path. Exchanges of one connection may then reach the sinks slightly out of order.
+	encoders := opts.Encoders
+	if encoders <= 0 {
+		encoders = runtime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	for range encoders {
+		wg.Add(1)
+		enc := x.enc // each goroutine owns its encoder's scratch buffers
+		go func() {
+			defer wg.Done()
+			x.run(&enc)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(x.done)
+	}()
 	return x, nil
 }
 
@@ -193,9 +215,8 @@ func exchangeSize(e *reassembly.Exchange) int64 {
 	return n
 }
 
-// run is the single encoding goroutine: one encoding per exchange, shared by all sinks.
-func (x *Exporter) run() {
-	defer close(x.done)
+// run is one encoding goroutine: one encoding per exchange, shared by all sinks.
+func (x *Exporter) run(enc *TraceEncoder) {
 	var buf []byte
 	for e := range x.queue {
 		x.bytes.Add(-exchangeSize(e))
@@ -205,7 +226,7 @@ func (x *Exporter) run() {
 		}
 		if x.maxSize > 0 {
 			var trimmed, ok bool
-			buf, trimmed, ok = x.enc.AppendTraceMax(buf[:0], e, x.maxSize)
+			buf, trimmed, ok = enc.AppendTraceMax(buf[:0], e, x.maxSize)
 			if !ok {
 				x.intake.add(OutcomeDroppedTooLarge, 1)
 				x.log.Warn("trace dropped: over the backend size limit even without bodies", "host", e.Request.Host, "path", e.Request.Path)
@@ -215,7 +236,7 @@ func (x *Exporter) run() {
 				x.intake.trimmed.Inc()
 			}
 		} else {
-			buf = x.enc.AppendTrace(buf[:0], e)
+			buf = enc.AppendTrace(buf[:0], e)
 		}
 		for _, s := range x.sinks {
 			s.Put(buf)

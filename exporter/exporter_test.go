@@ -47,7 +47,7 @@ func TestExporterFansOutToJSONLSinks(t *testing.T) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl")
 	m := NewMetrics("test")
-	x, err := New(context.Background(), Options{Sinks: []string{"jsonl:" + a, "jsonl:" + b}, Metrics: m, Environment: "staging"})
+	x, err := New(context.Background(), Options{Encoders: 1, Sinks: []string{"jsonl:" + a, "jsonl:" + b}, Metrics: m, Environment: "staging"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func (s *blockingSink) count() int                  { s.mu.Lock(); defer s.mu.Un
 func TestSubmitNeverBlocksAndCountsDrops(t *testing.T) {
 	m := NewMetrics("test")
 	sink := &blockingSink{release: make(chan struct{})}
-	x, err := newWithSinks(Options{QueueTraces: 10, QueueBytes: 1 << 30, Metrics: m}, sink)
+	x, err := newWithSinks(Options{Encoders: 1, QueueTraces: 10, QueueBytes: 1 << 30, Metrics: m}, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestSubmitNeverBlocksAndCountsDrops(t *testing.T) {
 	m2 := NewMetrics("test")
 	sink2 := &blockingSink{release: make(chan struct{})}
 	small := exchangeSize(sampleExchange())
-	x2, err := newWithSinks(Options{QueueTraces: 1000, QueueBytes: small*2 + 1, Metrics: m2}, sink2)
+	x2, err := newWithSinks(Options{Encoders: 1, QueueTraces: 1000, QueueBytes: small*2 + 1, Metrics: m2}, sink2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestSubmitNeverBlocksAndCountsDrops(t *testing.T) {
 func TestCloseDeadlineCountsTheRest(t *testing.T) {
 	m := NewMetrics("test")
 	sink := &blockingSink{release: make(chan struct{})}
-	x, err := newWithSinks(Options{QueueTraces: 100, Metrics: m}, sink)
+	x, err := newWithSinks(Options{Encoders: 1, QueueTraces: 100, Metrics: m}, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestParseSinkErrors(t *testing.T) {
 
 func TestJSONLFlushesWithinASecond(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "t.jsonl")
-	x, err := New(context.Background(), Options{Sinks: []string{"jsonl:" + path}})
+	x, err := New(context.Background(), Options{Encoders: 1, Sinks: []string{"jsonl:" + path}})
 	if err != nil {
 		t.Fatal(err)
 	}

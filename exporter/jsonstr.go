@@ -17,6 +17,13 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// plain marks every byte that is copied as is: jsonSafe over all 256 values, so the
+// scanning loop needs one load and one branch per byte.
+var plain = func() (t [256]bool) {
+	copy(t[:], jsonSafe[:])
+	return t
+}()
+
 // appendJSONString appends s as a quoted JSON string. It escapes exactly like encoding/json
 // with HTML escaping off: control characters, quote and backslash, U+2028/U+2029, and every
 // invalid UTF-8 byte becomes \ufffd — so arbitrary body bytes always yield valid JSON.
@@ -24,12 +31,14 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i < len(s) && plain[s[i]] { // the common case in one tight loop
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch c {
 			case '"', '\\':

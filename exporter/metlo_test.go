@@ -223,7 +223,7 @@ func TestMetloRejectedKeyIsFatal(t *testing.T) {
 	if err := s.Start(context.Background()); !errors.Is(err, ErrKeyRejected) || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("Start = %v, want ErrKeyRejected naming HTTP 401", err)
 	}
-	_, err = New(context.Background(), Options{Sinks: []string{"metlo:" + srv.URL}, Metlo: o})
+	_, err = New(context.Background(), Options{Encoders: 1, Sinks: []string{"metlo:" + srv.URL}, Metlo: o})
 	if !errors.Is(err, ErrKeyRejected) {
 		t.Fatalf("exporter.New = %v, want ErrKeyRejected", err)
 	}
@@ -419,7 +419,7 @@ func TestMetloOversizedTraceIsTrimmedNotDropped(t *testing.T) {
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	m := NewMetrics("t")
-	x, err := New(context.Background(), Options{Sinks: []string{"metlo:" + srv.URL}, Metlo: fastOpts(), Metrics: m})
+	x, err := New(context.Background(), Options{Encoders: 1, Sinks: []string{"metlo:" + srv.URL}, Metlo: fastOpts(), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

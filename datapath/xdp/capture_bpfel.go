@@ -53,6 +53,8 @@ type captureFrameMeta struct {
 	CapLen    uint16
 	Encap     uint8
 	Flags     uint8
+	DataOff   uint16
+	Reserved  [3]uint16
 }
 
 // Names of all BPF objects in the ELF.

@@ -57,6 +57,7 @@ func TestRecordLayoutMatchesC(t *testing.T) {
 		"cap_len":   {unsafe.Offsetof(m.CapLen), 20},
 		"encap":     {unsafe.Offsetof(m.Encap), 22},
 		"flags":     {unsafe.Offsetof(m.Flags), 23},
+		"data_off":  {unsafe.Offsetof(m.DataOff), 24},
 	}
 	for name, o := range offsets {
 		if o[0] != o[1] {
@@ -130,7 +131,7 @@ metlo_appliance_xdp_packets_total{reason="vxlan"} 3
 func TestRingFullIsCountedNotBlocking(t *testing.T) {
 	h := newHarness(t, Config{Raw: true, RingBytes: 4096})
 	frame := vxlanFrame(t, mirrorV4, applianceV4, 1, tcpFrame(t, clientV4, serverV4, 1, 80, strings.Repeat("y", 900)))
-	for range 8 { // 954 B inner frames take 1 KiB slots: a 4 KiB ring holds 3 until someone reads it
+	for range 8 { // 954 B inner frames take 1152-byte slots: a 4 KiB ring holds 3 until someone reads it
 		action, err := h.objs.Program.Run(&ebpf.RunOptions{Data: frame})
 		if err != nil || action != actDrop {
 			t.Fatalf("run: action %d, %v; want drop", action, err)

@@ -3,6 +3,7 @@ package xdp
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +63,7 @@ func benchLiveReplay(b *testing.B, size int) {
 
 	var src *Source
 	cfg := DefaultConfig("col0")
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	if err := l.do("app", func() (err error) { src, err = Open(cfg); return err }); err != nil {
 		b.Fatalf("open: %v", err)
 	}

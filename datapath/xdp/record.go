@@ -8,22 +8,23 @@ import (
 )
 
 // metaSize is sizeof(struct frame_meta): the header in front of each ring record.
-const metaSize = 24
+const metaSize = 32
 
 const flagInnerIP = 0x01 // FRAME_FLAG_INNER_IP
 
-// decodeRecord fills f from one ring record (frame_meta + inner frame); f.Data aliases raw.
-// It reports false for a record too short for the length it claims.
+// decodeRecord fills f from one ring record (frame_meta, alignment gap, inner frame); f.Data
+// aliases raw. It reports false for a record too short for what its header claims.
 func decodeRecord(raw []byte, clockOffset int64, f *datapath.Frame) bool {
 	if len(raw) < metaSize {
 		return false
 	}
 	capLen := int(binary.LittleEndian.Uint16(raw[20:]))
-	if metaSize+capLen > len(raw) {
+	off := int(binary.LittleEndian.Uint16(raw[24:]))
+	if off < metaSize || off+capLen > len(raw) {
 		return false
 	}
 	*f = datapath.Frame{
-		Data:         raw[metaSize : metaSize+capLen : metaSize+capLen],
+		Data:         raw[off : off+capLen : off+capLen],
 		WireLen:      int(binary.LittleEndian.Uint32(raw[8:])),
 		Timestamp:    int64(binary.LittleEndian.Uint64(raw[0:])) + clockOffset,
 		Decapsulated: true,

@@ -67,6 +67,8 @@ type collector struct {
 	offline  bool
 	started  time.Time
 	closeSrc func() error
+	// captureLine is the source's own counters (kernel drops), read before it closes.
+	captureLine string
 }
 
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
@@ -112,6 +114,7 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	c.health.SetReady("capture", true)
 	runErr := c.src.Run(ctx, c.disp.NewHandler)
 	c.health.SetReady("capture", false)
+	c.captureLine = captureStats(c.src)
 	if c.closeSrc != nil {
 		if err := c.closeSrc(); err != nil {
 			log.Warn("closing capture", "err", err)
@@ -233,6 +236,9 @@ func (c *collector) printSummary(w io.Writer) {
 			fmt.Fprintf(w, "  %-13s%s\n", datapath.Encap(e).String()+":", line)
 		}
 	}
+	if c.captureLine != "" {
+		fmt.Fprintf(w, "capture   %s\n", c.captureLine)
+	}
 	fmt.Fprintf(w, "flows     %d created, %d evicted idle, %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
 	fmt.Fprintf(w, "exchanges %d emitted (complete=%d truncated=%d no_response=%d); orphan_responses=%d parse_errors=%d non_http_flows=%d\n",
 		emitted, r.Exchanges["complete"], r.Exchanges["truncated"], r.Exchanges["no_response"],
@@ -301,4 +307,33 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// captureStats formats what the source itself counted, above all what the kernel dropped
+// before the appliance could read it.
+func captureStats(src datapath.Source) string {
+	switch s := src.(type) {
+	case *pcapsrc.Source:
+		st := s.Stats()
+		return fmt.Sprintf("frames=%d read_errors=%d", st.Packets, st.ReadErrors)
+	case *afpacket.Source:
+		st := s.Stats()
+		return fmt.Sprintf("frames=%d kernel_drops=%d queue_freezes=%d read_errors=%d", st.Packets, st.Drops, st.QueueFreezes, st.ReadErrors)
+	case *udpsrc.Source:
+		st := s.Stats()
+		return fmt.Sprintf("datagrams=%d socket_drops=%d truncated=%d read_errors=%d", st.Packets, st.Drops, st.Truncated, st.ReadErrors)
+	case *xdp.Source:
+		counts, err := s.Objects().CounterValues()
+		if err != nil {
+			return "xdp counters unavailable: " + err.Error()
+		}
+		line := "xdp"
+		for _, k := range sortedKeys(counts) {
+			if counts[k] > 0 {
+				line += fmt.Sprintf(" %s=%d", k, counts[k])
+			}
+		}
+		return line
+	}
+	return ""
 }

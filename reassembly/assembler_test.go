@@ -371,3 +371,22 @@ func TestReadUntilCloseResponseBeforeRequest(t *testing.T) {
 		t.Fatalf("got %s %q flags %b", got[0].Request.Path, got[0].Response.Body, got[0].Flags)
 	}
 }
+
+func TestInOrderBodySegmentsDoNotAllocate(t *testing.T) {
+	c := newConv(t, Config{})
+	c.handshake()
+	c.client("GET /big HTTP/1.1\r\n\r\n")
+	c.server(resp(200, "Content-Length: 100000000\r\n", ""))
+	s := c.seg(false, 0, strings.Repeat("b", 1448)) // the segment's bytes, built once
+	allocs := testing.AllocsPerRun(2000, func() {
+		c.a.Segment(&s)
+		s.Seq += uint32(len(s.Payload))
+		s.Timestamp++
+	})
+	if st := c.a.Stats(); st.OutOfOrderSegments != 0 || st.Drops["duplicate"] != 0 {
+		t.Fatalf("segments were not in order: %+v", st)
+	}
+	if allocs != 0 {
+		t.Fatalf("%v allocations per in-order segment", allocs)
+	}
+}

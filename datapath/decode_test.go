@@ -109,3 +109,27 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecode(b *testing.B) {
+	inner := innerTCP(b, "10.1.0.5", "10.1.0.9", 40000, 80, 7, string(make([]byte, 1448)))
+	frames := map[string][]byte{
+		"vxlan":           outerUDP(b, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, inner)),
+		"geneve":          outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, inner)),
+		"vxlan_in_geneve": outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, outerUDP(b, "10.9.0.1", "10.9.0.2", 4789, vxlanHdr(5, inner)))),
+		"raw":             inner,
+	}
+	for _, name := range []string{"vxlan", "geneve", "vxlan_in_geneve", "raw"} {
+		b.Run(name, func(b *testing.B) {
+			d := NewDecoder(DecoderConfig{Raw: true})
+			f := Frame{Data: frames[name], Timestamp: 1}
+			var seg reassembly.Segment
+			b.SetBytes(int64(len(f.Data)))
+			b.ReportAllocs()
+			for range b.N {
+				if _, out := d.Decode(&f, &seg); out != OutcomeTCP {
+					b.Fatal(out)
+				}
+			}
+		})
+	}
+}

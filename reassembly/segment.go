@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"encoding/binary"
 	"net/netip"
 )
 
@@ -74,22 +75,16 @@ func NewKey(tunnel uint32, src, dst Endpoint) (FlowKey, Dir) {
 }
 
 // SymmetricHash hashes a flow key; both directions of a connection hash alike because the
-// key is canonical. FNV-1a over the key bytes: cheap, allocation-free, good spread.
+// key is canonical. It folds the key as 64-bit words with multiply-xorshift mixing: cheap,
+// allocation-free and well spread in the low bits used to pick a worker.
 func SymmetricHash(k *FlowKey) uint32 {
-	h := uint32(2166136261)
-	mix := func(b byte) { h ^= uint32(b); h *= 16777619 }
-	for _, b := range k.Lo.Addr {
-		mix(b)
+	le := binary.LittleEndian
+	h := uint64(k.Tunnel)<<32 | uint64(k.Lo.Port)<<16 | uint64(k.Hi.Port)
+	for _, w := range [4]uint64{le.Uint64(k.Lo.Addr[:8]), le.Uint64(k.Lo.Addr[8:]), le.Uint64(k.Hi.Addr[:8]), le.Uint64(k.Hi.Addr[8:])} {
+		h = (h ^ w) * 0x9E3779B97F4A7C15
+		h ^= h >> 29
 	}
-	for _, b := range k.Hi.Addr {
-		mix(b)
-	}
-	mix(byte(k.Lo.Port))
-	mix(byte(k.Lo.Port >> 8))
-	mix(byte(k.Hi.Port))
-	mix(byte(k.Hi.Port >> 8))
-	mix(byte(k.Tunnel))
-	mix(byte(k.Tunnel >> 8))
-	mix(byte(k.Tunnel >> 16))
-	return h
+	h *= 0xBF58476D1CE4E5B9
+	h ^= h >> 32
+	return uint32(h)
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
 const testEtherType = 0x88b5 // IEEE local experimental: nothing else on the link uses it
@@ -99,11 +100,11 @@ func promiscuity(t testing.TB, ns, dev string) int {
 
 // vethPair creates namespaces capture and peer joined by veth "cap0" <-> "peer0" at MTU 9000.
 func vethPair(t testing.TB) (capNS, peerNS string) {
-	requireNetns(t)
-	capNS, peerNS = addNetns(t, "mucap"), addNetns(t, "mupeer")
-	ip(t, "-n", capNS, "link", "add", "cap0", "mtu", "9000", "type", "veth", "peer", "name", "peer0", "mtu", "9000", "netns", peerNS)
-	ip(t, "-n", capNS, "link", "set", "cap0", "up")
-	ip(t, "-n", peerNS, "link", "set", "peer0", "up")
+	netnstest.Require(t)
+	capNS, peerNS = netnstest.Add(t, "mucap"), netnstest.Add(t, "mupeer")
+	netnstest.IP(t, "-n", capNS, "link", "add", "cap0", "mtu", "9000", "type", "veth", "peer", "name", "peer0", "mtu", "9000", "netns", peerNS)
+	netnstest.IP(t, "-n", capNS, "link", "set", "cap0", "up")
+	netnstest.IP(t, "-n", peerNS, "link", "set", "peer0", "up")
 	return capNS, peerNS
 }
 
@@ -177,7 +178,7 @@ func TestCaptureOnVeth(t *testing.T) {
 	}
 	var src *Source
 	var err error
-	inNetns(t, capNS, func() { src, err = New(Config{Interface: "cap0", Fanout: 2, Logger: quiet}) })
+	netnstest.Run(t, capNS, func() { src, err = New(Config{Interface: "cap0", Fanout: 2, Logger: quiet}) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,11 +207,11 @@ func TestCaptureOnVeth(t *testing.T) {
 	before := time.Now().UnixNano()
 	var sendErr error
 	// The capture side's own transmissions first: they must not show up.
-	inNetns(t, capNS, func() { sendErr = sendRaw("cap0", out) })
+	netnstest.Run(t, capNS, func() { sendErr = sendRaw("cap0", out) })
 	if sendErr != nil {
 		t.Fatal(sendErr)
 	}
-	inNetns(t, peerNS, func() { sendErr = sendRaw("peer0", in) })
+	netnstest.Run(t, peerNS, func() { sendErr = sendRaw("peer0", in) })
 	if sendErr != nil {
 		t.Fatal(sendErr)
 	}
@@ -263,7 +264,7 @@ func TestKernelDropsAreCounted(t *testing.T) {
 	var src *Source
 	var err error
 	// The smallest ring (16 KiB x 2 blocks) overflows at once while nobody reads it.
-	inNetns(t, capNS, func() {
+	netnstest.Run(t, capNS, func() {
 		src, err = New(Config{Interface: "cap0", Fanout: 1, BlockSize: 16 << 10, NumBlocks: 2, Logger: quiet})
 	})
 	if err != nil {
@@ -274,7 +275,7 @@ func TestKernelDropsAreCounted(t *testing.T) {
 		frames = append(frames, testFrame("IN ", i, 1000))
 	}
 	var sendErr error
-	inNetns(t, peerNS, func() { sendErr = sendRaw("peer0", frames) })
+	netnstest.Run(t, peerNS, func() { sendErr = sendRaw("peer0", frames) })
 	if sendErr != nil {
 		t.Fatal(sendErr)
 	}
@@ -330,7 +331,7 @@ func BenchmarkCaptureVeth(b *testing.B) {
 	capNS, peerNS := vethPair(b)
 	var src *Source
 	var err error
-	inNetns(b, capNS, func() { src, err = New(Config{Interface: "cap0", Fanout: 1, Logger: quiet}) })
+	netnstest.Run(b, capNS, func() { src, err = New(Config{Interface: "cap0", Fanout: 1, Logger: quiet}) })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -343,7 +344,7 @@ func BenchmarkCaptureVeth(b *testing.B) {
 		frames[i] = testFrame("IN ", uint32(i), 1000)
 	}
 	var tx *sender
-	inNetns(b, peerNS, func() { tx, err = openSender("peer0") })
+	netnstest.Run(b, peerNS, func() { tx, err = openSender("peer0") })
 	if err != nil {
 		b.Fatal(err)
 	}

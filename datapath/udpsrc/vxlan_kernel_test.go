@@ -10,30 +10,31 @@ import (
 	"testing"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
 // TestKernelVXLANDevice has a real kernel VXLAN device in a sender namespace tunnel UDP
 // traffic over a veth pair to the source listening in a collector namespace.
 func TestKernelVXLANDevice(t *testing.T) {
-	requireNetns(t)
-	nsS, nsC := addNetns(t, "musnd"), addNetns(t, "mucol")
-	ip(t, "-n", nsS, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", nsC)
-	ip(t, "-n", nsS, "addr", "add", "10.99.0.1/24", "dev", "veth0")
-	ip(t, "-n", nsC, "addr", "add", "10.99.0.2/24", "dev", "veth1")
+	netnstest.Require(t)
+	nsS, nsC := netnstest.Add(t, "musnd"), netnstest.Add(t, "mucol")
+	netnstest.IP(t, "-n", nsS, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", nsC)
+	netnstest.IP(t, "-n", nsS, "addr", "add", "10.99.0.1/24", "dev", "veth0")
+	netnstest.IP(t, "-n", nsC, "addr", "add", "10.99.0.2/24", "dev", "veth1")
 	for _, ns := range []string{nsS, nsC} {
-		ip(t, "-n", ns, "link", "set", "lo", "up")
+		netnstest.IP(t, "-n", ns, "link", "set", "lo", "up")
 	}
-	ip(t, "-n", nsS, "link", "set", "veth0", "up")
-	ip(t, "-n", nsC, "link", "set", "veth1", "up")
-	ip(t, "-n", nsS, "link", "add", "vx0", "type", "vxlan", "id", "4242", "remote", "10.99.0.2", "dstport", "4789", "dev", "veth0")
-	ip(t, "-n", nsS, "addr", "add", "192.168.77.1/24", "dev", "vx0")
-	ip(t, "-n", nsS, "link", "set", "vx0", "up")
+	netnstest.IP(t, "-n", nsS, "link", "set", "veth0", "up")
+	netnstest.IP(t, "-n", nsC, "link", "set", "veth1", "up")
+	netnstest.IP(t, "-n", nsS, "link", "add", "vx0", "type", "vxlan", "id", "4242", "remote", "10.99.0.2", "dstport", "4789", "dev", "veth0")
+	netnstest.IP(t, "-n", nsS, "addr", "add", "192.168.77.1/24", "dev", "vx0")
+	netnstest.IP(t, "-n", nsS, "link", "set", "vx0", "up")
 	innerMAC := "02:00:00:00:77:02"
-	ip(t, "-n", nsS, "neigh", "add", "192.168.77.2", "lladdr", innerMAC, "dev", "vx0")
+	netnstest.IP(t, "-n", nsS, "neigh", "add", "192.168.77.2", "lladdr", innerMAC, "dev", "vx0")
 
 	var src *Source
 	var err error
-	inNetns(t, nsC, func() {
+	netnstest.Run(t, nsC, func() {
 		src, err = New(Config{BindAddr: "10.99.0.2", GENEVEPorts: []int{}})
 	})
 	if err != nil {
@@ -44,7 +45,7 @@ func TestKernelVXLANDevice(t *testing.T) {
 
 	const n = 50
 	var sendErr error
-	inNetns(t, nsS, func() {
+	netnstest.Run(t, nsS, func() {
 		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(192, 168, 77, 2), Port: 9999})
 		if err != nil {
 			sendErr = err

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
 // Mode says how mirrored frames reach the collector.
@@ -242,35 +244,7 @@ func (l *Lab) teardown() {
 // belong to that namespace for their whole life, so open them inside fn; goroutines fn
 // starts run elsewhere and stay in the test's own namespace.
 func (l *Lab) InCollector(fn func() error) error {
-	return inNetns(l.CollectorNetns, fn)
-}
-
-func inNetns(name string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open own netns: %w", err)
-	}
-	defer unix.Close(orig)
-	target, err := unix.Open(filepath.Join("/run/netns", name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open netns %s: %w", name, err)
-	}
-	defer unix.Close(target)
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns %s: %w", name, err)
-	}
-	fnErr := fn()
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		// Leave the thread locked: the runtime discards it when this goroutine exits,
-		// so no other goroutine ever runs in the wrong namespace.
-		return errors.Join(fnErr, fmt.Errorf("return from netns %s: %w", name, err))
-	}
-	runtime.UnlockOSThread()
-	return fnErr
+	return netnstest.Do(l.CollectorNetns, fn)
 }
 
 // CollectorCommand returns a command that runs inside the collector's namespace.

@@ -257,19 +257,17 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 	if len(payload) == 0 && !fin && missing == 0 {
 		return // a bare ACK ahead of the stream tells nothing
 	}
-	if h.oooBytes+len(payload) > a.cfg.FlowBufferBytes {
-		a.c.drops[dropFlowBufferFull].Add(1)
-		h.forceDrain()
-		if !h.synced {
-			h.syncMidstream(seq)
-		}
-		h.skipTo(seq)
-		h.deliver(payload, missing, fin)
-		h.drainOOO()
-		return
+	overflow := nDrops
+	switch {
+	case h.oooBytes+len(payload) > a.cfg.FlowBufferBytes:
+		overflow = dropFlowBufferFull
+	case a.buffered+len(payload) > a.cfg.BufferBytes:
+		overflow = dropBufferFull
 	}
-	if a.buffered+len(payload) > a.cfg.BufferBytes {
-		a.c.drops[dropBufferFull].Add(1)
+	if overflow != nDrops {
+		// Out of room: stop waiting for the missing bytes, deliver what is buffered and
+		// this segment, with the holes reported as gaps.
+		a.c.drops[overflow].Add(1)
 		h.forceDrain()
 		if !h.synced {
 			h.syncMidstream(seq)

@@ -390,3 +390,30 @@ func TestInOrderBodySegmentsDoNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per in-order segment", allocs)
 	}
 }
+
+func TestOutOfOrderCapSkipsTheGap(t *testing.T) {
+	c := newConv(t, Config{FlowBufferBytes: 3000})
+	c.handshake()
+	c.client("GET /cap HTTP/1.1\r\n\r\n")
+	c.server(resp(200, "Content-Length: 10000\r\n", ""))
+	lost := c.seg(false, 0, strings.Repeat("l", 1000)) // never captured
+	_ = lost
+	for range 9 { // 9000 bytes wait behind the hole: over the 3000-byte cap
+		c.server(strings.Repeat("x", 1000))
+	}
+	c.client("GET /next HTTP/1.1\r\n\r\n")
+	c.server(resp(200, "Content-Length: 1\r\n", "n"))
+	c.close()
+	got := c.want(2)
+	r := got[0].Response
+	if !r.BodyTruncated || got[0].Flags&FlagGap == 0 || r.BodySize != 10000 {
+		t.Fatalf("first: size %d truncated %v flags %b", r.BodySize, r.BodyTruncated, got[0].Flags)
+	}
+	if string(got[1].Response.Body) != "n" {
+		t.Fatalf("lost sync: %q", got[1].Response.Body)
+	}
+	s := c.a.Stats()
+	if s.Drops["flow_buffer_full"] == 0 || s.Gaps == 0 || s.BufferedBytes != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}

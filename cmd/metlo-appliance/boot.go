@@ -21,6 +21,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/metlo-labs/metlo-appliance/provision/cloudmeta"
 )
 
 // bootOptions are the flags of `metlo-appliance boot` and its subcommands.
@@ -44,9 +46,6 @@ type bootSettings struct {
 	Provision map[string][]string `yaml:"provision"` // provision flag name → values
 	config    map[string]any      // collector key → typed value; rendered to config.yaml
 }
-
-// maxMetadataBytes bounds every metadata read: AWS user data is at most 16 KiB.
-const maxMetadataBytes = 64 << 10
 
 // provisionBlocked are provision flags the boot flow sets itself.
 var provisionBlocked = []string{"cloud", "yes", "dry-run", "watch", "help"}
@@ -127,10 +126,10 @@ func (o *bootOptions) provisionPath() string { return filepath.Join(o.configDir,
 // render detects the cloud, reads its settings and writes both files (nil settings: no
 // cloud and an existing config.yaml, left alone).
 func (o *bootOptions) render(ctx context.Context, log *slog.Logger) (*bootSettings, error) {
-	md := &metadataClient{http: &http.Client{Timeout: o.detectTimeout}, imds: strings.TrimSuffix(o.imdsEndpoint, "/"), gcpHost: o.gcpHost()}
+	md := &cloudmeta.Client{HTTP: &http.Client{Timeout: o.detectTimeout}, IMDS: strings.TrimSuffix(o.imdsEndpoint, "/"), GCPHost: o.gcpHost()}
 	cloud := o.cloud
 	if cloud == "auto" {
-		cloud = md.detect(ctx)
+		cloud = md.Detect(ctx)
 	}
 	raw := map[string]string{}
 	var err error
@@ -144,9 +143,9 @@ func (o *bootOptions) render(ctx context.Context, log *slog.Logger) (*bootSettin
 		}
 		cloud = "none"
 	case "aws":
-		raw, err = md.awsSettings(ctx, log)
+		raw, err = md.AWSSettings(ctx, log)
 	case "gcp":
-		raw, err = md.gcpSettings(ctx)
+		raw, err = md.GCPSettings(ctx)
 	default:
 		return nil, fmt.Errorf("--cloud must be auto, aws, gcp or none, got %q", cloud)
 	}
@@ -484,170 +483,4 @@ func sortedMapKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// metadataClient reads settings from the AWS IMDS (v2, session tokens) or the GCE metadata
-// server, with short timeouts so a machine outside any cloud moves on quickly.
-type metadataClient struct {
-	http    *http.Client
-	imds    string // http://169.254.169.254
-	gcpHost string // host[:port]
-}
-
-// detect probes both metadata services at once and names the first that answers.
-func (m *metadataClient) detect(ctx context.Context) string {
-	found := make(chan string, 2)
-	go func() {
-		if _, err := m.awsToken(ctx); err == nil {
-			found <- "aws"
-			return
-		}
-		found <- ""
-	}()
-	go func() {
-		// Every answer of the GCE metadata server carries this header, even a 404.
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.gcpHost+"/computeMetadata/v1/", nil)
-		if err == nil {
-			req.Header.Set("Metadata-Flavor", "Google")
-			if resp, err := m.http.Do(req); err == nil {
-				resp.Body.Close()
-				if resp.Header.Get("Metadata-Flavor") == "Google" {
-					found <- "gcp"
-					return
-				}
-			}
-		}
-		found <- ""
-	}()
-	for range 2 {
-		if c := <-found; c != "" {
-			return c
-		}
-	}
-	return "none"
-}
-
-func (m *metadataClient) awsToken(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, m.imds+"/latest/api/token", nil)
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "300")
-	body, ok, err := m.get(req)
-	if err == nil && !ok {
-		err = errors.New("imds token: not found")
-	}
-	return body, err
-}
-
-// get performs req and returns the (bounded) body; a 404 is (“”, false, nil).
-func (m *metadataClient) get(req *http.Request) (string, bool, error) {
-	resp, err := m.http.Do(req)
-	if err != nil {
-		return "", false, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes))
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return "", false, nil
-	case resp.StatusCode != http.StatusOK:
-		return "", false, fmt.Errorf("%s %s: %s", req.Method, req.URL.Path, resp.Status)
-	case err != nil:
-		return "", false, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
-	}
-	return string(b), true, nil
-}
-
-// awsSettings reads METLO_* lines from user data, then instance tags (which win: they can
-// be changed on a stopped instance without editing user data).
-func (m *metadataClient) awsSettings(ctx context.Context, log *slog.Logger) (map[string]string, error) {
-	token, err := m.awsToken(ctx)
-	if err != nil {
-		return nil, err
-	}
-	get := func(path string) (string, bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.imds+path, nil)
-		if err != nil {
-			return "", false, err
-		}
-		req.Header.Set("X-Aws-Ec2-Metadata-Token", token)
-		return m.get(req)
-	}
-	userData, _, err := get("/latest/user-data")
-	if err != nil {
-		return nil, err
-	}
-	out := parseSettings(userData)
-	list, ok, err := get("/latest/meta-data/tags/instance")
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		log.Info("instance tags not readable from IMDS (launch with --metadata-options InstanceMetadataTags=enabled to use tags)")
-	}
-	for _, key := range strings.Fields(list) {
-		if !strings.HasPrefix(key, "METLO_") {
-			continue
-		}
-		v, ok, err := get("/latest/meta-data/tags/instance/" + key)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			out[key] = v
-		}
-	}
-	return out, nil
-}
-
-// gcpSettings reads METLO_* project attributes, then instance attributes (which win).
-func (m *metadataClient) gcpSettings(ctx context.Context) (map[string]string, error) {
-	get := func(path string) (string, bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.gcpHost+"/computeMetadata/v1/"+path, nil)
-		if err != nil {
-			return "", false, err
-		}
-		req.Header.Set("Metadata-Flavor", "Google")
-		return m.get(req)
-	}
-	out := map[string]string{}
-	for _, scope := range []string{"project/attributes/", "instance/attributes/"} {
-		list, _, err := get(scope)
-		if err != nil {
-			return nil, err
-		}
-		for _, key := range strings.Fields(list) {
-			if !strings.HasPrefix(key, "METLO_") {
-				continue
-			}
-			v, ok, err := get(scope + key)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				out[key] = v
-			}
-		}
-	}
-	return out, nil
-}
-
-// parseSettings picks METLO_KEY=VALUE lines out of user data; `export` and quotes are
-// allowed so a shell-script user data works too, and every other line is ignored.
-func parseSettings(text string) map[string]string {
-	out := map[string]string{}
-	for line := range strings.Lines(text) {
-		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "export "))
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || !strings.HasPrefix(k, "METLO_") || strings.ContainsAny(k, " \t") {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		out[k] = v
-	}
-	return out
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"time"
 
@@ -124,7 +126,9 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FlushTimeout)
 	defer cancel()
 	expErr := c.exp.Close(flushCtx)
-	c.printSummary(stderr)
+	if runErr == nil || c.disp.Snapshot().Reassembly.Segments > 0 {
+		c.printSummary(stderr) // a source that failed before any traffic has nothing to sum up
+	}
 	if runErr != nil {
 		return runErr
 	}
@@ -196,13 +200,21 @@ func (c *collector) openSource(ctx context.Context) error {
 				c.src, c.closeSrc = s, s.Close
 				return nil
 			}
-			if cfg.Capture == "xdp" && mode == xdp.ModeGeneric {
+			// Only a driver or MTU limit of native mode is worth a generic-mode attempt.
+			retry := mode == xdp.ModeNative && (errors.Is(err, xdp.ErrNativeUnsupported) || errors.Is(err, xdp.ErrMTUTooLarge))
+			if cfg.Capture == "xdp" && !retry {
 				return fmt.Errorf("--capture xdp: %w", err)
 			}
 			c.log.Warn("xdp capture unavailable, trying the next method", "mode", mode, "reason", err)
+			if !retry {
+				break
+			}
 		}
 	}
 	s, err := afpacket.New(afpacket.Config{Interface: cfg.Interface, Logger: c.log})
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%w (AF_PACKET capture needs root or CAP_NET_RAW; --capture udp needs neither)", err)
+	}
 	if err != nil {
 		return err
 	}

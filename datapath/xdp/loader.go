@@ -190,7 +190,10 @@ func counterLabels(spec *ebpf.CollectionSpec) ([]string, error) {
 // checkKernel fails with ErrKernelTooOld when a feature the program needs is missing.
 func checkKernel() error {
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
-		return fmt.Errorf("%w: ring buffer maps: %w", ErrKernelTooOld, err)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("%w: ring buffer maps: %w", ErrKernelTooOld, err)
+		}
+		return classifyLoad(fmt.Errorf("probe ring buffer maps: %w", err)) // EPERM: not root
 	}
 	if err := features.HaveProgramHelper(ebpf.XDP, asm.FnXdpLoadBytes); err != nil {
 		if errors.Is(err, ebpf.ErrNotSupported) {

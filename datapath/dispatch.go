@@ -21,7 +21,7 @@ type DispatcherConfig struct {
 const (
 	batchSegments = 256
 	batchBytes    = 256 << 10
-	batchesPerWkr = 32 // bounds memory in flight: workers × batches × batchBytes
+	batchesPerWkr = 8 // bounds memory in flight: workers × batches × batchBytes
 	liveTick      = 250 * time.Millisecond
 )
 

@@ -30,6 +30,10 @@ type Options struct {
 	RedactHeaders []string
 	// RedactFields are query parameter and JSON body field names whose values are replaced.
 	RedactFields []string
+	// Block makes Submit wait for room in the queue instead of dropping: for offline input
+	// (a capture file), where slowing the reader down loses nothing. Live capture must not
+	// block, so it leaves this off.
+	Block bool
 	// Encoders is the number of encoding goroutines (default GOMAXPROCS); 1 keeps the
 	// traces in exactly the order they were submitted.
 	Encoders int
@@ -83,6 +87,7 @@ type Exporter struct {
 	queue  chan *reassembly.Exchange
 
 	maxBytes int64
+	block    bool
 	bytes    atomic.Int64
 	abort    atomic.Bool // Close deadline passed: count the rest as dropped
 	done     chan struct{}
@@ -138,6 +143,7 @@ func newWithSinks(opts Options, sinks ...Sink) (*Exporter, error) {
 		intake:   m.forSink(queueSink, intakeOutcomes...),
 		queue:    make(chan *reassembly.Exchange, opts.QueueTraces),
 		maxBytes: opts.QueueBytes,
+		block:    opts.Block,
 		done:     make(chan struct{}),
 	}
 	m.trackQueue(queueSink, func() (int64, int64) { return int64(len(x.queue)), x.bytes.Load() })
@@ -189,6 +195,11 @@ func (x *Exporter) Submit(e *reassembly.Exchange) {
 	defer x.mu.RUnlock()
 	if x.closed {
 		x.intake.add(OutcomeDroppedShutdown, 1)
+		return
+	}
+	if x.block { // offline input: wait for room rather than lose a trace
+		x.bytes.Add(size)
+		x.queue <- e
 		return
 	}
 	if x.bytes.Add(size) > x.maxBytes {

@@ -241,3 +241,35 @@ func BenchmarkExporterPipeline(b *testing.B) {
 		b.Fatalf("sink got %d of %d", sink.n, b.N)
 	}
 }
+
+func TestBlockingSubmitLosesNothing(t *testing.T) {
+	m := NewMetrics("test")
+	sink := &blockingSink{release: make(chan struct{})}
+	x, err := newWithSinks(Options{Block: true, QueueTraces: 2, Metrics: m}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submitted := make(chan struct{})
+	go func() {
+		for i := range 100 {
+			x.Submit(numbered(i))
+		}
+		close(submitted)
+	}()
+	select {
+	case <-submitted:
+		t.Fatal("Submit did not wait for the full queue")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(sink.release)
+	<-submitted
+	if err := x.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if sink.count() != 100 {
+		t.Fatalf("delivered %d of 100", sink.count())
+	}
+	if d := testutil.ToFloat64(m.traces.WithLabelValues(queueSink, OutcomeDroppedQueueFull)); d != 0 {
+		t.Fatalf("dropped %v", d)
+	}
+}

@@ -100,6 +100,11 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	var err error
 	opts := cfg.exporterOptions()
 	opts.Metrics, opts.Ready, opts.Logger = c.metrics, c.health, log
+	if c.offline {
+		// A file can wait for the encoders: nothing is dropped, and a short queue keeps
+		// memory (and page faults) low.
+		opts.Block, opts.QueueTraces = true, min(opts.QueueTraces, 4096)
+	}
 	c.exp, err = exporter.New(ctx, opts)
 	if err != nil {
 		return err

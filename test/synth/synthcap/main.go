@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 
 	"github.com/metlo-labs/metlo-appliance/test/synth"
@@ -15,8 +16,13 @@ func main() {
 	conns := flag.Int("conns", 500, "connections")
 	per := flag.Int("exchanges", 40, "exchanges per connection")
 	out := flag.String("o", "synthetic.pcap", "output pcap")
+	body := flag.Int("body", 0, "response body bytes (0: mixed API sizes, 100 B to 2 KB)")
 	flag.Parse()
-	c := synth.Build(*conns, *per, synth.MixedAPI)
+	size := synth.MixedAPI
+	if *body > 0 {
+		size = func(*rand.Rand) int { return *body }
+	}
+	c := synth.Build(*conns, *per, size)
 	f, err := os.Create(*out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

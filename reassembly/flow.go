@@ -51,6 +51,12 @@ type oooSeg struct {
 
 func (f *flow) segment(s *Segment) {
 	h := &f.half[s.Dir]
+	if s.Flags&FlagSYN != 0 && h.synSeen && s.Seq != h.isn && !f.closed {
+		// A new connection reuses the 5-tuple and its predecessor's close was never
+		// captured: its sequence numbers have nothing to do with the old stream's.
+		f.finish()
+		f.reopen()
+	}
 	if f.closed {
 		if s.Flags&(FlagSYN|FlagACK) == FlagSYN { // the 5-tuple is being reused
 			f.reopen()
@@ -66,6 +72,9 @@ func (f *flow) segment(s *Segment) {
 			f.clientDir = int8(s.Dir)
 		} else if f.clientDir == dirUnknown {
 			f.clientDir = int8(1 - s.Dir)
+		}
+		if !h.synSeen {
+			h.synSeen, h.isn = true, s.Seq
 		}
 		if !h.synced {
 			h.synced, h.nextSeq = true, s.Seq+1

@@ -31,6 +31,8 @@ type half struct {
 	f       *flow
 	dir     Dir
 	synced  bool
+	synSeen bool   // a SYN was seen: isn holds its sequence number
+	isn     uint32 // initial sequence number, to tell a new connection on the same 5-tuple
 	fin     bool
 	eofDone bool
 	nextSeq uint32

@@ -43,3 +43,22 @@ func TestPortReuseNewISN(t *testing.T) {
 		})
 	}
 }
+
+func TestDuplicateCopyAfterClose(t *testing.T) {
+	// Both ENIs mirrored; the second copy of the whole connection lags behind the first.
+	c := newConv(t, Config{})
+	var segs []Segment
+	syn := c.seg(true, FlagSYN, "")
+	syn.Flags = FlagSYN
+	segs = append(segs, syn, c.seg(false, FlagSYN, ""), c.seg(true, 0, ""),
+		c.seg(true, 0, "GET /d HTTP/1.1\r\n\r\n"), c.seg(false, 0, resp(200, "Content-Length: 1\r\n", "d")),
+		c.seg(true, FlagFIN, ""), c.seg(false, FlagFIN, ""))
+	for _, s := range segs {
+		c.send(s)
+	}
+	for _, s := range segs {
+		c.send(s)
+	}
+	c.a.FlushAll()
+	c.want(1)
+}

@@ -58,7 +58,9 @@ func (f *flow) segment(s *Segment) {
 		f.reopen()
 	}
 	if f.closed {
-		if s.Flags&(FlagSYN|FlagACK) == FlagSYN { // the 5-tuple is being reused
+		// A SYN reuses the 5-tuple, unless it is a late copy of this connection's own SYN
+		// (the other ENI's mirror of a short connection can lag a whole connection behind).
+		if s.Flags&(FlagSYN|FlagACK) == FlagSYN && !(h.synSeen && s.Seq == h.isn) {
 			f.reopen()
 		} else {
 			if len(s.Payload) > 0 {

@@ -62,3 +62,31 @@ func TestDuplicateCopyAfterClose(t *testing.T) {
 	c.a.FlushAll()
 	c.want(1)
 }
+
+func TestSwitchedProtocolsResponseBeforeRequest(t *testing.T) {
+	for _, tc := range []struct{ req, resp string }{
+		{"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"},
+		{"POST /up HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 4\r\n\r\nbody", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n"},
+		{"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n", "HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x03garbage"},
+	} {
+		t.Run(tc.req[:4], func(t *testing.T) {
+			c := newConv(t, Config{})
+			c.handshake()
+			req := c.seg(true, 0, tc.req)
+			c.cseq = req.Seq + uint32(len(req.Payload))
+			c.send(c.seg(false, 0, tc.resp))
+			c.send(req)
+			c.client("\x82\x85\x00\x00\x00\x00GET / HTTP/1.1\r\n\r\n") // tunnelled bytes
+			c.server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")   // tunnelled bytes
+			c.close()
+			got := c.want(1)
+			if got[0].Response.Status/100 > 2 || got[0].Response.Status == 0 {
+				t.Fatalf("got status %d flags %b", got[0].Response.Status, got[0].Flags)
+			}
+			if s := c.a.Stats(); s.Exchanges["parse_error"] != 0 || s.Exchanges["orphan_response"] != 0 {
+				t.Fatalf("tunnel parsed: %+v", s.Exchanges)
+			}
+		})
+	}
+}
+

@@ -250,6 +250,10 @@ func (f *flow) popPending() *exState {
 func (f *flow) ignore() {
 	f.ignored = true
 	for i := range f.half {
+		if h := &f.half[i]; h.cur != nil { // a request body the switch cut short
+			h.cur.ex.Flags |= FlagIncomplete
+			h.finishSide()
+		}
 		f.half[i].state = stIgnore
 		f.half[i].dropBuffers()
 	}

@@ -343,7 +343,6 @@ func (h *half) onRequestHead(hd *head) {
 	h.setExchangeAddrs(st)
 	h.cur = st
 	h.msg = messageBody{body: &req.Body, size: &req.BodySize, truncated: &req.BodyTruncated, encoding: hd.encoding}
-	h.f.enqueue(st)
 	switch {
 	case hd.chunked:
 		h.state = stChunkSize
@@ -353,6 +352,9 @@ func (h *half) onRequestHead(hd *head) {
 	default:
 		h.endMessage()
 	}
+	// Enqueued last: it replays held responses, and a 101 or CONNECT reply among them
+	// stops parsing, which must not be undone by setting this request's framing after it.
+	h.f.enqueue(st)
 }
 
 func (h *half) onResponseHead(hd *head) {

@@ -2,6 +2,7 @@ package reassembly
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -90,3 +91,31 @@ func TestSwitchedProtocolsResponseBeforeRequest(t *testing.T) {
 	}
 }
 
+func TestTruncatedResponseBeforeRequest(t *testing.T) {
+	// The reply is captured before its request and one of its packets was truncated.
+	c := newConv(t, Config{})
+	c.handshake()
+	req := c.seg(true, 0, "GET /big HTTP/1.1\r\n\r\n")
+	c.cseq = req.Seq + uint32(len(req.Payload))
+	c.send(c.seg(false, 0, resp(200, "Content-Length: 3000\r\n", strings.Repeat("a", 1000))))
+	s := c.seg(false, 0, strings.Repeat("b", 500))
+	s.Missing = 500
+	c.sseq += 500
+	c.send(s)
+	c.send(c.seg(false, 0, strings.Repeat("c", 1000)))
+	c.send(req)
+	c.client("GET /next HTTP/1.1\r\n\r\n")
+	c.server(resp(200, "Content-Length: 1\r\n", "n"))
+	c.close()
+	got := c.want(2)
+	r := got[0].Response
+	if r.Status != 200 || r.BodySize != 3000 || !r.BodyTruncated || got[0].Flags&FlagGap == 0 || len(r.Body) != 2500 {
+		t.Fatalf("first: status %d size %d len %d trunc %v flags %b", r.Status, r.BodySize, len(r.Body), r.BodyTruncated, got[0].Flags)
+	}
+	if string(got[1].Response.Body) != "n" {
+		t.Fatalf("second: %q", got[1].Response.Body)
+	}
+	if st := c.a.Stats(); st.Exchanges["orphan_response"] != 0 {
+		t.Fatalf("stats %+v", st.Exchanges)
+	}
+}

@@ -61,9 +61,10 @@ type half struct {
 	noHold    bool       // replaying held bytes as orphans: never hold them again
 }
 
-// holdMark records one held segment.
+// holdMark records one held segment, or with gap set, bytes lost after the ones before it.
 type holdMark struct {
 	off    int
+	gap    int
 	ack    uint32
 	hasAck bool
 	ts     int64
@@ -215,6 +216,10 @@ func (h *half) releaseHold(orphan bool) {
 		h.ack, h.hasAck, h.ts = m.ack, m.hasAck, m.ts
 		h.feed(data[m.off:end], seq)
 		seq += uint32(end - m.off)
+		if m.gap > 0 {
+			h.gap(m.gap)
+			seq += uint32(m.gap)
+		}
 	}
 	h.noHold = false
 	h.ack, h.hasAck, h.ts = savedAck, savedHas, savedTS
@@ -574,6 +579,16 @@ func (h *half) finishSide() {
 
 // gap reports n bytes of this direction lost (capture truncation or loss).
 func (h *half) gap(n int) {
+	if h.state == stHold {
+		// The held bytes still await their request: keep the gap in its place among them
+		// (counted when replayed), so a truncated packet does not orphan the response.
+		if k := len(h.holdMarks) - 1; k >= 0 && h.holdMarks[k].gap > 0 && h.holdMarks[k].off == len(h.buf) {
+			h.holdMarks[k].gap += n
+		} else {
+			h.holdMarks = append(h.holdMarks, holdMark{off: len(h.buf), gap: n, ack: h.ack, hasAck: h.hasAck, ts: h.ts})
+		}
+		return
+	}
 	h.f.a.c.gaps.Add(1)
 	if h.state != stBodyLength && h.state != stChunkData && h.state != stBodyClose {
 		h.lostSync = true
@@ -604,9 +619,6 @@ func (h *half) gap(n int) {
 			*h.msg.size += int64(n)
 			*h.msg.truncated = true
 		}
-	case stHold:
-		h.releaseHold(true)
-		h.state = stResync
 	case stIgnore, stResync:
 	case stStart:
 		h.state = stResync

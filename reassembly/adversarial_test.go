@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Adversarial cases: orderings and framings real mirrored traffic produces.
@@ -117,5 +118,22 @@ func TestTruncatedResponseBeforeRequest(t *testing.T) {
 	}
 	if st := c.a.Stats(); st.Exchanges["orphan_response"] != 0 {
 		t.Fatalf("stats %+v", st.Exchanges)
+	}
+}
+
+func TestFlowForgottenWhenReorderTimeoutDeliversFIN(t *testing.T) {
+	c := newConv(t, Config{})
+	c.handshake()
+	c.client("GET /x HTTP/1.1\r\n\r\n")
+	c.server(resp(200, "Content-Length: 1\r\n", "x"))
+	lost := c.seg(true, 0, "junk") // never captured
+	_ = lost
+	c.send(c.seg(true, FlagFIN, "")) // waits behind the hole
+	c.send(c.seg(false, FlagFIN, ""))
+	c.a.Advance(c.ts + int64(2*time.Second)) // reorder timeout: hole skipped, both FINs in
+	c.want(1)
+	c.a.Advance(c.ts + int64(10*time.Second)) // past the close linger
+	if s := c.a.Stats(); s.Flows != 0 {
+		t.Fatalf("closed flow still tracked: %+v", s)
 	}
 }

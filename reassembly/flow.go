@@ -201,7 +201,8 @@ func (f *flow) expire() {
 		st.ex.Flags |= FlagNoResponse
 		f.a.emit(st)
 	}
-	if !f.hasPendingWork() {
+	// A flow the timeouts above just closed stays listed until its linger ends.
+	if !f.closed && !f.hasPendingWork() {
 		f.a.pendRemove(f)
 	}
 }

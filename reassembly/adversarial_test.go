@@ -137,3 +137,54 @@ func TestFlowForgottenWhenReorderTimeoutDeliversFIN(t *testing.T) {
 		t.Fatalf("closed flow still tracked: %+v", s)
 	}
 }
+func TestRSTBeforeResponseFromOtherQueue(t *testing.T) {
+	c := newConv(t, Config{})
+	c.handshake()
+	c.client("GET /r HTTP/1.1\r\n\r\n")
+	r := c.seg(false, 0, resp(200, "Content-Length: 2\r\n", "ok"))
+	c.send(c.seg(true, FlagRST, ""))
+	c.send(r)
+	c.a.Advance(c.ts + int64(10*time.Second))
+	got := c.want(1)
+	if got[0].Response.Status != 200 {
+		t.Fatalf("status %d flags %b", got[0].Response.Status, got[0].Flags)
+	}
+}
+
+
+func TestRSTMidBody(t *testing.T) {
+	c := newConv(t, Config{})
+	c.handshake()
+	c.client("GET /cut HTTP/1.1\r\n\r\n")
+	c.server(resp(200, "Content-Length: 100\r\n", "partial"))
+	c.send(c.seg(false, FlagRST, ""))
+	c.client("late bytes after the reset") // the client's copy still in flight: harmless
+	c.a.Advance(c.ts + int64(3*time.Second))
+	got := c.want(1)
+	if got[0].Response.Status != 200 || string(got[0].Response.Body) != "partial" || got[0].Flags&FlagIncomplete == 0 {
+		t.Fatalf("status %d body %q flags %b", got[0].Response.Status, got[0].Response.Body, got[0].Flags)
+	}
+	c.a.Advance(c.ts + int64(10*time.Second))
+	if s := c.a.Stats(); s.Flows != 0 {
+		t.Fatalf("reset flow still tracked: %+v", s)
+	}
+}
+
+func TestRSTThenReuseWithoutCapturedSYN(t *testing.T) {
+	// Capture joined mid-connection (no SYN seen); the client resets and at once reconnects
+	// from the same port.
+	c := newConv(t, Config{})
+	c.client("GET /a HTTP/1.1\r\n\r\n")
+	c.server(resp(200, "Content-Length: 1\r\n", "a"))
+	c.a.Advance(c.ts + int64(2*time.Second)) // reorder timeout: both halves sync midstream
+	c.send(c.seg(true, FlagRST, ""))
+	c.cseq, c.sseq = 777777, 888888
+	c.handshake()
+	c.client("GET /b HTTP/1.1\r\n\r\n")
+	c.server(resp(200, "Content-Length: 1\r\n", "b"))
+	c.close()
+	got := c.want(2)
+	if got[0].Request.Path != "/a" || got[1].Request.Path != "/b" || string(got[1].Response.Body) != "b" {
+		t.Fatalf("got %s, %s %q", got[0].Request.Path, got[1].Request.Path, got[1].Response.Body)
+	}
+}

@@ -20,7 +20,8 @@ type flow struct {
 	clientDir int8 // index into half of the client side, or dirUnknown
 	closed    bool // finished; late copies of its segments are ignored
 	closedAt  int64
-	ignored   bool // not HTTP, or switched protocols: bytes are no longer parsed
+	resetAt   int64 // packet time of an RST; the flow finishes a reorder timeout later
+	ignored   bool  // not HTTP, or switched protocols: bytes are no longer parsed
 	nonHTTP   bool
 	httpSeen  bool // at least one message parsed: later garbage is an error, not "not HTTP"
 	pipelined bool // more than one request was ever outstanding
@@ -51,7 +52,7 @@ type oooSeg struct {
 
 func (f *flow) segment(s *Segment) {
 	h := &f.half[s.Dir]
-	if s.Flags&FlagSYN != 0 && h.synSeen && s.Seq != h.isn && !f.closed {
+	if s.Flags&FlagSYN != 0 && !f.closed && (h.synSeen && s.Seq != h.isn || !h.synSeen && f.resetAt != 0) {
 		// A new connection reuses the 5-tuple and its predecessor's close was never
 		// captured: its sequence numbers have nothing to do with the old stream's.
 		f.finish()
@@ -85,7 +86,12 @@ func (f *flow) segment(s *Segment) {
 		return
 	}
 	if s.Flags&FlagRST != 0 {
-		f.finish()
+		// The other direction's last bytes (the reply the RST follows) may still be on a
+		// slower capture queue: finish once the reorder timeout has passed.
+		if f.resetAt == 0 {
+			f.resetAt = f.a.now
+			f.a.pendAdd(f)
+		}
 		return
 	}
 	h.ack, h.hasAck, h.ts = s.Ack, s.Flags&FlagACK != 0, s.Timestamp
@@ -140,6 +146,7 @@ func (f *flow) reopen() {
 	f.half[0].init(f, LoToHi)
 	f.half[1].init(f, HiToLo)
 	f.clientDir, f.closed, f.ignored, f.nonHTTP, f.httpSeen, f.pipelined = dirUnknown, false, false, false, false, false
+	f.resetAt = 0
 	f.pending = nil
 }
 
@@ -187,6 +194,10 @@ func (f *flow) expire() {
 		}
 		return
 	}
+	if f.resetAt != 0 && now-f.resetAt > int64(cfg.ReorderTimeout) {
+		f.finish()
+		return
+	}
 	f.half[0].checkReorderTimeout()
 	f.half[1].checkReorderTimeout()
 	for i := range f.half {
@@ -208,7 +219,7 @@ func (f *flow) expire() {
 }
 
 func (f *flow) hasPendingWork() bool {
-	return len(f.pending) > 0 || len(f.half[0].ooo) > 0 || len(f.half[1].ooo) > 0 ||
+	return f.resetAt != 0 || len(f.pending) > 0 || len(f.half[0].ooo) > 0 || len(f.half[1].ooo) > 0 ||
 		f.half[0].state == stHold || f.half[1].state == stHold
 }
 

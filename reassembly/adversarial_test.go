@@ -151,7 +151,6 @@ func TestRSTBeforeResponseFromOtherQueue(t *testing.T) {
 	}
 }
 
-
 func TestRSTMidBody(t *testing.T) {
 	c := newConv(t, Config{})
 	c.handshake()

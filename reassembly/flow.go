@@ -20,7 +20,8 @@ type flow struct {
 	clientDir int8 // index into half of the client side, or dirUnknown
 	closed    bool // finished; late copies of its segments are ignored
 	closedAt  int64
-	ignored   bool // not HTTP, or switched protocols: bytes are no longer parsed
+	resetAt   int64 // packet time of an RST; the flow finishes a reorder timeout later
+	ignored   bool  // not HTTP, or switched protocols: bytes are no longer parsed
 	nonHTTP   bool
 	httpSeen  bool // at least one message parsed: later garbage is an error, not "not HTTP"
 	pipelined bool // more than one request was ever outstanding
@@ -51,8 +52,16 @@ type oooSeg struct {
 
 func (f *flow) segment(s *Segment) {
 	h := &f.half[s.Dir]
+	if s.Flags&FlagSYN != 0 && !f.closed && (h.synSeen && s.Seq != h.isn || !h.synSeen && f.resetAt != 0) {
+		// A new connection reuses the 5-tuple and its predecessor's close was never
+		// captured: its sequence numbers have nothing to do with the old stream's.
+		f.finish()
+		f.reopen()
+	}
 	if f.closed {
-		if s.Flags&(FlagSYN|FlagACK) == FlagSYN { // the 5-tuple is being reused
+		// A SYN reuses the 5-tuple, unless it is a late copy of this connection's own SYN
+		// (the other ENI's mirror of a short connection can lag a whole connection behind).
+		if s.Flags&(FlagSYN|FlagACK) == FlagSYN && !(h.synSeen && s.Seq == h.isn) {
 			f.reopen()
 		} else {
 			if len(s.Payload) > 0 {
@@ -67,6 +76,9 @@ func (f *flow) segment(s *Segment) {
 		} else if f.clientDir == dirUnknown {
 			f.clientDir = int8(1 - s.Dir)
 		}
+		if !h.synSeen {
+			h.synSeen, h.isn = true, s.Seq
+		}
 		if !h.synced {
 			h.synced, h.nextSeq = true, s.Seq+1
 			h.drainOOO() // data that overtook the SYN
@@ -74,7 +86,12 @@ func (f *flow) segment(s *Segment) {
 		return
 	}
 	if s.Flags&FlagRST != 0 {
-		f.finish()
+		// The other direction's last bytes (the reply the RST follows) may still be on a
+		// slower capture queue: finish once the reorder timeout has passed.
+		if f.resetAt == 0 {
+			f.resetAt = f.a.now
+			f.a.pendAdd(f)
+		}
 		return
 	}
 	h.ack, h.hasAck, h.ts = s.Ack, s.Flags&FlagACK != 0, s.Timestamp
@@ -129,6 +146,7 @@ func (f *flow) reopen() {
 	f.half[0].init(f, LoToHi)
 	f.half[1].init(f, HiToLo)
 	f.clientDir, f.closed, f.ignored, f.nonHTTP, f.httpSeen, f.pipelined = dirUnknown, false, false, false, false, false
+	f.resetAt = 0
 	f.pending = nil
 }
 
@@ -176,6 +194,10 @@ func (f *flow) expire() {
 		}
 		return
 	}
+	if f.resetAt != 0 && now-f.resetAt > int64(cfg.ReorderTimeout) {
+		f.finish()
+		return
+	}
 	f.half[0].checkReorderTimeout()
 	f.half[1].checkReorderTimeout()
 	for i := range f.half {
@@ -190,13 +212,14 @@ func (f *flow) expire() {
 		st.ex.Flags |= FlagNoResponse
 		f.a.emit(st)
 	}
-	if !f.hasPendingWork() {
+	// A flow the timeouts above just closed stays listed until its linger ends.
+	if !f.closed && !f.hasPendingWork() {
 		f.a.pendRemove(f)
 	}
 }
 
 func (f *flow) hasPendingWork() bool {
-	return len(f.pending) > 0 || len(f.half[0].ooo) > 0 || len(f.half[1].ooo) > 0 ||
+	return f.resetAt != 0 || len(f.pending) > 0 || len(f.half[0].ooo) > 0 || len(f.half[1].ooo) > 0 ||
 		f.half[0].state == stHold || f.half[1].state == stHold
 }
 
@@ -239,6 +262,10 @@ func (f *flow) popPending() *exState {
 func (f *flow) ignore() {
 	f.ignored = true
 	for i := range f.half {
+		if h := &f.half[i]; h.cur != nil { // a request body the switch cut short
+			h.cur.ex.Flags |= FlagIncomplete
+			h.finishSide()
+		}
 		f.half[i].state = stIgnore
 		f.half[i].dropBuffers()
 	}

@@ -31,6 +31,8 @@ type half struct {
 	f       *flow
 	dir     Dir
 	synced  bool
+	synSeen bool   // a SYN was seen: isn holds its sequence number
+	isn     uint32 // initial sequence number, to tell a new connection on the same 5-tuple
 	fin     bool
 	eofDone bool
 	nextSeq uint32
@@ -59,9 +61,10 @@ type half struct {
 	noHold    bool       // replaying held bytes as orphans: never hold them again
 }
 
-// holdMark records one held segment.
+// holdMark records one held segment, or with gap set, bytes lost after the ones before it.
 type holdMark struct {
 	off    int
+	gap    int
 	ack    uint32
 	hasAck bool
 	ts     int64
@@ -213,6 +216,10 @@ func (h *half) releaseHold(orphan bool) {
 		h.ack, h.hasAck, h.ts = m.ack, m.hasAck, m.ts
 		h.feed(data[m.off:end], seq)
 		seq += uint32(end - m.off)
+		if m.gap > 0 {
+			h.gap(m.gap)
+			seq += uint32(m.gap)
+		}
 	}
 	h.noHold = false
 	h.ack, h.hasAck, h.ts = savedAck, savedHas, savedTS
@@ -341,7 +348,6 @@ func (h *half) onRequestHead(hd *head) {
 	h.setExchangeAddrs(st)
 	h.cur = st
 	h.msg = messageBody{body: &req.Body, size: &req.BodySize, truncated: &req.BodyTruncated, encoding: hd.encoding}
-	h.f.enqueue(st)
 	switch {
 	case hd.chunked:
 		h.state = stChunkSize
@@ -351,6 +357,9 @@ func (h *half) onRequestHead(hd *head) {
 	default:
 		h.endMessage()
 	}
+	// Enqueued last: it replays held responses, and a 101 or CONNECT reply among them
+	// stops parsing, which must not be undone by setting this request's framing after it.
+	h.f.enqueue(st)
 }
 
 func (h *half) onResponseHead(hd *head) {
@@ -570,6 +579,16 @@ func (h *half) finishSide() {
 
 // gap reports n bytes of this direction lost (capture truncation or loss).
 func (h *half) gap(n int) {
+	if h.state == stHold {
+		// The held bytes still await their request: keep the gap in its place among them
+		// (counted when replayed), so a truncated packet does not orphan the response.
+		if k := len(h.holdMarks) - 1; k >= 0 && h.holdMarks[k].gap > 0 && h.holdMarks[k].off == len(h.buf) {
+			h.holdMarks[k].gap += n
+		} else {
+			h.holdMarks = append(h.holdMarks, holdMark{off: len(h.buf), gap: n, ack: h.ack, hasAck: h.hasAck, ts: h.ts})
+		}
+		return
+	}
 	h.f.a.c.gaps.Add(1)
 	if h.state != stBodyLength && h.state != stChunkData && h.state != stBodyClose {
 		h.lostSync = true
@@ -600,9 +619,6 @@ func (h *half) gap(n int) {
 			*h.msg.size += int64(n)
 			*h.msg.truncated = true
 		}
-	case stHold:
-		h.releaseHold(true)
-		h.state = stResync
 	case stIgnore, stResync:
 	case stStart:
 		h.state = stResync

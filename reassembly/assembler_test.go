@@ -417,3 +417,25 @@ func TestOutOfOrderCapSkipsTheGap(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+func TestHeldResponsesCountAgainstTheCaps(t *testing.T) {
+	// A server streaming tiny segments whose request never shows up: the held bytes and
+	// their per-segment marks are bounded by the flow cap, then given up as orphans.
+	c := newConv(t, Config{FlowBufferBytes: 4096})
+	c.handshake()
+	c.server("HTTP/1.1 200 OK\r\n\r\n")
+	for range 500 {
+		c.server("x")
+	}
+	s := c.a.Stats()
+	if s.BufferedBytes > 4096+holdMarkCost {
+		t.Fatalf("%d bytes buffered over a 4096-byte cap", s.BufferedBytes)
+	}
+	if s.Exchanges["orphan_response"] != 1 {
+		t.Fatalf("stats %+v", s.Exchanges)
+	}
+	c.close()
+	if s := c.a.Stats(); s.BufferedBytes != 0 {
+		t.Fatalf("%d bytes still buffered after close", s.BufferedBytes)
+	}
+}

@@ -58,6 +58,7 @@ type half struct {
 	holdSeq   uint32
 	holdTS    int64
 	holdMarks []holdMark // where each held segment starts, with its ACK and time
+	heldBytes int        // held bytes and marks charged to the out-of-order caps
 	noHold    bool       // replaying held bytes as orphans: never hold them again
 }
 
@@ -86,6 +87,7 @@ func (h *half) isClient() bool { return h.f.clientDir == int8(h.dir) }
 func (h *half) isServer() bool { return h.f.clientDir == int8(1-h.dir) }
 
 func (h *half) dropBuffers() {
+	h.unaccountHeld()
 	h.buf, h.holdMarks = nil, nil
 	h.cur, h.msg = nil, messageBody{}
 }
@@ -190,9 +192,28 @@ func (h *half) startHold(seq uint32) {
 func (h *half) hold(data []byte) {
 	h.holdMarks = append(h.holdMarks, holdMark{off: len(h.buf), ack: h.ack, hasAck: h.hasAck, ts: h.ts})
 	h.buf = append(h.buf, data...)
-	if len(h.buf) > h.f.a.cfg.FlowBufferBytes {
+	h.accountHeld(len(data) + holdMarkCost)
+}
+
+// holdMarkCost is what one held segment's mark costs, so a stream of tiny segments is
+// bounded by the caps like their bytes are.
+const holdMarkCost = 48
+
+// accountHeld charges n held bytes to the per-flow and global out-of-order caps; over
+// either, the held responses are given up as orphans rather than grow further.
+func (h *half) accountHeld(n int) {
+	a := h.f.a
+	h.heldBytes += n
+	a.addBuffered(n)
+	if h.heldBytes > a.cfg.FlowBufferBytes || a.buffered > a.cfg.BufferBytes {
 		h.releaseHold(true)
 	}
+}
+
+// unaccountHeld returns the held bytes to the caps.
+func (h *half) unaccountHeld() {
+	h.f.a.addBuffered(-h.heldBytes)
+	h.heldBytes = 0
 }
 
 // releaseHold replays held response bytes segment by segment, pairing them with the
@@ -204,6 +225,7 @@ func (h *half) releaseHold(orphan bool) {
 	}
 	data, marks := h.buf, h.holdMarks
 	h.buf, h.holdMarks = nil, nil
+	h.unaccountHeld()
 	h.state = stStart
 	savedAck, savedHas, savedTS := h.ack, h.hasAck, h.ts
 	h.noHold = orphan
@@ -586,6 +608,7 @@ func (h *half) gap(n int) {
 			h.holdMarks[k].gap += n
 		} else {
 			h.holdMarks = append(h.holdMarks, holdMark{off: len(h.buf), gap: n, ack: h.ack, hasAck: h.hasAck, ts: h.ts})
+			h.accountHeld(holdMarkCost)
 		}
 		return
 	}

@@ -20,6 +20,7 @@ type Assembler struct {
 
 	now, lastScan int64
 	buffered      int // out-of-order bytes across all flows
+	bodyBytes     int // body bytes held by exchanges not yet emitted
 	c             counters
 }
 
@@ -181,6 +182,7 @@ func (a *Assembler) addBuffered(n int) {
 // emit hands a finished exchange on and counts its outcome.
 func (a *Assembler) emit(st *exState) {
 	ex := &st.ex
+	a.bodyBytes -= len(ex.Request.Body) + len(ex.Response.Body)
 	switch {
 	case ex.Flags&FlagNoResponse != 0:
 		a.c.outcomes[outNoResponse].Add(1)

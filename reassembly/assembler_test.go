@@ -439,3 +439,35 @@ func TestHeldResponsesCountAgainstTheCaps(t *testing.T) {
 		t.Fatalf("%d bytes still buffered after close", s.BufferedBytes)
 	}
 }
+
+func TestUnansweredBodiesShareOneBudget(t *testing.T) {
+	// Many connections each send a large request that is never answered: the bodies held
+	// for them stop growing at the budget, and are released once emitted.
+	var got []*Exchange
+	a := NewAssembler(Config{BufferBytes: 100 << 10}, HandlerFunc(func(e *Exchange) { got = append(got, e) }))
+	body := strings.Repeat("p", 30<<10)
+	for i := range 10 {
+		c := &conv{t: t, a: a, cli: ep("10.0.0.1", uint16(2000+i)), srv: ep("10.0.0.2", 80), cseq: 1, sseq: 1, ts: int64(i + 1)}
+		c.handshake()
+		c.client(fmt.Sprintf("POST /up HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+	}
+	if a.bodyBytes > 100<<10 {
+		t.Fatalf("%d body bytes held over a 100 KiB budget", a.bodyBytes)
+	}
+	if s := a.Stats(); s.Drops["body_memory"] == 0 {
+		t.Fatalf("no body_memory drops: %+v", s.Drops)
+	}
+	a.FlushAll()
+	if len(got) != 10 || a.bodyBytes != 0 {
+		t.Fatalf("%d exchanges emitted, %d body bytes still held", len(got), a.bodyBytes)
+	}
+	truncated := 0
+	for _, e := range got {
+		if e.Request.BodyTruncated {
+			truncated++
+		}
+	}
+	if truncated == 0 {
+		t.Fatal("no body was flagged truncated")
+	}
+}

@@ -52,7 +52,7 @@ func FuzzAssembler(f *testing.F) {
 			}
 		}
 		s := a.Stats()
-		if s.Flows != 0 || s.BufferedBytes != 0 {
+		if s.Flows != 0 || s.BufferedBytes != 0 || a.bodyBytes != 0 {
 			t.Fatalf("state left after FlushAll: %+v", s)
 		}
 	})

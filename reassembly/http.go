@@ -483,14 +483,23 @@ func (h *half) appendBody(b []byte) {
 	if m.size == nil {
 		return // orphan: counted only
 	}
+	a := h.f.a
 	*m.size += int64(len(b))
-	room := h.f.a.cfg.BodyCap - len(*m.body)
+	room := a.cfg.BodyCap - len(*m.body)
 	if len(b) > room {
 		b = b[:max(room, 0)]
 		*m.truncated = true
 	}
+	// Bodies of exchanges not yet emitted share one budget, so requests that are never
+	// answered cannot pile up memory across many connections.
+	if spare := a.cfg.BufferBytes - a.bodyBytes; len(b) > spare {
+		b = b[:max(spare, 0)]
+		*m.truncated = true
+		a.c.drops[dropBodyMemory].Add(1)
+	}
 	if len(b) > 0 {
 		*m.body = append(*m.body, b...)
+		a.bodyBytes += len(b)
 	}
 }
 
@@ -583,6 +592,7 @@ func (h *half) finishSide() {
 		if err != nil {
 			st.ex.Flags |= FlagDecodeError
 		} else {
+			h.f.a.bodyBytes += len(dec) - len(*m.body)
 			*m.body, *m.truncated = dec, cut
 		}
 	}

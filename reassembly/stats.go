@@ -28,10 +28,11 @@ const (
 	dropHeaderTooLarge             // header block over MaxHeaderBytes
 	dropDuplicate                  // retransmitted or duplicated segment, already seen
 	dropClosedFlow                 // data on a connection already closed (late duplicate copies)
+	dropBodyMemory                 // a body cut short because unemitted exchanges hold BufferBytes of bodies
 	nDrops
 )
 
-var dropNames = [nDrops]string{"flow_table_full", "flow_buffer_full", "buffer_full", "pending_full", "header_too_large", "duplicate", "closed_flow"}
+var dropNames = [nDrops]string{"flow_table_full", "flow_buffer_full", "buffer_full", "pending_full", "header_too_large", "duplicate", "closed_flow", "body_memory"}
 
 // counters are written by the assembler goroutine and read at scrape time from others.
 type counters struct {

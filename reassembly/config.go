@@ -10,7 +10,7 @@ type Config struct {
 	MaxHeaderBytes  int           // a header block larger than this is a parse error
 	MaxFlows        int           // flows tracked by this assembler; the least recently seen is evicted beyond it
 	FlowBufferBytes int           // out-of-order bytes buffered per flow before the gap is skipped
-	BufferBytes     int           // out-of-order bytes buffered across all flows of this assembler
+	BufferBytes     int           // budget across all flows of this assembler for out-of-order data, and separately for bodies of unemitted exchanges
 	MaxPending      int           // requests awaiting a response per connection (pipelining depth)
 	IdleTimeout     time.Duration // flows silent this long are flushed and forgotten
 	ResponseTimeout time.Duration // a request unanswered this long is emitted with status 0

@@ -37,7 +37,7 @@ type Config struct {
 	BodyCap         int           `mapstructure:"body-cap"`          // bytes kept per body; longer bodies are truncated and flagged
 	MaxFlows        int           `mapstructure:"max-flows"`         // tracked connections across all workers
 	FlowBufferBytes int           `mapstructure:"flow-buffer-bytes"` // out-of-order bytes buffered per flow
-	BufferBytes     int           `mapstructure:"buffer-bytes"`      // out-of-order bytes buffered across all flows
+	BufferBytes     int           `mapstructure:"buffer-bytes"`      // budget for out-of-order data and, separately, unemitted bodies, across all flows
 	IdleTimeout     time.Duration `mapstructure:"idle-timeout"`      // evict a flow after this long without packets
 	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // emit a request without response after this long
 
@@ -152,7 +152,7 @@ var keyHelp = map[string]string{
 	"raw": "also capture unencapsulated TCP not addressed to this host (GCP)", "workers": "reassembly workers (0 = one per CPU)",
 	"sink": "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
 	"max-flows": "tracked connections across all workers", "flow-buffer-bytes": "out-of-order bytes buffered per flow",
-	"buffer-bytes": "out-of-order bytes buffered across all flows", "idle-timeout": "evict a flow after this long without packets",
+	"buffer-bytes": "budget across all flows for out-of-order data, and separately for bodies not yet exported", "idle-timeout": "evict a flow after this long without packets",
 	"response-timeout": "emit a request without response after this long", "environment": "meta.environment of every trace",
 	"metlo-host": "Metlo collector URL; used as the sink when no --sink is given", "metlo-key": "Metlo API key",
 	"credentials-file": "Metlo credentials file with METLO_HOST/METLO_KEY lines", "queue-traces": "intake queue size in traces",

@@ -471,3 +471,15 @@ func TestUnansweredBodiesShareOneBudget(t *testing.T) {
 		t.Fatal("no body was flagged truncated")
 	}
 }
+
+func TestTransferEncodingWithoutChunkedIsCloseDelimited(t *testing.T) {
+	c := newConv(t, Config{})
+	c.handshake()
+	c.client("GET /te HTTP/1.1\r\n\r\n")
+	c.server("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nmore than two bytes")
+	c.close()
+	got := c.want(1)
+	if string(got[0].Response.Body) != "more than two bytes" {
+		t.Fatalf("body %q", got[0].Response.Body)
+	}
+}

@@ -19,6 +19,7 @@ type head struct {
 
 	contentLength int64 // -1 when absent
 	chunked       bool
+	transferCoded bool // a Transfer-Encoding header is present (chunked or not)
 	closeConn     bool
 	upgrade       bool
 	encoding      string // lower-cased Content-Encoding
@@ -161,8 +162,13 @@ func parseHead(block []byte) (head, error) {
 			return h, err
 		}
 	}
-	if h.chunked {
-		h.contentLength = -1 // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length
+	if h.transferCoded {
+		// RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; a response whose last
+		// coding is not chunked is delimited by close, a request like that cannot be framed.
+		h.contentLength = -1
+		if !h.chunked && !h.response {
+			return h, errBadLength
+		}
 	}
 	return h, nil
 }
@@ -196,6 +202,7 @@ func (h *head) noteFraming(name, value string) error {
 		}
 	case 17:
 		if strings.EqualFold(name, "Transfer-Encoding") {
+			h.transferCoded = true
 			h.chunked = strings.EqualFold(lastToken(value), "chunked")
 		}
 	}

@@ -61,14 +61,7 @@ func NewDispatcher(cfg DispatcherConfig, out reassembly.Handler) *Dispatcher {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 1
 	}
-	rc := cfg.Reassembly
-	def := reassembly.DefaultConfig()
-	if rc.MaxFlows <= 0 {
-		rc.MaxFlows = def.MaxFlows
-	}
-	if rc.BufferBytes <= 0 {
-		rc.BufferBytes = def.BufferBytes
-	}
+	rc := cfg.Reassembly.WithDefaults()
 	rc.MaxFlows = max(1, rc.MaxFlows/cfg.Workers)
 	rc.BufferBytes = max(1, rc.BufferBytes/cfg.Workers)
 	d := &Dispatcher{cfg: cfg}

@@ -26,7 +26,7 @@ type Assembler struct {
 
 // NewAssembler returns an assembler that hands finished exchanges to out.
 func NewAssembler(cfg Config, out Handler) *Assembler {
-	return &Assembler{cfg: cfg.withDefaults(), out: out, flows: make(map[FlowKey]*flow)}
+	return &Assembler{cfg: cfg.WithDefaults(), out: out, flows: make(map[FlowKey]*flow)}
 }
 
 // Stats returns a snapshot of the counters; safe to call from any goroutine.

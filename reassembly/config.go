@@ -32,34 +32,23 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every zero (or negative) field set to its default.
+func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	if c.BodyCap <= 0 {
-		c.BodyCap = d.BodyCap
-	}
-	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = d.MaxHeaderBytes
-	}
-	if c.MaxFlows <= 0 {
-		c.MaxFlows = d.MaxFlows
-	}
-	if c.FlowBufferBytes <= 0 {
-		c.FlowBufferBytes = d.FlowBufferBytes
-	}
-	if c.BufferBytes <= 0 {
-		c.BufferBytes = d.BufferBytes
-	}
-	if c.MaxPending <= 0 {
-		c.MaxPending = d.MaxPending
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = d.IdleTimeout
-	}
-	if c.ResponseTimeout <= 0 {
-		c.ResponseTimeout = d.ResponseTimeout
-	}
-	if c.ReorderTimeout <= 0 {
-		c.ReorderTimeout = d.ReorderTimeout
-	}
+	orDefault(&c.BodyCap, d.BodyCap)
+	orDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	orDefault(&c.MaxFlows, d.MaxFlows)
+	orDefault(&c.FlowBufferBytes, d.FlowBufferBytes)
+	orDefault(&c.BufferBytes, d.BufferBytes)
+	orDefault(&c.MaxPending, d.MaxPending)
+	orDefault(&c.IdleTimeout, d.IdleTimeout)
+	orDefault(&c.ResponseTimeout, d.ResponseTimeout)
+	orDefault(&c.ReorderTimeout, d.ReorderTimeout)
 	return c
+}
+
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }

@@ -38,23 +38,25 @@ func reportPipeline(b *testing.B, capt *synth.Capture, n int) {
 	}
 }
 
-// BenchmarkPipelineExchanges: mirrored frames → Exchange values, one goroutine.
-func BenchmarkPipelineExchanges(b *testing.B) {
-	capt := synth.Build(200, 50, synth.MixedAPI)
-	n := 0
-	h := reassembly.HandlerFunc(func(*reassembly.Exchange) { n++ })
+// benchPasses runs runPass b.N times over capt and reports the pipeline metrics.
+func benchPasses(b *testing.B, capt *synth.Capture, h reassembly.Handler, n *int) {
 	b.SetBytes(capt.Bytes)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
 		runPass(b, capt, h)
 	}
-	reportPipeline(b, capt, n)
+	reportPipeline(b, capt, *n)
+}
+
+// BenchmarkPipelineExchanges: mirrored frames → Exchange values, one goroutine.
+func BenchmarkPipelineExchanges(b *testing.B) {
+	n := 0
+	benchPasses(b, synth.Build(200, 50, synth.MixedAPI), reassembly.HandlerFunc(func(*reassembly.Exchange) { n++ }), &n)
 }
 
 // BenchmarkPipelineJSONL: as above plus encoding each exchange as a JSONL trace.
 func BenchmarkPipelineJSONL(b *testing.B) {
-	capt := synth.Build(200, 50, synth.MixedAPI)
 	var enc exporter.TraceEncoder
 	buf := make([]byte, 0, 64<<10)
 	n := 0
@@ -64,27 +66,13 @@ func BenchmarkPipelineJSONL(b *testing.B) {
 		_, _ = io.Discard.Write(buf)
 		n++
 	})
-	b.SetBytes(capt.Bytes)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		runPass(b, capt, h)
-	}
-	reportPipeline(b, capt, n)
+	benchPasses(b, synth.Build(200, 50, synth.MixedAPI), h, &n)
 }
 
 // BenchmarkPipelineLargeBodies: 1 MiB responses (truncated at the 64 KiB cap) — raw MB/s.
 func BenchmarkPipelineLargeBodies(b *testing.B) {
-	capt := synth.Build(8, 4, func(*rand.Rand) int { return 1 << 20 })
 	n := 0
-	h := reassembly.HandlerFunc(func(*reassembly.Exchange) { n++ })
-	b.SetBytes(capt.Bytes)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		runPass(b, capt, h)
-	}
-	reportPipeline(b, capt, n)
+	benchPasses(b, synth.Build(8, 4, func(*rand.Rand) int { return 1 << 20 }), reassembly.HandlerFunc(func(*reassembly.Exchange) { n++ }), &n)
 }
 
 // BenchmarkDispatcher: the same traffic through the sharded workers (use -cpu 1,2,…).

@@ -19,14 +19,19 @@ import (
 // call of an XDP program pays a fixed ~20 ms here (the kernel swaps the XDP dispatcher around
 // each call) and a bigger ring means fewer, longer calls; ns/pkt is the kernel's own per-run
 // time and excludes that, ns/op includes it.
-const benchRing = 64 << 20
+const benchRing = DefaultRingBytes
 
 func BenchmarkProgram(b *testing.B) {
 	needBPF(b)
 	h := newHarness(b, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4}, RingBytes: benchRing})
 	for _, size := range []int{64, 1514} {
-		inner := tcpFrame(b, clientV4, serverV4, 40000, 80, "")
-		inner = tcpFrame(b, clientV4, serverV4, 40000, 80, strings.Repeat("p", size-len(inner)))
+		// body: a segment inside a message (payload "ppp…"), which takes the coarse clock;
+		// start: one that begins a request ("GET /…"), which reads the precise clock.
+		pad := func(prefix string) []byte {
+			inner := tcpFrame(b, clientV4, serverV4, 40000, 80, prefix)
+			return tcpFrame(b, clientV4, serverV4, 40000, 80, prefix+strings.Repeat("p", size-len(inner)))
+		}
+		inner, start := pad(""), pad("GET /")
 		ip := inner[14:]
 		frames := []struct {
 			name    string
@@ -35,12 +40,15 @@ func BenchmarkProgram(b *testing.B) {
 			counter string
 		}{
 			// baseline copies the whole VXLAN frame (what arrives); baseline_inner copies a frame
-			// the size of the inner one, so it lands in the same ring slot size as vxlan.
+			// the size of the inner one, so it lands in the same ring slot size as vxlan. Both
+			// read the precise clock.
 			{"baseline", h.objs.Baseline, vxlanFrame(b, mirrorV4, applianceV4, 1, inner), "raw"},
 			{"baseline_inner", h.objs.Baseline, inner, "raw"},
 			{"vxlan", h.objs.Program, vxlanFrame(b, mirrorV4, applianceV4, 1, inner), "vxlan"},
+			{"vxlan_start", h.objs.Program, vxlanFrame(b, mirrorV4, applianceV4, 1, start), "vxlan"},
 			{"geneve", h.objs.Program, udpFrame(b, mirrorV4, applianceV4, 1, 6081, genevePayload(1, 0x0800, 32, ip)), "geneve"},
 			{"raw", h.objs.Program, inner, "raw"},
+			{"raw_start", h.objs.Program, start, "raw"},
 		}
 		for _, fr := range frames {
 			b.Run(fmt.Sprintf("%s/%dB", fr.name, size), func(b *testing.B) {

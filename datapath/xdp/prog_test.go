@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -12,6 +13,10 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
+
 	"github.com/metlo-labs/metlo-appliance/datapath"
 )
 
@@ -412,3 +417,118 @@ func checkRecords(t *testing.T, recs [][]byte, w *want) {
 }
 
 func head(b []byte) []byte { return b[:min(len(b), 24)] }
+
+// TestCopyEverySize checks the ring copy byte for byte for every inner frame size from a bare
+// TCP header up past the largest bucket copied with plain stores, at every alignment the
+// outer headers produce (VXLAN over IPv4 with 0–2 VLAN tags, over IPv6, GENEVE, raw). The
+// copy is hand-unrolled in 32-byte blocks, words and an overlapping last word, so each size
+// class and alignment takes a different path.
+func TestCopyEverySize(t *testing.T) {
+	needBPF(t)
+	h := newHarness(t, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4}})
+	payload := make([]byte, 2200)
+	for i := range payload {
+		payload[i] = byte(i*7 + i>>8)
+	}
+	wraps := []struct {
+		name string
+		wrap func(inner []byte) []byte
+	}{
+		{"raw", func(inner []byte) []byte { return inner }},
+		{"vxlan", func(inner []byte) []byte { return vxlanFrame(t, mirrorV4, applianceV4, 1, inner) }},
+		{"vxlan-vlan", func(inner []byte) []byte { return vxlanFrame(t, mirrorV4, applianceV4, 1, inner, 10) }},
+		{"vxlan-qinq", func(inner []byte) []byte { return vxlanFrame(t, mirrorV4, applianceV4, 1, inner, 10, 20) }},
+		{"vxlan-v6", func(inner []byte) []byte { return vxlanFrame(t, mirrorV6, applianceV6, 1, inner) }},
+		{"geneve-opts", func(inner []byte) []byte {
+			return udpFrame(t, mirrorV4, applianceV4, 1, 6081, genevePayload(1, 0x6558, 12, inner))
+		}},
+	}
+	for size := 0; size <= len(payload); size++ {
+		if size > 300 && size%29 != 0 && size < 2040 {
+			continue // every size around the small buckets and the 2 KiB edge, a sample between
+		}
+		inner := tcpFrame(t, clientV4, serverV4, 40000, 80, string(payload[:size]))
+		for _, w := range wraps {
+			res := h.run(t, h.objs.Program, w.wrap(inner))
+			if len(res.records) != 1 {
+				t.Fatalf("%s/%d: %d records, deltas %v", w.name, size, len(res.records), res.deltas)
+			}
+			var fr datapath.Frame
+			if !decodeRecord(res.records[0], 0, &fr) {
+				t.Fatalf("%s/%d: record does not decode", w.name, size)
+			}
+			if !bytes.Equal(fr.Data, inner) {
+				t.Fatalf("%s/%d: captured %d bytes that differ from the %d-byte inner frame", w.name, size, len(fr.Data), len(inner))
+			}
+		}
+	}
+}
+
+// TestClockChoice checks which records carry a precise timestamp: segments that can start an
+// HTTP message (payload beginning with an upper-case letter), SYN/FIN/RST and non-TCP frames;
+// body segments and bare ACKs get the coarse clock and say so in their flags. Both are
+// CLOCK_MONOTONIC: each must lie within a few ticks of the monotonic clock around the run.
+func TestClockChoice(t *testing.T) {
+	needBPF(t)
+	h := newHarness(t, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4}})
+	segment := func(payload string, mod func(*layers.TCP)) []byte {
+		ip, et := ipLayer(clientV4, serverV4, layers.IPProtocolTCP)
+		tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: 1000, Ack: 1, ACK: true, Window: 512}
+		if mod != nil {
+			mod(tcp)
+		}
+		setNet(tcp, ip)
+		return serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: et}, ip, tcp, gopacket.Payload(payload))
+	}
+	cases := []struct {
+		name   string
+		inner  []byte
+		coarse bool
+	}{
+		{"request", segment("GET /x HTTP/1.1\r\n\r\n", nil), false},
+		{"response", segment("HTTP/1.1 200 OK\r\n\r\n", nil), false},
+		{"body", segment(`{"id":7,"name":"x"}`, nil), true},
+		{"lower-case body", segment("abc", nil), true},
+		{"bare ack", segment("", nil), true},
+		{"syn", segment("", func(t *layers.TCP) { t.SYN, t.ACK = true, false }), false},
+		{"fin", segment("", func(t *layers.TCP) { t.FIN = true }), false},
+		{"rst", segment("", func(t *layers.TCP) { t.RST = true }), false},
+		{"udp", udpFrame(t, clientV4, serverV4, 5353, 53, []byte("dns?")), false},
+	}
+	tick := 50 * time.Millisecond // generous: a tick is at most 10 ms (HZ=100)
+	for _, c := range cases {
+		frames := [][]byte{vxlanFrame(t, mirrorV4, applianceV4, 1, c.inner)}
+		if c.name != "udp" { // raw mode captures TCP only
+			frames = append(frames, c.inner)
+		}
+		for _, frame := range frames {
+			before := monotonicNow(t)
+			res := h.run(t, h.objs.Program, frame)
+			after := monotonicNow(t)
+			if len(res.records) != 1 {
+				t.Fatalf("%s: %d records, deltas %v", c.name, len(res.records), res.deltas)
+			}
+			rec := res.records[0]
+			coarse := rec[23]&flagCoarseTime != 0
+			if coarse != c.coarse {
+				t.Errorf("%s: coarse clock %v, want %v", c.name, coarse, c.coarse)
+			}
+			ts := int64(binary.LittleEndian.Uint64(rec[0:]))
+			lo := before
+			if coarse {
+				lo -= tick.Nanoseconds()
+			}
+			if ts < lo || ts > after {
+				t.Errorf("%s: timestamp %d outside [%d, %d]", c.name, ts, lo, after)
+			}
+		}
+	}
+}
+
+func monotonicNow(t *testing.T) int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return ts.Nano()
+}

@@ -10,7 +10,10 @@ import (
 // metaSize is sizeof(struct frame_meta): the header in front of each ring record.
 const metaSize = 32
 
-const flagInnerIP = 0x01 // FRAME_FLAG_INNER_IP
+const (
+	flagInnerIP    = 0x01 // FRAME_FLAG_INNER_IP
+	flagCoarseTime = 0x02 // FRAME_FLAG_COARSE_TIME: timestamp within a tick, not exact
+)
 
 // decodeRecord fills f from one ring record (frame_meta, alignment gap, inner frame); f.Data
 // aliases raw. It reports false for a record too short for what its header claims.

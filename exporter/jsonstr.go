@@ -1,7 +1,9 @@
 package exporter
 
 import (
+	"encoding/binary"
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
@@ -17,69 +19,111 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
-// plain marks every byte that is copied as is: jsonSafe over all 256 values, so the
-// scanning loop needs one load and one branch per byte.
-var plain = func() (t [256]bool) {
-	copy(t[:], jsonSafe[:])
+// escapes packs, for each byte value, what the fast path writes: the output bytes in the
+// low two bytes and their count (1 or 2) above them. 0 sends the byte to the slow path:
+// control characters that need \u00XX and every byte of a multi-byte UTF-8 sequence.
+var escapes = func() (t [256]uint32) {
+	two := map[byte]byte{'"': '"', '\\': '\\', '\b': 'b', '\f': 'f', '\n': 'n', '\r': 'r', '\t': 't'}
+	for c := 0; c < utf8.RuneSelf; c++ {
+		switch e, ok := two[byte(c)]; {
+		case ok:
+			t[c] = '\\' | uint32(e)<<8 | 2<<16
+		case jsonSafe[c]:
+			t[c] = uint32(c) | 1<<16
+		}
+	}
 	return t
 }()
 
 // appendJSONString appends s as a quoted JSON string. It escapes exactly like encoding/json
 // with HTML escaping off: control characters, quote and backslash, U+2028/U+2029, and every
 // invalid UTF-8 byte becomes \ufffd — so arbitrary body bytes always yield valid JSON.
+//
+// Bodies are most of what the collector writes and JSON bodies are dense with quotes, so
+// the common bytes take a loop without unpredictable branches: one table load gives what to
+// write (always two bytes, the second overwritten when only one counts) and how far to move.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
-	start := 0
 	for i := 0; i < len(s); {
-		for i < len(s) && plain[s[i]] { // the common case in one tight loop
-			i++
+		// Room for the rest of s at two output bytes per input byte, plus one spare byte
+		// for the unconditional second write.
+		dst = slices.Grow(dst, 2*(len(s)-i)+1)
+		n := len(dst)
+		out := unsafe.Pointer(unsafe.SliceData(dst))
+		// Plain runs 8 bytes at a time: no byte below 0x20 or at/above 0x80, no '"' or '\\'.
+		for ; i+8 <= len(s); i += 8 {
+			w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+			if hasZeroByte(w^quotes)|hasZeroByte(w^backslashes)|hasByteBelow(w, ' ')|w&highBits != 0 {
+				break
+			}
+			*(*uint64)(unsafe.Add(out, n)) = w
+			n += 8
 		}
+		for i < len(s) {
+			// In bounds: the Grow above left two bytes per remaining input byte plus one.
+			if e := escapes[s[i]]; e != 0 {
+				*(*uint16)(unsafe.Add(out, n)) = uint16(e)
+				n += int(e >> 16)
+				i++
+				continue
+			}
+			if s[i] < utf8.RuneSelf {
+				break // a control character
+			}
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if size == 1 || r == '\u2028' || r == '\u2029' {
+				break // invalid UTF-8, or a rune JSON text must escape
+			}
+			// Valid multi-byte UTF-8 is copied as is: four bytes at once when s has them
+			// (room is there: size >= 2 input bytes left at least 4 output bytes).
+			if i+4 <= len(s) {
+				*(*uint32)(unsafe.Add(out, n)) = binary.LittleEndian.Uint32(unsafe.Slice(unsafe.StringData(s[i:]), 4))
+				n += size
+				i += size
+				continue
+			}
+			for end := i + size; i < end; i++ {
+				*(*byte)(unsafe.Add(out, n)) = s[i]
+				n++
+			}
+		}
+		dst = dst[:n]
 		if i == len(s) {
 			break
 		}
 		c := s[i]
 		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			i++
-			start = i
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
+		switch {
+		case r == utf8.RuneError && size == 1:
 			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
+		case r == '\u2028' || r == '\u2029':
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
+		default:
+			dst = append(dst, s[i:i+size]...)
 		}
 		i += size
 	}
-	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+const (
+	lowBits     = 0x0101010101010101
+	highBits    = 0x8080808080808080
+	quotes      = '"' * lowBits
+	backslashes = '\\' * lowBits
+)
+
+// hasByteBelow is non-zero when some byte of w is below b (exact under the same condition).
+func hasByteBelow(w uint64, b byte) uint64 { return (w - uint64(b)*lowBits) &^ w & highBits }
+
+// hasZeroByte is non-zero when some byte of w is zero (exact, given no byte of w has its
+// high bit set; the caller rejects those words separately).
+func hasZeroByte(w uint64) uint64 { return (w - lowBits) &^ w & highBits }
 
 // appendJSONBytes is appendJSONString for a byte slice, without copying it.
 func appendJSONBytes(dst []byte, b []byte) []byte {

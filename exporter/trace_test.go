@@ -266,3 +266,33 @@ func BenchmarkAppendTrace(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "traces/s")
 }
+
+// TestAppendJSONStringMatchesEncodingJSON checks the string escaper byte for byte against
+// encoding/json on inputs aimed at its paths: 8-byte plain runs, every single byte value at
+// every offset of a word, multi-byte UTF-8 at the very end (shorter than the 4-byte copy),
+// invalid and truncated sequences, U+2028/U+2029, control characters.
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	inputs := []string{
+		"", "a", "plain ascii text, long enough for several words",
+		`{"id":1,"v":"x"},{"id":2,"v":"y"}`, "tab\tnew\nline\rcr\bbs\fff\x00nul\x1fus\x7fdel",
+		"héllo wörld — ünïcode", "é", "aé", "€", "a€", "😀", "ab😀", "\u2028x\u2029", "x\u2028",
+		"\xff", "a\xffb", "\xe2\x82", "abc\xe2\x82", "\xed\xa0\x80", "\xc0\xaf", strings.Repeat("\\", 9),
+	}
+	for c := 0; c < 256; c++ {
+		for off := 0; off < 9; off++ {
+			inputs = append(inputs, strings.Repeat("p", off)+string([]byte{byte(c)})+"tail-bytes")
+		}
+	}
+	for _, in := range inputs {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(in); err != nil {
+			t.Fatal(err)
+		}
+		got := appendJSONString([]byte("prefix"), in)
+		if string(got) != "prefix"+strings.TrimSuffix(want.String(), "\n") {
+			t.Fatalf("%q: got %s, want %s", in, got[6:], want.String())
+		}
+	}
+}

@@ -20,11 +20,19 @@ ours=$(wc -l <"$work/traces.jsonl")
 theirs=$(wc -l <"$work/tshark.txt")
 echo "pairs: metlo-appliance=$ours tshark=$theirs (expected $((conns * per)))"
 
+# tshark three ways: -Y http alone (a summary line per HTTP packet, no pairing), the pairs
+# (response -> request URI and status), and the pairs with the request line, response line
+# and bodies — the closest to the traces metlo-appliance writes.
+ours_cmd="$work/metlo-appliance collect --pcap $work/capture.pcap --sink jsonl:/dev/null"
+ts_http="tshark -r $work/capture.pcap -Y http"
+ts_pairs="tshark -r $work/capture.pcap -Y http.response -T fields -e http.response_for.uri -e http.response.code"
+ts_full="tshark -r $work/capture.pcap -Y http -T fields -e http.request.method -e http.request.full_uri -e http.request.line -e http.response.code -e http.response_for.uri -e http.response.line -e http.file_data"
 if command -v hyperfine >/dev/null; then
-  hyperfine --warmup 1 --runs "${RUNS:-5}" \
-    "$work/metlo-appliance collect --pcap $work/capture.pcap --sink jsonl:$work/out.jsonl" \
-    "tshark -r $work/capture.pcap -Y http.response -T fields -e http.response_for.uri -e http.response.code"
+  hyperfine -N --warmup 1 --runs "${RUNS:-5}" "$ours_cmd" "$ts_http" "$ts_pairs" "$ts_full"
 else
-  time "$work/metlo-appliance" collect --pcap "$work/capture.pcap" --sink "jsonl:$work/out.jsonl" 2>/dev/null
-  time tshark -r "$work/capture.pcap" -Y http.response -T fields -e http.response_for.uri -e http.response.code >/dev/null 2>&1
+  for c in "$ours_cmd" "$ts_http" "$ts_pairs" "$ts_full"; do
+    echo "$c"
+    # shellcheck disable=SC2086 # the commands are word lists on purpose
+    time $c >/dev/null 2>&1
+  done
 fi

@@ -184,6 +184,9 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 				    const int want_dst)
 {
 	int fragment = 0;
+	f->sport = 0;
+	f->dport = 0;
+	f->ports_ok = 0;
 
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = pos;
@@ -450,7 +453,14 @@ static __always_inline int capture(struct xdp_md *ctx, void *data, void *end, vo
 	}
 
 	__u32 off = inner - data;
-	__u32 total = bpf_xdp_get_buff_len(ctx);
+	// When the IP packet lies wholly in the first buffer (always, short of jumbo frames)
+	// its end is the frame's end: no helper call. Bytes after it (Ethernet padding) are
+	// not the packet's.
+	__u32 total;
+	if (rc == PARSE_OK && l3 + fp->l3_len <= end)
+		total = (__u32)(l3 - data) + fp->l3_len;
+	else
+		total = bpf_xdp_get_buff_len(ctx);
 	if (total <= off)
 		return verdict(COUNTER_MALFORMED, XDP_DROP);
 	__u32 len = total - off;
@@ -491,7 +501,7 @@ static __always_inline int handle_vxlan(struct xdp_md *ctx, void *data, void *en
 	struct vxlanhdr *vx = pos;
 	if ((void *)(vx + 1) > end || !(vx->flags & 0x08))
 		return verdict(COUNTER_MALFORMED, XDP_DROP);
-	struct flow f = {};
+	struct flow f;
 	void *l3;
 	int rc = parse_inner(vx + 1, end, 0, &l3, &f);
 	return capture(ctx, data, end, vx + 1, 0, ENCAP_VXLAN, vni24(vx->vni), COUNTER_VXLAN, rc,
@@ -516,14 +526,14 @@ static __always_inline int handle_geneve(struct xdp_md *ctx, void *data, void *e
 	}
 
 	// VXLAN nested in GENEVE: a GWLB endpoint in front of a mirror target.
-	struct flow f = {};
+	struct flow f;
 	void *l3;
 	int rc = parse_inner(inner, end, inner_is_ip, &l3, &f);
 	if (rc == PARSE_OK && f.proto == IPPROTO_UDP && f.ports_ok &&
 	    port_in(bpf_ntohs(f.dport), vxlan_ports, MAX_TUNNEL_PORTS)) {
 		struct vxlanhdr *vx = f.l4 + sizeof(struct udphdr);
 		if ((void *)(vx + 1) <= end && (vx->flags & 0x08)) {
-			struct flow nf = {};
+			struct flow nf;
 			void *nl3;
 			int nrc = parse_inner(vx + 1, end, 0, &nl3, &nf);
 			return capture(ctx, data, end, vx + 1, 0, ENCAP_GENEVE_VXLAN, vni24(vx->vni),

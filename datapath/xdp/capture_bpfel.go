@@ -57,12 +57,18 @@ type captureFrameMeta struct {
 	Reserved  [3]uint16
 }
 
+type captureLocalFilter struct {
+	_    structs.HostLayout
+	Bits [8]uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	captureMapCounters        = "counters"
 	captureMapLocalAddrs      = "local_addrs"
+	captureMapLocalFilter     = "local_filter"
 	captureMapRings           = "rings"
 	captureProgXdpBaseline    = "xdp_baseline"
 	captureProgXdpCapture     = "xdp_capture"
@@ -127,9 +133,10 @@ type captureProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureMapSpecs struct {
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	LocalAddrs *ebpf.MapSpec `ebpf:"local_addrs"`
-	Rings      *ebpf.MapSpec `ebpf:"rings"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
+	LocalFilter *ebpf.MapSpec `ebpf:"local_filter"`
+	Rings       *ebpf.MapSpec `ebpf:"rings"`
 }
 
 // captureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -167,15 +174,17 @@ func (o *captureObjects) Close() error {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureMaps struct {
-	Counters   *ebpf.Map `ebpf:"counters"`
-	LocalAddrs *ebpf.Map `ebpf:"local_addrs"`
-	Rings      *ebpf.Map `ebpf:"rings"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
+	LocalFilter *ebpf.Map `ebpf:"local_filter"`
+	Rings       *ebpf.Map `ebpf:"rings"`
 }
 
 func (m *captureMaps) Close() error {
 	return _CaptureClose(
 		m.Counters,
 		m.LocalAddrs,
+		m.LocalFilter,
 		m.Rings,
 	)
 }

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ type Objects struct {
 	Baseline   *ebpf.Program // xdp_baseline, only when loaded for benchmarks
 	Counters   *ebpf.Map     // per-CPU array indexed by enum counter
 	LocalAddrs *ebpf.Map     // the appliance's own addresses (v4-mapped keys)
+	localBits  *ebpf.Map     // local_filter: the bit of every local address
 	Rings      []*ebpf.Map   // one ring buffer per possible CPU
 	rings      *ebpf.Map     // the array of ring buffers the program indexes
 	labels     []string      // metric label of each counter, from the C enum
@@ -78,6 +80,7 @@ func load(cfg Config, withBaseline bool) (*Objects, error) {
 		Baseline:   coll.DetachProgram(captureProgXdpBaseline),
 		Counters:   coll.DetachMap(captureMapCounters),
 		LocalAddrs: coll.DetachMap(captureMapLocalAddrs),
+		localBits:  coll.DetachMap(captureMapLocalFilter),
 		rings:      coll.DetachMap(captureMapRings),
 		labels:     labels,
 	}
@@ -103,12 +106,31 @@ func (o *Objects) fill(cfg Config, ncpu int, ringSpec *ebpf.MapSpec) error {
 			return fmt.Errorf("install ring buffer for cpu %d: %w", cpu, err)
 		}
 	}
+	// Addresses go into the hash map before their filter bits are set, so no moment exists
+	// in which the filter lets a local address through to capture.
+	var filter [8]uint64
 	for _, a := range cfg.LocalAddrs {
-		if err := o.LocalAddrs.Put(addrKey(a), uint8(1)); err != nil {
+		key := addrKey(a)
+		if err := o.LocalAddrs.Put(key, uint8(1)); err != nil {
 			return fmt.Errorf("store local address %s: %w", a, err)
 		}
+		bit := localFilterBit(key)
+		filter[bit/64] |= 1 << (bit % 64)
+	}
+	if err := o.localBits.Put(uint32(0), filter); err != nil {
+		return fmt.Errorf("store local address filter: %w", err)
 	}
 	return nil
+}
+
+// localFilterBit is the Go twin of the program's local_filter_bit: the address's four 32-bit
+// words, loaded little endian, XORed and folded to 9 bits.
+func localFilterBit(key [16]byte) uint32 {
+	x := binary.LittleEndian.Uint32(key[0:]) ^ binary.LittleEndian.Uint32(key[4:]) ^
+		binary.LittleEndian.Uint32(key[8:]) ^ binary.LittleEndian.Uint32(key[12:])
+	x ^= x >> 16
+	x ^= x >> 8
+	return x & 511
 }
 
 // Close releases the program and maps.
@@ -119,7 +141,7 @@ func (o *Objects) Close() error {
 			errs = append(errs, p.Close())
 		}
 	}
-	for _, m := range append([]*ebpf.Map{o.Counters, o.LocalAddrs, o.rings}, o.Rings...) {
+	for _, m := range append([]*ebpf.Map{o.Counters, o.LocalAddrs, o.localBits, o.rings}, o.Rings...) {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}

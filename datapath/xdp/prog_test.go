@@ -540,3 +540,38 @@ func monotonicNow(t *testing.T) int64 {
 	}
 	return ts.Nano()
 }
+
+// TestLocalFilter checks the raw-mode pre-filter against its Go twin and the hash map behind
+// it: TCP to a local address passes, TCP to an address whose filter bit collides with a
+// local one (so the map decides) and to one whose bit is clear is captured.
+func TestLocalFilter(t *testing.T) {
+	needBPF(t)
+	h := newHarness(t, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4, applianceV6}})
+	localBit := localFilterBit(addrKey(applianceV4))
+	var collide, clear netip.Addr
+	for i := 1; !collide.IsValid() || !clear.IsValid(); i++ {
+		a := netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)})
+		switch bit := localFilterBit(addrKey(a)); {
+		case bit == localBit && !collide.IsValid():
+			collide = a
+		case bit != localBit && bit != localFilterBit(addrKey(applianceV6)) && !clear.IsValid():
+			clear = a
+		}
+	}
+	for _, c := range []struct {
+		dst    netip.Addr
+		action uint32
+	}{{applianceV4, actPass}, {applianceV6, actPass}, {collide, actDrop}, {clear, actDrop}} {
+		src := clientV4
+		if c.dst.Is6() {
+			src = clientV6
+		}
+		res := h.run(t, h.objs.Program, tcpFrame(t, src, c.dst, 40000, 22, "x"))
+		if res.action != c.action {
+			t.Errorf("tcp to %s: action %d, want %d (deltas %v)", c.dst, res.action, c.action, res.deltas)
+		}
+		if captured := res.deltas["raw"] == 1; captured != (c.action == actDrop) {
+			t.Errorf("tcp to %s: raw delta %d", c.dst, res.deltas["raw"])
+		}
+	}
+}

@@ -294,7 +294,11 @@ func (s *MetloSink) run() {
 		if n == 0 {
 			select {
 			case <-s.closing:
-				return
+				// Traces put just before Close wake notify and closing together, and select
+				// picks either: leave only when the queue really is empty.
+				if n, _ := s.q.size(); n == 0 {
+					return
+				}
 			case <-s.ctx.Done():
 				return
 			case <-s.q.notify:

@@ -242,7 +242,7 @@ func TestProgram(t *testing.T) {
 		},
 		{
 			name: "vxlan inner udp captured", cfg: raw, action: actDrop,
-			frame:  vxlanFrame(t, mirrorV4, applianceV4, 3, innerUDP),
+			frame: vxlanFrame(t, mirrorV4, applianceV4, 3, innerUDP),
 			// The inner frame is padded to Ethernet's 60 bytes; the padding is not captured.
 			record: &want{data: innerUDP[:ipv4End(innerUDP)], encap: datapath.EncapVXLAN, vni: 3, hash: FlowHash(clientV4, serverV4, 5353, 53, 17)},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},

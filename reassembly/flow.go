@@ -200,9 +200,15 @@ func (f *flow) expire() {
 	}
 	f.half[0].checkReorderTimeout()
 	f.half[1].checkReorderTimeout()
+	// A held response waits for its request as long as a request waits for its response.
+	// Not just the reorder timeout: a live source with several rings (AF_PACKET fanout
+	// splits a VXLAN flow's two directions by outer UDP port) can process one direction
+	// seconds behind the other when the host is busy, while the other ring's packets
+	// move the clock on. Held bytes stay under the buffer caps, and the next request on
+	// the connection releases them anyway.
 	for i := range f.half {
 		h := &f.half[i]
-		if h.state == stHold && now-h.holdTS > int64(cfg.ReorderTimeout) {
+		if h.state == stHold && now-h.holdTS > int64(cfg.ResponseTimeout) {
 			h.releaseHold(true)
 		}
 	}

@@ -155,7 +155,6 @@ struct flow {
 	__u16 sport, dport; // raw (network order) ports, 0 when unknown
 	__u8 proto;	// L4 protocol
 	__u8 ports_ok;	// sport/dport were read
-	__u8 is_v6;
 	struct addr_key dst;
 };
 
@@ -220,6 +219,8 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 				    const int want_dst)
 {
 	int fragment = 0;
+	// Callers do not zero their flows (a dozen stores per packet): whatever is read later
+	// is set here, or read only after PARSE_OK.
 	f->sport = 0;
 	f->dport = 0;
 	f->ports_ok = 0;
@@ -261,7 +262,6 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 			f->dst.addr[3] = ip6->daddr[3];
 		}
 		f->proto = ip6->nexthdr;
-		f->is_v6 = 1;
 		f->l4 = ip6 + 1;
 	} else {
 		return PARSE_NOT_IP;

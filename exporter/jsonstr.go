@@ -25,8 +25,8 @@ const fastEscape = 1 << 31
 
 // escapes packs, for each byte value, what the fast path writes: the output bytes in the
 // low two bytes, their count (1 or 2) in the third, and fastEscape. 0 sends the byte to the
-// slow path:
-// control characters that need \u00XX and every byte of a multi-byte UTF-8 sequence.
+// slow path: control characters that need \u00XX, and bytes of 0x80 and above (copied when
+// they form valid UTF-8 other than U+2028/U+2029).
 var escapes = func() (t [256]uint32) {
 	two := map[byte]byte{'"': '"', '\\': '\\', '\b': 'b', '\f': 'f', '\n': 'n', '\r': 'r', '\t': 't'}
 	for c := 0; c < utf8.RuneSelf; c++ {
@@ -117,16 +117,15 @@ func appendJSONString(dst []byte, s string) []byte {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
+		// The loop above copies valid multi-byte UTF-8 itself: what stops it here is an
+		// invalid byte, or U+2028/U+2029.
+		if r, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
 			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
+			i++
+		} else {
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			dst = append(dst, s[i:i+size]...)
+			i += size
 		}
-		i += size
 	}
 	return append(dst, '"')
 }

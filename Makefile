@@ -44,9 +44,10 @@ generate: ## regenerate the eBPF objects and Go bindings (needs clang)
 generate-check: generate ## fail when committed generated files differ from a fresh generate
 	git diff --exit-code -- bpf datapath
 
-lint: ## gofmt, go vet and shellcheck
+lint: ## gofmt, go vet, staticcheck and shellcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	@if command -v shellcheck >/dev/null; then shellcheck $$(git ls-files '*.sh') .ci/run; else echo "shellcheck not installed: scripts not checked"; fi
 
 clean: ## remove build output

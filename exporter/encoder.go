@@ -20,9 +20,6 @@ type TraceEncoder struct {
 	resBody []byte // redacted response body
 }
 
-// noLimit keeps a body whole.
-const noLimit = -1
-
 // AppendTrace appends the JSON trace of x to dst and returns the extended buffer.
 func (enc *TraceEncoder) AppendTrace(dst []byte, x *reassembly.Exchange) []byte {
 	req, res := enc.bodies(x)

@@ -369,11 +369,14 @@ func writeFileAtomic(path string, data []byte, check func(tmp string) error) err
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err == nil {
+	// One err for the three steps: a failure in any of them must stop the rename, or a
+	// half-written file would replace a good one.
+	err = f.Chmod(0o600)
+	if err == nil {
 		_, err = f.Write(data)
-		if err == nil {
-			err = f.Sync()
-		}
+	}
+	if err == nil {
+		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

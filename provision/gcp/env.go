@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -237,5 +236,3 @@ func requestID(parts ...any) *string {
 	s := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 	return &s
 }
-
-var errAborted = errors.New("aborted: nothing changed")

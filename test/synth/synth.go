@@ -130,8 +130,6 @@ func Build(conns, perConn int, respBody func(r *rand.Rand) int) *Capture {
 	return capt
 }
 
-func mixedAPI(r *rand.Rand) int { return 100 + r.IntN(1900) }
-
 // MixedAPI sizes responses like a typical JSON API: 100 B to 2 KB.
 func MixedAPI(r *rand.Rand) int { return 100 + r.IntN(1900) }
 

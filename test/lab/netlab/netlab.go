@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,7 +136,11 @@ func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	if root := os.Getenv("GOROOT"); root != "" { // set by `go test` for the binaries it runs
+		return filepath.Join(root, "bin", "go")
+	}
+	return "/usr/local/go/bin/go"
+
 }
 
 // build compiles labserver and labclient into the test's temp dir.

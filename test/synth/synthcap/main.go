@@ -29,10 +29,14 @@ func main() {
 		os.Exit(1)
 	}
 	w := bufio.NewWriter(f)
-	if err := c.WritePcap(w); err == nil {
+	err = c.WritePcap(w)
+	if err == nil {
 		err = w.Flush()
 	}
-	if err := f.Close(); err != nil {
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
 
 // DispatcherConfig configures decoding and the reassembly workers.
@@ -57,7 +58,7 @@ type packetCounters struct {
 
 // NewDispatcher starts the workers; exchanges go to out, which is called from every
 // worker goroutine concurrently.
-func NewDispatcher(cfg DispatcherConfig, out reassembly.Handler) *Dispatcher {
+func NewDispatcher(cfg DispatcherConfig, out exchange.Handler) *Dispatcher {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 1
 	}

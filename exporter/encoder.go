@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"unicode/utf8"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
 
 // TraceEncoder writes exchanges as Metlo trace JSON into caller-owned buffers without
@@ -21,7 +21,7 @@ type TraceEncoder struct {
 }
 
 // AppendTrace appends the JSON trace of x to dst and returns the extended buffer.
-func (enc *TraceEncoder) AppendTrace(dst []byte, x *reassembly.Exchange) []byte {
+func (enc *TraceEncoder) AppendTrace(dst []byte, x *exchange.Exchange) []byte {
 	req, res := enc.bodies(x)
 	return enc.appendTrace(dst, x, req, res, false)
 }
@@ -30,7 +30,7 @@ func (enc *TraceEncoder) AppendTrace(dst []byte, x *reassembly.Exchange) []byte 
 // the trace would be longer it trims the bodies (at UTF-8 boundaries) until it fits and
 // flags it with meta.trimmed and the body-truncated flags. ok is false when the trace does
 // not fit even with empty bodies; dst is then returned unchanged.
-func (enc *TraceEncoder) AppendTraceMax(dst []byte, x *reassembly.Exchange, max int) (out []byte, trimmed, ok bool) {
+func (enc *TraceEncoder) AppendTraceMax(dst []byte, x *exchange.Exchange, max int) (out []byte, trimmed, ok bool) {
 	req, res := enc.bodies(x)
 	start := len(dst)
 	out = enc.appendTrace(dst, x, req, res, false)
@@ -72,7 +72,7 @@ func cutUTF8(b []byte, n int) []byte {
 }
 
 // bodies returns the request and response bodies as they will be exported.
-func (enc *TraceEncoder) bodies(x *reassembly.Exchange) (req, res []byte) {
+func (enc *TraceEncoder) bodies(x *exchange.Exchange) (req, res []byte) {
 	req, res = x.Request.Body, x.Response.Body
 	if enc.Redact != nil {
 		var changed bool
@@ -86,7 +86,7 @@ func (enc *TraceEncoder) bodies(x *reassembly.Exchange) (req, res []byte) {
 	return req, res
 }
 
-func (enc *TraceEncoder) appendTrace(b []byte, x *reassembly.Exchange, reqBody, resBody []byte, trimmed bool) []byte {
+func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, resBody []byte, trimmed bool) []byte {
 	b = append(b, `{"request":{"url":{"host":`...)
 	if x.Request.Host != "" {
 		b = appendJSONString(b, x.Request.Host)
@@ -149,13 +149,13 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *reassembly.Exchange, reqBody, 
 	b = append(b, `,"responseBodyTruncated":`...)
 	b = appendJSONBool(b, x.Response.BodyTruncated || (trimmed && len(resBody) < len(x.Response.Body)))
 	b = append(b, `,"noResponse":`...)
-	b = appendJSONBool(b, x.Flags&reassembly.FlagNoResponse != 0)
+	b = appendJSONBool(b, x.Flags&exchange.FlagNoResponse != 0)
 	b = append(b, `,"gap":`...)
-	b = appendJSONBool(b, x.Flags&reassembly.FlagGap != 0)
+	b = appendJSONBool(b, x.Flags&exchange.FlagGap != 0)
 	b = append(b, `,"decodeError":`...)
-	b = appendJSONBool(b, x.Flags&reassembly.FlagDecodeError != 0)
+	b = appendJSONBool(b, x.Flags&exchange.FlagDecodeError != 0)
 	b = append(b, `,"incomplete":`...)
-	b = appendJSONBool(b, x.Flags&reassembly.FlagIncomplete != 0)
+	b = appendJSONBool(b, x.Flags&exchange.FlagIncomplete != 0)
 	if trimmed {
 		b = append(b, `,"trimmed":true`...)
 	}
@@ -166,7 +166,7 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *reassembly.Exchange, reqBody, 
 	return append(b, "}}"...)
 }
 
-func (enc *TraceEncoder) appendHeaders(b []byte, hs []reassembly.Header) []byte {
+func (enc *TraceEncoder) appendHeaders(b []byte, hs []exchange.Header) []byte {
 	b = append(b, '[')
 	for i, h := range hs {
 		if i > 0 {

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
 
 // Options configure an Exporter; zero values take the documented defaults.
@@ -84,7 +84,7 @@ type Exporter struct {
 
 	mu     sync.RWMutex // guards closed against Submit racing Close
 	closed bool
-	queue  chan *reassembly.Exchange
+	queue  chan *exchange.Exchange
 
 	maxBytes int64
 	block    bool
@@ -141,7 +141,7 @@ func newWithSinks(opts Options, sinks ...Sink) (*Exporter, error) {
 		enc:      TraceEncoder{Environment: opts.Environment, Redact: NewRedactor(opts.RedactHeaders, opts.RedactFields)},
 		log:      opts.logger(),
 		intake:   m.forSink(queueSink, intakeOutcomes...),
-		queue:    make(chan *reassembly.Exchange, opts.QueueTraces),
+		queue:    make(chan *exchange.Exchange, opts.QueueTraces),
 		maxBytes: opts.QueueBytes,
 		block:    opts.Block,
 		done:     make(chan struct{}),
@@ -183,13 +183,13 @@ func (x *Exporter) BackendEndpoints() []netip.AddrPort {
 	return append([]netip.AddrPort(nil), x.endpoints...)
 }
 
-// HandleExchange implements reassembly.Handler by calling Submit.
-func (x *Exporter) HandleExchange(e *reassembly.Exchange) { x.Submit(e) }
+// HandleExchange implements exchange.Handler by calling Submit.
+func (x *Exporter) HandleExchange(e *exchange.Exchange) { x.Submit(e) }
 
 // Submit queues e for export and returns at once; the exporter owns e afterwards. When the
 // intake queue is full (in traces or bytes) or the exporter is closed, e is dropped and
 // counted under the reason.
-func (x *Exporter) Submit(e *reassembly.Exchange) {
+func (x *Exporter) Submit(e *exchange.Exchange) {
 	size := exchangeSize(e)
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -215,7 +215,7 @@ func (x *Exporter) Submit(e *reassembly.Exchange) {
 	}
 }
 
-func exchangeSize(e *reassembly.Exchange) int64 {
+func exchangeSize(e *exchange.Exchange) int64 {
 	n := int64(exchangeOverhead + len(e.Request.Body) + len(e.Response.Body) + len(e.Request.Target))
 	for _, h := range e.Request.Headers {
 		n += int64(len(h.Name) + len(h.Value))

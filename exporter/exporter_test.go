@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
 
 func readJSONL(t *testing.T, path string) []Trace {
@@ -37,7 +37,7 @@ func readJSONL(t *testing.T, path string) []Trace {
 }
 
 // numbered returns the sample exchange with the client port set to i, to tell traces apart.
-func numbered(i int) *reassembly.Exchange {
+func numbered(i int) *exchange.Exchange {
 	e := sampleExchange()
 	e.Client = netip.AddrPortFrom(e.Client.Addr(), uint16(i))
 	return e

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
 
 // MetloSource is the meta.metloSource value of every trace the appliance sends.
@@ -72,7 +72,7 @@ type TraceMeta struct {
 // NewTrace builds the Trace for x without redaction or trimming; strings keep the bytes
 // seen on the wire (encoding/json replaces invalid UTF-8). AppendTrace writes the same
 // document, byte for byte, much faster.
-func NewTrace(x *reassembly.Exchange, environment string) Trace {
+func NewTrace(x *exchange.Exchange, environment string) Trace {
 	t := Trace{
 		Request: TraceRequest{
 			URL: TraceURL{
@@ -102,10 +102,10 @@ func NewTrace(x *reassembly.Exchange, environment string) Trace {
 			DurationMs:            durationMs(x.Duration()),
 			RequestBodyTruncated:  x.Request.BodyTruncated,
 			ResponseBodyTruncated: x.Response.BodyTruncated,
-			NoResponse:            x.Flags&reassembly.FlagNoResponse != 0,
-			Gap:                   x.Flags&reassembly.FlagGap != 0,
-			DecodeError:           x.Flags&reassembly.FlagDecodeError != 0,
-			Incomplete:            x.Flags&reassembly.FlagIncomplete != 0,
+			NoResponse:            x.Flags&exchange.FlagNoResponse != 0,
+			Gap:                   x.Flags&exchange.FlagGap != 0,
+			DecodeError:           x.Flags&exchange.FlagDecodeError != 0,
+			Incomplete:            x.Flags&exchange.FlagIncomplete != 0,
 			OriginalSource:        originalSource(x.Request.Headers),
 		},
 	}
@@ -124,7 +124,7 @@ func NewTrace(x *reassembly.Exchange, environment string) Trace {
 	return t
 }
 
-func nameValues(hs []reassembly.Header) []NameValue {
+func nameValues(hs []exchange.Header) []NameValue {
 	out := make([]NameValue, len(hs))
 	for i, h := range hs {
 		out[i] = NameValue{Name: h.Name, Value: h.Value}
@@ -133,14 +133,14 @@ func nameValues(hs []reassembly.Header) []NameValue {
 }
 
 // traceHost is the Host header, or the server's ip:port when the request had none.
-func traceHost(x *reassembly.Exchange) string {
+func traceHost(x *exchange.Exchange) string {
 	if x.Request.Host != "" {
 		return x.Request.Host
 	}
 	return netip.AddrPortFrom(x.Server.Addr().Unmap(), x.Server.Port()).String()
 }
 
-func tracePath(x *reassembly.Exchange) string {
+func tracePath(x *exchange.Exchange) string {
 	if x.Request.Path != "" {
 		return x.Request.Path
 	}
@@ -153,7 +153,7 @@ func durationMs(d time.Duration) float64 {
 
 // originalSource is the first X-Forwarded-For entry: the client a proxy in front of the
 // mirrored server saw.
-func originalSource(hs []reassembly.Header) string {
+func originalSource(hs []exchange.Header) string {
 	for _, h := range hs {
 		if strings.EqualFold(h.Name, "X-Forwarded-For") {
 			first, _, _ := strings.Cut(h.Value, ",")

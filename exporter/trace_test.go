@@ -8,36 +8,36 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
 
 var t0 = time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
 
-func sampleExchange() *reassembly.Exchange {
-	return &reassembly.Exchange{
+func sampleExchange() *exchange.Exchange {
+	return &exchange.Exchange{
 		Tunnel: 42,
 		Client: netip.MustParseAddrPort("10.0.0.5:51234"),
 		Server: netip.MustParseAddrPort("10.0.1.9:8080"),
-		Request: reassembly.Request{
+		Request: exchange.Request{
 			Method: "POST", Target: "/api/users/7?page=2&tag=a&tag=b", Path: "/api/users/7", RawQuery: "page=2&tag=a&tag=b",
 			Proto: "HTTP/1.1", Host: "api.example.com",
-			Headers: []reassembly.Header{
+			Headers: []exchange.Header{
 				{Name: "Host", Value: "api.example.com"},
 				{Name: "Content-Type", Value: "application/json"},
 				{Name: "X-Forwarded-For", Value: "203.0.113.7, 10.0.0.1"},
 			},
 			Body: []byte(`{"name":"Ann","password":"hunter2"}`), BodySize: 35, Time: t0,
 		},
-		Response: reassembly.Response{
+		Response: exchange.Response{
 			Status: 201, Reason: "Created", Proto: "HTTP/1.1",
-			Headers: []reassembly.Header{{Name: "Content-Type", Value: "application/json"}},
+			Headers: []exchange.Header{{Name: "Content-Type", Value: "application/json"}},
 			Body:    []byte(`{"id":7}`), BodySize: 8, Time: t0.Add(1500 * time.Microsecond),
 		},
 	}
 }
 
 // referenceJSON is what encoding/json makes of NewTrace, with HTML escaping off.
-func referenceJSON(t testing.TB, x *reassembly.Exchange, env string) []byte {
+func referenceJSON(t testing.TB, x *exchange.Exchange, env string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -68,41 +68,41 @@ func TestTraceShapeMatchesMetloV1(t *testing.T) {
 }
 
 func TestAppendTraceMatchesEncodingJSON(t *testing.T) {
-	cases := map[string]func(x *reassembly.Exchange){
-		"sample": func(x *reassembly.Exchange) {},
-		"no host header, ipv6": func(x *reassembly.Exchange) {
+	cases := map[string]func(x *exchange.Exchange){
+		"sample": func(x *exchange.Exchange) {},
+		"no host header, ipv6": func(x *exchange.Exchange) {
 			x.Request.Host = ""
 			x.Client = netip.MustParseAddrPort("[2001:db8::1]:40000")
 			x.Server = netip.MustParseAddrPort("[2001:db8::2]:443")
 		},
-		"ipv4-mapped addresses": func(x *reassembly.Exchange) {
+		"ipv4-mapped addresses": func(x *exchange.Exchange) {
 			x.Request.Host = ""
 			x.Server = netip.MustParseAddrPort("[::ffff:10.1.2.3]:80")
 			x.Client = netip.MustParseAddrPort("[::ffff:10.1.2.4]:1234")
 		},
-		"no response": func(x *reassembly.Exchange) {
-			x.Response = reassembly.Response{}
-			x.Flags = reassembly.FlagNoResponse | reassembly.FlagGap
+		"no response": func(x *exchange.Exchange) {
+			x.Response = exchange.Response{}
+			x.Flags = exchange.FlagNoResponse | exchange.FlagGap
 		},
-		"binary and invalid utf-8 body": func(x *reassembly.Exchange) {
+		"binary and invalid utf-8 body": func(x *exchange.Exchange) {
 			x.Request.Body = []byte{0x00, 0x01, 0xff, 0xfe, 'a', 0xc3, 0x28, 0xe2, 0x82, '"', '\\', 0x7f, '\t', '\b', '\f'}
 			x.Response.Body = []byte("caf\xc3\xa9 \u2028\u2029 <b>&amp;</b> \xf0\x9f\x98\x80 \xed\xa0\x80")
 		},
-		"query oddities": func(x *reassembly.Exchange) {
+		"query oddities": func(x *exchange.Exchange) {
 			x.Request.RawQuery = "a=1&&b&c=%41%42+x&bad=%zz&trail=%4&=v&d=%E2%82%AC&e=%ff"
 		},
-		"truncated and flags": func(x *reassembly.Exchange) {
+		"truncated and flags": func(x *exchange.Exchange) {
 			x.Request.BodyTruncated = true
 			x.Response.BodyTruncated = true
-			x.Flags = reassembly.FlagDecodeError | reassembly.FlagIncomplete
+			x.Flags = exchange.FlagDecodeError | exchange.FlagIncomplete
 		},
-		"empty path and headers": func(x *reassembly.Exchange) {
+		"empty path and headers": func(x *exchange.Exchange) {
 			x.Request.Path, x.Request.Headers, x.Response.Headers = "", nil, nil
 		},
-		"control chars in headers": func(x *reassembly.Exchange) {
-			x.Request.Headers = append(x.Request.Headers, reassembly.Header{Name: "X-\x01", Value: "v\x1f\xff\r\n"})
+		"control chars in headers": func(x *exchange.Exchange) {
+			x.Request.Headers = append(x.Request.Headers, exchange.Header{Name: "X-\x01", Value: "v\x1f\xff\r\n"})
 		},
-		"negative duration": func(x *reassembly.Exchange) { x.Response.Time = t0.Add(-time.Second) },
+		"negative duration": func(x *exchange.Exchange) { x.Response.Time = t0.Add(-time.Second) },
 	}
 	enc := TraceEncoder{Environment: "staging"}
 	for name, mutate := range cases {
@@ -188,7 +188,7 @@ func TestAppendTraceMaxTrimsBodies(t *testing.T) {
 
 	// Headers alone over the limit: cannot fit.
 	huge := sampleExchange()
-	huge.Request.Headers = append(huge.Request.Headers, reassembly.Header{Name: "X-Big", Value: strings.Repeat("h", limit)})
+	huge.Request.Headers = append(huge.Request.Headers, exchange.Header{Name: "X-Big", Value: strings.Repeat("h", limit)})
 	if out, _, ok = enc.AppendTraceMax([]byte("keep"), huge, limit); ok || string(out) != "keep" {
 		t.Fatalf("ok=%v out=%q, want a refusal leaving dst unchanged", ok, out)
 	}
@@ -197,7 +197,7 @@ func TestAppendTraceMaxTrimsBodies(t *testing.T) {
 func TestRedaction(t *testing.T) {
 	x := sampleExchange()
 	x.Request.RawQuery = "token=abc&page=2"
-	x.Request.Headers = append(x.Request.Headers, reassembly.Header{Name: "authorization", Value: "Bearer s3cret"})
+	x.Request.Headers = append(x.Request.Headers, exchange.Header{Name: "authorization", Value: "Bearer s3cret"})
 	x.Request.Body = []byte(`{"user":{"Password" : "hunter2","tags":["password"]},"token":{"a":[1,{"b":"}"}]},"n":5,"password":null}`)
 	x.Response.Body = []byte(`not json but has password in it`)
 	enc := TraceEncoder{Environment: "production", Redact: NewRedactor([]string{"Authorization"}, []string{"password", "token"})}
@@ -236,7 +236,7 @@ func FuzzTraceJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, header, query, host, method string) {
 		x := sampleExchange()
 		x.Request.Body, x.Response.Body = body, body
-		x.Request.Headers = append(x.Request.Headers, reassembly.Header{Name: header, Value: header})
+		x.Request.Headers = append(x.Request.Headers, exchange.Header{Name: header, Value: header})
 		x.Request.RawQuery, x.Request.Host, x.Request.Method = query, host, method
 		enc := TraceEncoder{Environment: header}
 		got := enc.AppendTrace(nil, x)

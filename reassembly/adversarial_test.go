@@ -2,6 +2,7 @@ package reassembly
 
 import (
 	"fmt"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"strings"
 	"testing"
 	"time"
@@ -110,7 +111,7 @@ func TestTruncatedResponseBeforeRequest(t *testing.T) {
 	c.close()
 	got := c.want(2)
 	r := got[0].Response
-	if r.Status != 200 || r.BodySize != 3000 || !r.BodyTruncated || got[0].Flags&FlagGap == 0 || len(r.Body) != 2500 {
+	if r.Status != 200 || r.BodySize != 3000 || !r.BodyTruncated || got[0].Flags&exchange.FlagGap == 0 || len(r.Body) != 2500 {
 		t.Fatalf("first: status %d size %d len %d trunc %v flags %b", r.Status, r.BodySize, len(r.Body), r.BodyTruncated, got[0].Flags)
 	}
 	if string(got[1].Response.Body) != "n" {
@@ -160,7 +161,7 @@ func TestRSTMidBody(t *testing.T) {
 	c.client("late bytes after the reset") // the client's copy still in flight: harmless
 	c.a.Advance(c.ts + int64(3*time.Second))
 	got := c.want(1)
-	if got[0].Response.Status != 200 || string(got[0].Response.Body) != "partial" || got[0].Flags&FlagIncomplete == 0 {
+	if got[0].Response.Status != 200 || string(got[0].Response.Body) != "partial" || got[0].Flags&exchange.FlagIncomplete == 0 {
 		t.Fatalf("status %d body %q flags %b", got[0].Response.Status, got[0].Response.Body, got[0].Flags)
 	}
 	c.a.Advance(c.ts + int64(10*time.Second))

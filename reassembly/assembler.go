@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"time"
 )
 
@@ -12,7 +13,7 @@ const scanInterval = int64(time.Second)
 // with the timestamps it is given, so replaying a capture is deterministic.
 type Assembler struct {
 	cfg   Config
-	out   Handler
+	out   exchange.Handler
 	flows map[FlowKey]*flow
 
 	lruHead, lruTail *flow // all flows, most recently seen first
@@ -25,7 +26,7 @@ type Assembler struct {
 }
 
 // NewAssembler returns an assembler that hands finished exchanges to out.
-func NewAssembler(cfg Config, out Handler) *Assembler {
+func NewAssembler(cfg Config, out exchange.Handler) *Assembler {
 	return &Assembler{cfg: cfg.WithDefaults(), out: out, flows: make(map[FlowKey]*flow)}
 }
 
@@ -184,9 +185,9 @@ func (a *Assembler) emit(st *exState) {
 	ex := &st.ex
 	a.bodyBytes -= len(ex.Request.Body) + len(ex.Response.Body)
 	switch {
-	case ex.Flags&FlagNoResponse != 0:
+	case ex.Flags&exchange.FlagNoResponse != 0:
 		a.c.outcomes[outNoResponse].Add(1)
-	case ex.Request.BodyTruncated || ex.Response.BodyTruncated || ex.Flags&(FlagGap|FlagIncomplete) != 0:
+	case ex.Request.BodyTruncated || ex.Response.BodyTruncated || ex.Flags&(exchange.FlagGap|exchange.FlagIncomplete) != 0:
 		a.c.outcomes[outTruncated].Add(1)
 	default:
 		a.c.outcomes[outComplete].Add(1)

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"fmt"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"strings"
 	"testing"
 	"time"
@@ -238,7 +239,7 @@ func TestTruncatedCaptureKeepsFraming(t *testing.T) {
 	c.close()
 	got := c.want(2)
 	r := got[0].Response
-	if !r.BodyTruncated || len(r.Body) != 1000 || r.BodySize != 3000 || got[0].Flags&FlagGap == 0 {
+	if !r.BodyTruncated || len(r.Body) != 1000 || r.BodySize != 3000 || got[0].Flags&exchange.FlagGap == 0 {
 		t.Fatalf("truncated body: len %d size %d trunc %v flags %b", len(r.Body), r.BodySize, r.BodyTruncated, got[0].Flags)
 	}
 	if got[1].Request.Path != "/u" || string(got[1].Response.Body) != "u" {
@@ -256,7 +257,7 @@ func TestNoResponseTimeout(t *testing.T) {
 	}
 	c.a.Advance(c.ts + int64(7*time.Second))
 	got := c.want(1)
-	if got[0].Response.Status != 0 || got[0].Flags&FlagNoResponse == 0 {
+	if got[0].Response.Status != 0 || got[0].Flags&exchange.FlagNoResponse == 0 {
 		t.Fatalf("got %+v", got[0])
 	}
 }
@@ -296,7 +297,7 @@ func TestHugeHeaderBounded(t *testing.T) {
 }
 
 func TestFlowTableBounded(t *testing.T) {
-	a := NewAssembler(Config{MaxFlows: 100}, HandlerFunc(func(*Exchange) {}))
+	a := NewAssembler(Config{MaxFlows: 100}, exchange.HandlerFunc(func(*exchange.Exchange) {}))
 	for i := range 10000 {
 		k, d := NewKey(0, Endpoint{Port: uint16(i), Addr: [16]byte{15: byte(i >> 8)}}, ep("10.0.0.2", 80))
 		a.Segment(&Segment{Key: k, Dir: d, Flags: FlagACK, Seq: 1, Payload: []byte("GET / HTTP/1.1\r\n"), Timestamp: int64(i + 1)})
@@ -318,7 +319,7 @@ func TestLostResponseRealigns(t *testing.T) {
 	c.close()
 	c.a.Advance(c.ts + int64(2*time.Second)) // the reorder timeout declares the gap
 	got := c.want(2)
-	if got[0].Request.Path != "/one" || got[0].Flags&FlagNoResponse == 0 {
+	if got[0].Request.Path != "/one" || got[0].Flags&exchange.FlagNoResponse == 0 {
 		t.Fatalf("first: %s status %d flags %b", got[0].Request.Path, got[0].Response.Status, got[0].Flags)
 	}
 	if got[1].Request.Path != "/two" || string(got[1].Response.Body) != "two" {
@@ -406,7 +407,7 @@ func TestOutOfOrderCapSkipsTheGap(t *testing.T) {
 	c.close()
 	got := c.want(2)
 	r := got[0].Response
-	if !r.BodyTruncated || got[0].Flags&FlagGap == 0 || r.BodySize != 10000 {
+	if !r.BodyTruncated || got[0].Flags&exchange.FlagGap == 0 || r.BodySize != 10000 {
 		t.Fatalf("first: size %d truncated %v flags %b", r.BodySize, r.BodyTruncated, got[0].Flags)
 	}
 	if string(got[1].Response.Body) != "n" {
@@ -443,8 +444,8 @@ func TestHeldResponsesCountAgainstTheCaps(t *testing.T) {
 func TestUnansweredBodiesShareOneBudget(t *testing.T) {
 	// Many connections each send a large request that is never answered: the bodies held
 	// for them stop growing at the budget, and are released once emitted.
-	var got []*Exchange
-	a := NewAssembler(Config{BufferBytes: 100 << 10}, HandlerFunc(func(e *Exchange) { got = append(got, e) }))
+	var got []*exchange.Exchange
+	a := NewAssembler(Config{BufferBytes: 100 << 10}, exchange.HandlerFunc(func(e *exchange.Exchange) { got = append(got, e) }))
 	body := strings.Repeat("p", 30<<10)
 	for i := range 10 {
 		c := &conv{t: t, a: a, cli: ep("10.0.0.1", uint16(2000+i)), srv: ep("10.0.0.2", 80), cseq: 1, sseq: 1, ts: int64(i + 1)}

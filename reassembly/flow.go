@@ -1,6 +1,9 @@
 package reassembly
 
-import "time"
+import (
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"time"
+)
 
 const dirUnknown int8 = -1
 
@@ -31,7 +34,7 @@ type flow struct {
 
 // exState is an exchange under construction.
 type exState struct {
-	ex       Exchange
+	ex       exchange.Exchange
 	startSeq uint32 // client sequence number of the request's first byte
 	reqTime  int64
 	reqDone  bool
@@ -171,7 +174,7 @@ func (f *flow) finish() {
 	}
 	for _, st := range f.pending {
 		if st.ex.Response.Status == 0 {
-			st.ex.Flags |= FlagNoResponse
+			st.ex.Flags |= exchange.FlagNoResponse
 		}
 		f.a.emit(st)
 	}
@@ -215,7 +218,7 @@ func (f *flow) expire() {
 	deadline := now - int64(cfg.ResponseTimeout)
 	for len(f.pending) > 0 && f.pending[0].reqDone && f.pending[0].reqTime < deadline {
 		st := f.popPending()
-		st.ex.Flags |= FlagNoResponse
+		st.ex.Flags |= exchange.FlagNoResponse
 		f.a.emit(st)
 	}
 	// A flow the timeouts above just closed stays listed until its linger ends.
@@ -233,7 +236,7 @@ func (f *flow) hasPendingWork() bool {
 func (f *flow) enqueue(st *exState) {
 	if len(f.pending) >= f.a.cfg.MaxPending {
 		old := f.popPending()
-		old.ex.Flags |= FlagNoResponse
+		old.ex.Flags |= exchange.FlagNoResponse
 		f.a.c.drops[dropPendingFull].Add(1)
 		if old.reqDone {
 			f.a.emit(old)
@@ -269,7 +272,7 @@ func (f *flow) ignore() {
 	f.ignored = true
 	for i := range f.half {
 		if h := &f.half[i]; h.cur != nil { // a request body the switch cut short
-			h.cur.ex.Flags |= FlagIncomplete
+			h.cur.ex.Flags |= exchange.FlagIncomplete
 			h.finishSide()
 		}
 		f.half[i].state = stIgnore

@@ -1,6 +1,9 @@
 package reassembly
 
-import "testing"
+import (
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"testing"
+)
 
 // FuzzAssembler drives one connection with arbitrary bytes: the input is a script of
 // segments (direction, sequence jitter, flags, payload), so the fuzzer explores hostile
@@ -12,9 +15,9 @@ func FuzzAssembler(f *testing.F) {
 	f.Add([]byte("\x01\x00\x10HTTP/1.1 200 OK\r\n\r\nstream\x00\x00\x10HEAD / HTTP/1.0\r\n\r\n\x00\x00\x01"))
 	f.Add([]byte("\x00\x05\x10GET / HTTP/1.1\r\n\r\n\x00\xfb\x10GET /x HTTP/1.1\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, script []byte) {
-		var got []*Exchange
+		var got []*exchange.Exchange
 		a := NewAssembler(Config{BodyCap: 512, MaxHeaderBytes: 1024, FlowBufferBytes: 4096, BufferBytes: 8192, MaxPending: 4},
-			HandlerFunc(func(e *Exchange) { got = append(got, e) }))
+			exchange.HandlerFunc(func(e *exchange.Exchange) { got = append(got, e) }))
 		cli, srv := ep("10.0.0.1", 1000), ep("10.0.0.2", 80)
 		seq := [2]uint32{100, 9000}
 		ts := int64(1)

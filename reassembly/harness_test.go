@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"net/netip"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 type conv struct {
 	t      testing.TB
 	a      *Assembler
-	got    []*Exchange
+	got    []*exchange.Exchange
 	cli    Endpoint
 	srv    Endpoint
 	cseq   uint32
@@ -25,7 +26,7 @@ func ep(addr string, port uint16) Endpoint {
 
 func newConv(t testing.TB, cfg Config) *conv {
 	c := &conv{t: t, cli: ep("10.0.0.1", 51234), srv: ep("10.0.0.2", 8080), cseq: 1000, sseq: 5000, ts: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano()}
-	c.a = NewAssembler(cfg, HandlerFunc(func(e *Exchange) { c.got = append(c.got, e) }))
+	c.a = NewAssembler(cfg, exchange.HandlerFunc(func(e *exchange.Exchange) { c.got = append(c.got, e) }))
 	return c
 }
 
@@ -65,7 +66,7 @@ func (c *conv) close() {
 	c.send(c.seg(false, FlagFIN, ""))
 }
 
-func (c *conv) want(n int) []*Exchange {
+func (c *conv) want(n int) []*exchange.Exchange {
 	c.t.Helper()
 	if len(c.got) != n {
 		for _, e := range c.got {

@@ -3,6 +3,7 @@ package reassembly
 import (
 	"bytes"
 	"errors"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"strconv"
 	"strings"
 )
@@ -15,7 +16,7 @@ type head struct {
 	proto    string
 	status   int
 	reason   string
-	headers  []Header
+	headers  []exchange.Header
 
 	contentLength int64 // -1 when absent
 	chunked       bool
@@ -136,7 +137,7 @@ func parseHead(block []byte) (head, error) {
 		}
 	}
 	if rest != "" {
-		h.headers = make([]Header, 0, strings.Count(rest, "\n")+1)
+		h.headers = make([]exchange.Header, 0, strings.Count(rest, "\n")+1)
 	}
 	for rest != "" {
 		line, rest, _ = strings.Cut(rest, "\n")
@@ -157,7 +158,7 @@ func parseHead(block []byte) (head, error) {
 			return h, errBadHeader
 		}
 		value = strings.TrimSpace(value)
-		h.headers = append(h.headers, Header{Name: name, Value: value})
+		h.headers = append(h.headers, exchange.Header{Name: name, Value: value})
 		if err := h.noteFraming(name, value); err != nil {
 			return h, err
 		}

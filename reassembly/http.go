@@ -2,6 +2,7 @@ package reassembly
 
 import (
 	"bytes"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"strings"
 	"time"
 )
@@ -339,7 +340,7 @@ func (h *half) protocolError() {
 // resynchronises.
 func (h *half) abandon() {
 	if h.cur != nil {
-		h.cur.ex.Flags |= FlagIncomplete
+		h.cur.ex.Flags |= exchange.FlagIncomplete
 		h.finishSide()
 	}
 	h.buf = nil
@@ -393,7 +394,7 @@ func (h *half) onResponseHead(hd *head) {
 		// request's bytes belongs to a later request: the ones before it went unanswered.
 		for len(f.pending) > 1 && f.pending[0].reqDone && int32(h.msgAck-f.pending[1].startSeq) > 0 {
 			old := f.popPending()
-			old.ex.Flags |= FlagNoResponse | FlagGap
+			old.ex.Flags |= exchange.FlagNoResponse | exchange.FlagGap
 			f.a.emit(old)
 		}
 	}
@@ -590,14 +591,14 @@ func (h *half) finishSide() {
 	if m := &h.msg; m.body != nil && m.encoding != "" && m.encoding != "identity" && len(*m.body) > 0 {
 		dec, cut, err := decodeBody(*m.body, m.encoding, h.f.a.cfg.BodyCap, *m.truncated)
 		if err != nil {
-			st.ex.Flags |= FlagDecodeError
+			st.ex.Flags |= exchange.FlagDecodeError
 		} else {
 			h.f.a.bodyBytes += len(dec) - len(*m.body)
 			*m.body, *m.truncated = dec, cut
 		}
 	}
 	if h.gapInMsg {
-		st.ex.Flags |= FlagGap
+		st.ex.Flags |= exchange.FlagGap
 	}
 	if h.isClient() {
 		st.reqDone = true
@@ -673,7 +674,7 @@ func (h *half) eof() {
 		h.endMessage()
 	case stBodyLength, stChunkSize, stChunkData, stChunkCRLF, stTrailers:
 		if h.cur != nil {
-			h.cur.ex.Flags |= FlagIncomplete
+			h.cur.ex.Flags |= exchange.FlagIncomplete
 		}
 		h.endMessage()
 	}

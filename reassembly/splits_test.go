@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"strings"
 	"testing"
 	"time"
@@ -195,7 +196,7 @@ func TestIdleEvictionEmitsPending(t *testing.T) {
 	c.client("GET /never HTTP/1.1\r\n\r\n")
 	c.a.Advance(c.ts + int64(11*time.Second))
 	got := c.want(2)
-	if got[0].Flags&FlagIncomplete == 0 || string(got[0].Response.Body) != "abc" || got[1].Flags&FlagNoResponse == 0 {
+	if got[0].Flags&exchange.FlagIncomplete == 0 || string(got[0].Response.Body) != "abc" || got[1].Flags&exchange.FlagNoResponse == 0 {
 		t.Fatalf("flags %b %b", got[0].Flags, got[1].Flags)
 	}
 	if s := c.a.Stats(); s.Flows != 0 || s.FlowsEvicted != 1 {
@@ -215,7 +216,7 @@ func TestMaxPendingOverflow(t *testing.T) {
 	c.close()
 	got := c.want(5)
 	for i, e := range got {
-		if i < 2 && e.Flags&FlagNoResponse == 0 || i >= 2 && string(e.Response.Body) != fmt.Sprint(i) {
+		if i < 2 && e.Flags&exchange.FlagNoResponse == 0 || i >= 2 && string(e.Response.Body) != fmt.Sprint(i) {
 			t.Fatalf("exchange %d %s: %q flags %b", i, e.Request.Path, e.Response.Body, e.Flags)
 		}
 	}
@@ -245,7 +246,7 @@ func TestGzipCutByBodyCap(t *testing.T) {
 			c.server(resp(200, fmt.Sprintf("Content-Encoding: gzip\r\nContent-Length: %d\r\n", len(tc.body)), string(tc.body)))
 			c.close()
 			r := c.want(1)[0].Response
-			if !r.BodyTruncated || len(r.Body) == 0 || len(r.Body) > tc.cap || !bytes.HasPrefix(plain.Bytes(), r.Body) || c.got[0].Flags&FlagDecodeError != 0 {
+			if !r.BodyTruncated || len(r.Body) == 0 || len(r.Body) > tc.cap || !bytes.HasPrefix(plain.Bytes(), r.Body) || c.got[0].Flags&exchange.FlagDecodeError != 0 {
 				t.Fatalf("len %d truncated %v flags %b prefix %v", len(r.Body), r.BodyTruncated, c.got[0].Flags, bytes.HasPrefix(plain.Bytes(), r.Body))
 			}
 		})
@@ -261,7 +262,7 @@ func TestInvalidGzipKeepsRawBody(t *testing.T) {
 	c.server(resp(200, "Content-Encoding: gzip\r\nContent-Length: 14\r\n", "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffgarb"))
 	c.close()
 	for _, e := range c.want(2) {
-		if e.Flags&FlagDecodeError == 0 || int64(len(e.Response.Body)) != e.Response.BodySize {
+		if e.Flags&exchange.FlagDecodeError == 0 || int64(len(e.Response.Body)) != e.Response.BodySize {
 			t.Fatalf("%s: body %q flags %b", e.Request.Path, e.Response.Body, e.Flags)
 		}
 	}

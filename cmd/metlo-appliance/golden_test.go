@@ -17,6 +17,7 @@ import (
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/datapath/pcapsrc"
 	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/test/lab/groundtruth"
 )
 
@@ -49,7 +50,7 @@ func TestGoldenCaptures(t *testing.T) {
 			var mu sync.Mutex
 			var observed []groundtruth.Observed
 			d := datapath.NewDispatcher(datapath.DispatcherConfig{Workers: 2, Decoder: datapath.DecoderConfig{Raw: true}},
-				reassembly.HandlerFunc(func(e *reassembly.Exchange) {
+				exchange.HandlerFunc(func(e *exchange.Exchange) {
 					mu.Lock()
 					observed = append(observed, groundtruth.FromExchange(e))
 					mu.Unlock()

@@ -10,11 +10,12 @@ import (
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/exporter"
 	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/test/synth"
 )
 
 // runPass decodes and reassembles the whole capture on this goroutine.
-func runPass(b *testing.B, capt *synth.Capture, h reassembly.Handler) {
+func runPass(b *testing.B, capt *synth.Capture, h exchange.Handler) {
 	dec := datapath.NewDecoder(datapath.DecoderConfig{})
 	asm := reassembly.NewAssembler(reassembly.Config{}, h)
 	var seg reassembly.Segment
@@ -39,7 +40,7 @@ func reportPipeline(b *testing.B, capt *synth.Capture, n int) {
 }
 
 // benchPasses runs runPass b.N times over capt and reports the pipeline metrics.
-func benchPasses(b *testing.B, capt *synth.Capture, h reassembly.Handler, n *int) {
+func benchPasses(b *testing.B, capt *synth.Capture, h exchange.Handler, n *int) {
 	b.SetBytes(capt.Bytes)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -52,7 +53,7 @@ func benchPasses(b *testing.B, capt *synth.Capture, h reassembly.Handler, n *int
 // BenchmarkPipelineExchanges: mirrored frames → Exchange values, one goroutine.
 func BenchmarkPipelineExchanges(b *testing.B) {
 	n := 0
-	benchPasses(b, synth.Build(200, 50, synth.MixedAPI), reassembly.HandlerFunc(func(*reassembly.Exchange) { n++ }), &n)
+	benchPasses(b, synth.Build(200, 50, synth.MixedAPI), exchange.HandlerFunc(func(*exchange.Exchange) { n++ }), &n)
 }
 
 // BenchmarkPipelineJSONL: as above plus encoding each exchange as a JSONL trace.
@@ -60,7 +61,7 @@ func BenchmarkPipelineJSONL(b *testing.B) {
 	var enc exporter.TraceEncoder
 	buf := make([]byte, 0, 64<<10)
 	n := 0
-	h := reassembly.HandlerFunc(func(e *reassembly.Exchange) {
+	h := exchange.HandlerFunc(func(e *exchange.Exchange) {
 		buf = enc.AppendTrace(buf[:0], e)
 		buf = append(buf, '\n')
 		_, _ = io.Discard.Write(buf)
@@ -72,7 +73,7 @@ func BenchmarkPipelineJSONL(b *testing.B) {
 // BenchmarkPipelineLargeBodies: 1 MiB responses (truncated at the 64 KiB cap) — raw MB/s.
 func BenchmarkPipelineLargeBodies(b *testing.B) {
 	n := 0
-	benchPasses(b, synth.Build(8, 4, func(*rand.Rand) int { return 1 << 20 }), reassembly.HandlerFunc(func(*reassembly.Exchange) { n++ }), &n)
+	benchPasses(b, synth.Build(8, 4, func(*rand.Rand) int { return 1 << 20 }), exchange.HandlerFunc(func(*exchange.Exchange) { n++ }), &n)
 }
 
 // BenchmarkDispatcher: the same traffic through the sharded workers (use -cpu 1,2,…).
@@ -84,7 +85,7 @@ func BenchmarkDispatcher(b *testing.B) {
 	var total int64
 	for range b.N {
 		var n atomicCounter
-		d := datapath.NewDispatcher(datapath.DispatcherConfig{Workers: runtime.GOMAXPROCS(0)}, reassembly.HandlerFunc(func(*reassembly.Exchange) { n.add() }))
+		d := datapath.NewDispatcher(datapath.DispatcherConfig{Workers: runtime.GOMAXPROCS(0)}, exchange.HandlerFunc(func(*exchange.Exchange) { n.add() }))
 		h := d.NewHandler()
 		f := datapath.Frame{Timestamp: time.Now().UnixNano()}
 		for _, fr := range capt.Frames {
@@ -108,7 +109,7 @@ func BenchmarkIdleFlowMemory(b *testing.B) {
 	frames := capt.Frames[:len(capt.Frames)-2*flows]
 	for range b.N {
 		dec := datapath.NewDecoder(datapath.DecoderConfig{})
-		asm := reassembly.NewAssembler(reassembly.Config{}, reassembly.HandlerFunc(func(*reassembly.Exchange) {}))
+		asm := reassembly.NewAssembler(reassembly.Config{}, exchange.HandlerFunc(func(*exchange.Exchange) {}))
 		var seg reassembly.Segment
 		f := datapath.Frame{Timestamp: 1}
 		runtime.GC()

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/test/lab/labbody"
 )
 
@@ -28,7 +28,7 @@ type Observed struct {
 }
 
 // FromExchange converts a reassembled exchange into an Observed one.
-func FromExchange(e *reassembly.Exchange) Observed {
+func FromExchange(e *exchange.Exchange) Observed {
 	client := ""
 	if e.Client.IsValid() {
 		client = e.Client.String()

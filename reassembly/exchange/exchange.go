@@ -1,4 +1,6 @@
-package reassembly
+// Package exchange defines the protocol-neutral value every parser produces and every sink
+// consumes: one request paired with its response, plus what went wrong on the way.
+package exchange
 
 import (
 	"net/netip"

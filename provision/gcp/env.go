@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -33,13 +34,22 @@ func (p *Provider) resolve(ctx context.Context, opts provision.Options) (*env, e
 	e := &env{project: c.Project, zone: c.Zone, region: opts.Region}
 	instName := c.Instance
 	var err error
+	mdCtx, cancel := context.WithTimeout(ctx, p.cfg.MetadataTimeout)
+	defer cancel()
 	md := func(what, path string) string {
 		if err != nil {
 			return ""
 		}
-		v, gerr := p.meta.GetWithContext(ctx, path)
+		v, gerr := p.meta.GetWithContext(mdCtx, path)
 		if gerr != nil {
-			err = fmt.Errorf("discover %s from the metadata server (not on GCE? pass --gcp-%s): %w", what, what, gerr)
+			why := gerr.Error()
+			if mdCtx.Err() != nil {
+				why = fmt.Sprintf("no answer within %s", p.cfg.MetadataTimeout)
+			} else if p.cfg.MetadataHost != "" {
+				// The library names its default host even when the request went elsewhere.
+				why = strings.ReplaceAll(why, "169.254.169.254", p.cfg.MetadataHost)
+			}
+			err = fmt.Errorf("discover %s from the metadata server at %s (not on GCE? pass --gcp-%s): %s", what, p.metadataHost(), what, why)
 		}
 		return strings.TrimSpace(v)
 	}
@@ -117,6 +127,17 @@ func (p *Provider) resolve(ctx context.Context, opts provision.Options) (*env, e
 		e.ownGroup = true
 	}
 	return e, nil
+}
+
+// metadataHost is the metadata server in use, for messages.
+func (p *Provider) metadataHost() string {
+	if p.cfg.MetadataHost != "" {
+		return p.cfg.MetadataHost
+	}
+	if h := os.Getenv("GCE_METADATA_HOST"); h != "" {
+		return h
+	}
+	return "169.254.169.254"
 }
 
 // name is the name of one of this appliance's resources.

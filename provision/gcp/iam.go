@@ -1,5 +1,7 @@
 package gcp
 
+import _ "embed"
+
 // Role is a predefined IAM role the provisioner's identity needs, with the permissions the
 // provisioner relies on from it.
 type Role struct {
@@ -23,7 +25,7 @@ var Roles = []Role{
 			"compute.instances.use", "compute.networks.use", "compute.subnetworks.use",
 		}},
 	{"roles/compute.securityAdmin", "firewall rules for the health checkers and the mirrored traffic",
-		[]string{"compute.firewalls.get", "compute.firewalls.create", "compute.firewalls.delete", "compute.networks.updatePolicy"}},
+		[]string{"compute.firewalls.get", "compute.firewalls.create", "compute.firewalls.update", "compute.firewalls.delete", "compute.networks.updatePolicy"}},
 	{"roles/compute.viewer", "discover this appliance and the sources to mirror, follow operations",
 		[]string{"compute.instances.get", "compute.instances.list", "compute.subnetworks.get", "compute.subnetworks.list", "compute.networks.get",
 			"compute.zoneOperations.get", "compute.regionOperations.get", "compute.globalOperations.get"}},
@@ -32,34 +34,42 @@ var Roles = []Role{
 // MethodPermissions maps every Compute API method the provisioner calls to the IAM
 // permissions that call needs.
 var MethodPermissions = map[string][]string{
-	"compute.instances.get":                {"compute.instances.get"},
-	"compute.instances.aggregatedList":     {"compute.instances.list"},
-	"compute.subnetworks.get":              {"compute.subnetworks.get"},
-	"compute.subnetworks.list":             {"compute.subnetworks.list"},
-	"compute.instanceGroups.get":           {"compute.instanceGroups.get"},
-	"compute.instanceGroups.insert":        {"compute.instanceGroups.create", "compute.networks.use", "compute.subnetworks.use"},
-	"compute.instanceGroups.addInstances":  {"compute.instanceGroups.update", "compute.instances.use"},
-	"compute.instanceGroups.listInstances": {"compute.instanceGroups.list"},
-	"compute.instanceGroups.delete":        {"compute.instanceGroups.delete"},
-	"compute.regionHealthChecks.get":       {"compute.regionHealthChecks.get"},
-	"compute.regionHealthChecks.insert":    {"compute.regionHealthChecks.create"},
-	"compute.regionHealthChecks.patch":     {"compute.regionHealthChecks.update"},
-	"compute.regionHealthChecks.delete":    {"compute.regionHealthChecks.delete"},
-	"compute.regionBackendServices.get":    {"compute.regionBackendServices.get"},
-	"compute.regionBackendServices.insert": {"compute.regionBackendServices.create", "compute.regionHealthChecks.useReadOnly", "compute.instanceGroups.use"},
-	"compute.regionBackendServices.delete": {"compute.regionBackendServices.delete"},
-	"compute.forwardingRules.get":          {"compute.forwardingRules.get"},
-	"compute.forwardingRules.insert":       {"compute.forwardingRules.create", "compute.regionBackendServices.use", "compute.networks.use", "compute.subnetworks.use"},
-	"compute.forwardingRules.delete":       {"compute.forwardingRules.delete"},
-	"compute.firewalls.get":                {"compute.firewalls.get"},
-	"compute.firewalls.insert":             {"compute.firewalls.create", "compute.networks.updatePolicy"},
-	"compute.firewalls.delete":             {"compute.firewalls.delete", "compute.networks.updatePolicy"},
-	"compute.packetMirrorings.get":         {"compute.packetMirrorings.get"},
-	"compute.packetMirrorings.list":        {"compute.packetMirrorings.list"},
-	"compute.packetMirrorings.insert":      {"compute.packetMirrorings.create", "compute.forwardingRules.use"},
-	"compute.packetMirrorings.patch":       {"compute.packetMirrorings.update", "compute.forwardingRules.use"},
-	"compute.packetMirrorings.delete":      {"compute.packetMirrorings.delete"},
-	"compute.zoneOperations.get":           {"compute.zoneOperations.get"},
-	"compute.regionOperations.get":         {"compute.regionOperations.get"},
-	"compute.globalOperations.get":         {"compute.globalOperations.get"},
+	"compute.instances.get":                   {"compute.instances.get"},
+	"compute.instances.aggregatedList":        {"compute.instances.list"},
+	"compute.subnetworks.get":                 {"compute.subnetworks.get"},
+	"compute.subnetworks.list":                {"compute.subnetworks.list"},
+	"compute.instanceGroups.get":              {"compute.instanceGroups.get"},
+	"compute.instanceGroups.insert":           {"compute.instanceGroups.create", "compute.networks.use", "compute.subnetworks.use"},
+	"compute.instanceGroups.addInstances":     {"compute.instanceGroups.update", "compute.instances.use"},
+	"compute.instanceGroups.listInstances":    {"compute.instanceGroups.list"},
+	"compute.instanceGroups.delete":           {"compute.instanceGroups.delete"},
+	"compute.regionHealthChecks.get":          {"compute.regionHealthChecks.get"},
+	"compute.regionHealthChecks.insert":       {"compute.regionHealthChecks.create"},
+	"compute.regionHealthChecks.patch":        {"compute.regionHealthChecks.update"},
+	"compute.regionHealthChecks.delete":       {"compute.regionHealthChecks.delete"},
+	"compute.regionBackendServices.get":       {"compute.regionBackendServices.get"},
+	"compute.regionBackendServices.insert":    {"compute.regionBackendServices.create", "compute.regionHealthChecks.useReadOnly", "compute.instanceGroups.use"},
+	"compute.regionBackendServices.delete":    {"compute.regionBackendServices.delete"},
+	"compute.regionBackendServices.getHealth": {"compute.regionBackendServices.get"},
+	"compute.forwardingRules.get":             {"compute.forwardingRules.get"},
+	"compute.forwardingRules.insert":          {"compute.forwardingRules.create", "compute.regionBackendServices.use", "compute.networks.use", "compute.subnetworks.use"},
+	"compute.forwardingRules.delete":          {"compute.forwardingRules.delete"},
+	"compute.firewalls.get":                   {"compute.firewalls.get"},
+	"compute.firewalls.insert":                {"compute.firewalls.create", "compute.networks.updatePolicy"},
+	"compute.firewalls.patch":                 {"compute.firewalls.update", "compute.networks.updatePolicy"},
+	"compute.firewalls.delete":                {"compute.firewalls.delete", "compute.networks.updatePolicy"},
+	"compute.packetMirrorings.get":            {"compute.packetMirrorings.get"},
+	"compute.packetMirrorings.list":           {"compute.packetMirrorings.list"},
+	"compute.packetMirrorings.insert":         {"compute.packetMirrorings.create", "compute.forwardingRules.use"},
+	"compute.packetMirrorings.patch":          {"compute.packetMirrorings.update", "compute.forwardingRules.use"},
+	"compute.packetMirrorings.delete":         {"compute.packetMirrorings.delete"},
+	"compute.zoneOperations.get":              {"compute.zoneOperations.get"},
+	"compute.regionOperations.get":            {"compute.regionOperations.get"},
+	"compute.globalOperations.get":            {"compute.globalOperations.get"},
 }
+
+// CustomRole is the custom IAM role definition (gcloud iam roles create --file) holding
+// exactly the permissions in MethodPermissions.
+//
+//go:embed iam-role.yaml
+var CustomRole string

@@ -11,8 +11,10 @@ import (
 	"strings"
 )
 
-// unsupportedTypes are instance type prefixes that cannot be mirror sources.
-var unsupportedTypes = []string{"t2.", "m1.", "c3.", "a1.metal"}
+// unsupportedTypes are instance families that cannot be mirror sources (the Traffic Mirroring
+// limitations page: Xen types outside a short list, and some Nitro families); bare metal
+// sizes are refused too.
+var unsupportedTypes = []string{"t2.", "m1.", "c3.", "m3.", "r3.", "m6i.", "c6i.", "r6i.", "m7i.", "c7i.", "m7g.", "c7g.", "i4i."}
 
 func (e *Emulator) serveEC2(w http.ResponseWriter, form url.Values) {
 	e.mu.Lock()
@@ -22,24 +24,36 @@ func (e *Emulator) serveEC2(w http.ResponseWriter, form url.Values) {
 		writeEC2Error(w, err)
 		return
 	}
-	if form.Get("DryRun") == "true" {
-		writeEC2Error(w, errf(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set."))
+	if e.Policy != "" && !e.policyAllows("ec2", action, form) {
+		writeEC2Error(w, errf(403, "UnauthorizedOperation", "You are not authorized to perform this operation: ec2:%s (denied by the attached policy)", action))
 		return
 	}
 	handlers := map[string]func(url.Values) (string, *apiError){
-		"DescribeInstances":             e.describeInstances,
-		"DescribeNetworkInterfaces":     e.describeENIs,
-		"DescribeTrafficMirrorTargets":  e.describeTargets,
-		"DescribeTrafficMirrorFilters":  e.describeFilters,
-		"DescribeTrafficMirrorSessions": e.describeSessions,
-		"CreateTrafficMirrorTarget":     e.createTarget,
-		"CreateTrafficMirrorFilter":     e.createFilter,
-		"CreateTrafficMirrorFilterRule": e.createFilterRule,
-		"CreateTrafficMirrorSession":    e.createSession,
-		"DeleteTrafficMirrorTarget":     e.deleteTarget,
-		"DeleteTrafficMirrorFilter":     e.deleteFilter,
-		"DeleteTrafficMirrorFilterRule": e.deleteFilterRule,
-		"DeleteTrafficMirrorSession":    e.deleteSession,
+		"DescribeInstances":              e.describeInstances,
+		"DescribeInstanceTypes":          e.describeInstanceTypes,
+		"DescribeSubnets":                e.describeSubnets,
+		"DescribeSecurityGroups":         e.describeSecurityGroups,
+		"DescribeNetworkAcls":            e.describeNetworkAcls,
+		"DescribeVpcPeeringConnections":  e.describePeerings,
+		"AuthorizeSecurityGroupIngress":  e.authorizeIngress,
+		"ModifyTrafficMirrorSession":     e.modifySession,
+		"DescribeLaunchTemplates":        e.describeLaunchTemplates,
+		"DescribeLaunchTemplateVersions": e.describeLaunchTemplateVersions,
+		"CreateLaunchTemplate":           e.createLaunchTemplate,
+		"CreateLaunchTemplateVersion":    e.createLaunchTemplateVersion,
+		"DeleteLaunchTemplate":           e.deleteLaunchTemplate,
+		"DescribeNetworkInterfaces":      e.describeENIs,
+		"DescribeTrafficMirrorTargets":   e.describeTargets,
+		"DescribeTrafficMirrorFilters":   e.describeFilters,
+		"DescribeTrafficMirrorSessions":  e.describeSessions,
+		"CreateTrafficMirrorTarget":      e.createTarget,
+		"CreateTrafficMirrorFilter":      e.createFilter,
+		"CreateTrafficMirrorFilterRule":  e.createFilterRule,
+		"CreateTrafficMirrorSession":     e.createSession,
+		"DeleteTrafficMirrorTarget":      e.deleteTarget,
+		"DeleteTrafficMirrorFilter":      e.deleteFilter,
+		"DeleteTrafficMirrorFilterRule":  e.deleteFilterRule,
+		"DeleteTrafficMirrorSession":     e.deleteSession,
 	}
 	h, ok := handlers[action]
 	if !ok {
@@ -47,6 +61,12 @@ func (e *Emulator) serveEC2(w http.ResponseWriter, form url.Values) {
 		return
 	}
 	body, err := h(form)
+	if err == nil && dryRun(form) {
+		if isMutating(action) {
+			panic("awsemu: " + action + " applied a DryRun request")
+		}
+		err = errDryRun
+	}
 	if err != nil {
 		writeEC2Error(w, err)
 		return
@@ -56,6 +76,12 @@ func (e *Emulator) serveEC2(w http.ResponseWriter, form url.Values) {
 	}
 	writeEC2(w, action, body)
 }
+
+// errDryRun is the answer to a DryRun request that passed every check: handlers return it
+// after validating and before changing anything.
+var errDryRun = errf(412, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
+
+func dryRun(form url.Values) bool { return form.Get("DryRun") == "true" }
 
 // checkFilters rejects filter names the API does not document for the call.
 func checkFilters(f map[string][]string, allowed ...string) *apiError {
@@ -120,22 +146,32 @@ func (e *Emulator) describeInstances(form url.Values) (string, *apiError) {
 		b.close("instanceState")
 		b.el("subnetId", in.SubnetID)
 		b.el("vpcId", in.VPCID)
-		if eni := e.enis[in.ENI]; eni != nil {
-			b.el("privateIpAddress", eni.PrivateIP)
-			b.open("networkInterfaceSet")
+		var attached []*ENI
+		for _, k := range sortedKeys(e.enis) {
+			if n := e.enis[k]; n.InstanceID == in.ID {
+				attached = append(attached, n)
+			}
+		}
+		slices.SortFunc(attached, func(a, b *ENI) int { return a.DeviceIndex - b.DeviceIndex })
+		if p := e.enis[in.ENI]; p != nil {
+			b.el("privateIpAddress", p.PrivateIP)
+		}
+		b.open("networkInterfaceSet")
+		for _, eni := range attached {
 			b.open("item")
 			b.el("networkInterfaceId", eni.ID)
 			b.el("subnetId", eni.SubnetID)
 			b.el("vpcId", eni.VPCID)
 			b.el("privateIpAddress", eni.PrivateIP)
+			b.el("interfaceType", eni.InterfaceType)
 			b.open("attachment")
 			b.el("attachmentId", "eni-attach-"+strings.TrimPrefix(eni.ID, "eni-"))
-			b.num("deviceIndex", 0)
+			b.num("deviceIndex", eni.DeviceIndex)
 			b.el("status", "attached")
 			b.close("attachment")
 			b.close("item")
-			b.close("networkInterfaceSet")
 		}
+		b.close("networkInterfaceSet")
 		b.ec2Tags(in.Tags)
 		b.close("item")
 		b.close("instancesSet")
@@ -148,7 +184,7 @@ func (e *Emulator) describeInstances(form url.Values) (string, *apiError) {
 
 func (e *Emulator) describeENIs(form url.Values) (string, *apiError) {
 	f := ec2Filters(form)
-	if err := checkFilters(f, "description", "network-interface-id", "vpc-id", "attachment.instance-id", "interface-type"); err != nil {
+	if err := checkFilters(f, "description", "network-interface-id", "vpc-id", "attachment.instance-id", "interface-type", "requester-managed"); err != nil {
 		return "", err
 	}
 	ids := flatList(form, "NetworkInterfaceId")
@@ -179,11 +215,21 @@ func (e *Emulator) describeENIs(form url.Values) (string, *apiError) {
 		b.el("subnetId", n.SubnetID)
 		b.el("vpcId", n.VPCID)
 		b.el("privateIpAddress", n.PrivateIP)
+		b.el("availabilityZone", n.AZ)
 		b.el("status", "in-use")
+		b.el("requesterManaged", strconv.FormatBool(n.RequesterManaged))
+		b.el("requesterId", n.RequesterID)
+		b.open("groupSet")
+		for _, g := range n.Groups {
+			b.open("item")
+			b.el("groupId", g)
+			b.close("item")
+		}
+		b.close("groupSet")
 		if n.InstanceID != "" {
 			b.open("attachment")
 			b.el("instanceId", n.InstanceID)
-			b.num("deviceIndex", 0)
+			b.num("deviceIndex", n.DeviceIndex)
 			b.close("attachment")
 		}
 		b.close("item")
@@ -200,13 +246,16 @@ func (e *Emulator) describeTargets(form url.Values) (string, *apiError) {
 	}
 	ids := flatList(form, "TrafficMirrorTargetId")
 	for _, id := range ids {
-		if e.targets[id] == nil {
+		if e.targets[id] == nil || !e.visible(id) {
 			return "", errf(400, "InvalidTrafficMirrorTargetId.NotFound", "The traffic mirror target '%s' does not exist", id)
 		}
 	}
 	var sel []*Target
 	for _, k := range sortedKeys(e.targets) {
 		t := e.targets[k]
+		if len(ids) == 0 && !e.visible(t.ID) {
+			continue
+		}
 		if (len(ids) == 0 || slices.Contains(ids, t.ID)) && match(f, "network-interface-id", t.ENI) &&
 			match(f, "network-load-balancer-arn", t.NLBArn) && match(f, "traffic-mirror-target-id", t.ID) {
 			sel = append(sel, t)
@@ -307,13 +356,16 @@ func (e *Emulator) describeFilters(form url.Values) (string, *apiError) {
 	f := ec2Filters(form)
 	ids := flatList(form, "TrafficMirrorFilterId")
 	for _, id := range ids {
-		if e.filters[id] == nil {
+		if e.filters[id] == nil || !e.visible(id) {
 			return "", errf(400, "InvalidTrafficMirrorFilterId.NotFound", "The traffic mirror filter '%s' does not exist", id)
 		}
 	}
 	var sel []*Filter
 	for _, k := range sortedKeys(e.filters) {
 		x := e.filters[k]
+		if len(ids) == 0 && !e.visible(x.ID) {
+			continue
+		}
 		if (len(ids) == 0 || slices.Contains(ids, x.ID)) && match(f, "traffic-mirror-filter-id", x.ID) && match(f, "description", x.Description) {
 			sel = append(sel, x)
 		}
@@ -341,13 +393,16 @@ func (e *Emulator) describeSessions(form url.Values) (string, *apiError) {
 	}
 	ids := flatList(form, "TrafficMirrorSessionId")
 	for _, id := range ids {
-		if e.sessions[id] == nil {
+		if e.sessions[id] == nil || !e.visible(id) {
 			return "", errf(400, "InvalidTrafficMirrorSessionId.NotFound", "The traffic mirror session '%s' does not exist", id)
 		}
 	}
 	var sel []*Session
 	for _, k := range sortedKeys(e.sessions) {
 		s := e.sessions[k]
+		if len(ids) == 0 && !e.visible(s.ID) {
+			continue
+		}
 		if (len(ids) == 0 || slices.Contains(ids, s.ID)) && match(f, "network-interface-id", s.ENI) && match(f, "traffic-mirror-target-id", s.TargetID) &&
 			match(f, "traffic-mirror-filter-id", s.FilterID) && match(f, "traffic-mirror-session-id", s.ID) {
 			sel = append(sel, s)
@@ -382,7 +437,7 @@ func paramsKey(form url.Values) string {
 
 func (e *Emulator) createTarget(form url.Values) (string, *apiError) {
 	token := form.Get("ClientToken")
-	if id, err := e.idempotent("CreateTrafficMirrorTarget", token, paramsKey(form)); err != nil || id != "" {
+	if id, err := e.idempotent("CreateTrafficMirrorTarget", token, paramsKey(form)); !dryRun(form) && (err != nil || id != "") {
 		if err != nil {
 			return "", err
 		}
@@ -426,8 +481,12 @@ func (e *Emulator) createTarget(form url.Values) (string, *apiError) {
 			return "", errf(400, "InvalidParameterValue", "%s is not a network load balancer", nlb)
 		}
 	}
+	if dryRun(form) {
+		return "", errDryRun
+	}
 	t := &Target{ID: e.id("tmt"), ENI: eni, NLBArn: nlb, Description: form.Get("Description"), Tags: tags}
 	e.targets[t.ID] = t
+	e.created(t.ID)
 	e.remember("CreateTrafficMirrorTarget", token, paramsKey(form), t.ID)
 	return e.targetReply(t.ID, token), nil
 }
@@ -451,13 +510,17 @@ func (e *Emulator) createFilter(form url.Values) (string, *apiError) {
 	if err != nil {
 		return "", err
 	}
-	if id == "" {
+	if id == "" || dryRun(form) {
 		tags, aerr := ec2TagSpec(form, "traffic-mirror-filter")
 		if aerr != nil {
 			return "", aerr
 		}
+		if dryRun(form) {
+			return "", errDryRun
+		}
 		f := &Filter{ID: e.id("tmf"), Description: form.Get("Description"), Tags: tags}
 		e.filters[f.ID] = f
+		e.created(f.ID)
 		id = f.ID
 		e.remember("CreateTrafficMirrorFilter", token, paramsKey(form), id)
 	}
@@ -492,7 +555,7 @@ func (e *Emulator) createFilterRule(form url.Values) (string, *apiError) {
 	if err != nil {
 		return "", err
 	}
-	if id == "" {
+	if id == "" || dryRun(form) {
 		r, err := e.newRule(form)
 		if err != nil {
 			return "", err
@@ -564,6 +627,9 @@ func (e *Emulator) newRule(form url.Values) (*FilterRule, *apiError) {
 	if len(f.Rules) >= 10 {
 		return nil, errf(400, "TrafficMirrorFilterRuleLimitExceeded", "a traffic mirror filter can have at most 10 rules")
 	}
+	if dryRun(form) {
+		return nil, errDryRun
+	}
 	r.ID = e.id("tmfr")
 	f.Rules = append(f.Rules, r)
 	return r, nil
@@ -574,6 +640,9 @@ func (e *Emulator) deleteFilterRule(form url.Values) (string, *apiError) {
 	for _, f := range e.filters {
 		for i, r := range f.Rules {
 			if r.ID == id {
+				if dryRun(form) {
+					return "", errDryRun
+				}
 				f.Rules = slices.Delete(f.Rules, i, i+1)
 				var b xb
 				b.el("trafficMirrorFilterRuleId", id)
@@ -594,6 +663,9 @@ func (e *Emulator) deleteFilter(form url.Values) (string, *apiError) {
 			return "", errf(400, "DependencyViolation", "traffic mirror filter %s is in use by session %s", id, s.ID)
 		}
 	}
+	if dryRun(form) {
+		return "", errDryRun
+	}
 	delete(e.filters, id)
 	var b xb
 	b.el("trafficMirrorFilterId", id)
@@ -610,6 +682,9 @@ func (e *Emulator) deleteTarget(form url.Values) (string, *apiError) {
 			return "", errf(400, "DependencyViolation", "traffic mirror target %s is in use by session %s", id, s.ID)
 		}
 	}
+	if dryRun(form) {
+		return "", errDryRun
+	}
 	delete(e.targets, id)
 	var b xb
 	b.el("trafficMirrorTargetId", id)
@@ -620,6 +695,9 @@ func (e *Emulator) deleteSession(form url.Values) (string, *apiError) {
 	id := form.Get("TrafficMirrorSessionId")
 	if e.sessions[id] == nil {
 		return "", errf(400, "InvalidTrafficMirrorSessionId.NotFound", "The traffic mirror session '%s' does not exist", id)
+	}
+	if dryRun(form) {
+		return "", errDryRun
 	}
 	delete(e.sessions, id)
 	var b xb
@@ -633,7 +711,7 @@ func (e *Emulator) createSession(form url.Values) (string, *apiError) {
 	if err != nil {
 		return "", err
 	}
-	if id == "" {
+	if id == "" || dryRun(form) {
 		s, err := e.newSession(form)
 		if err != nil {
 			return "", err
@@ -655,9 +733,8 @@ func (e *Emulator) createSession(form url.Values) (string, *apiError) {
 
 func (e *Emulator) newSession(form url.Values) (*Session, *apiError) {
 	eniID := form.Get("NetworkInterfaceId")
-	eni := e.enis[eniID]
-	if eni == nil {
-		return nil, errf(400, "InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '%s' does not exist", eniID)
+	if err := e.checkSource(eniID); err != nil {
+		return nil, err
 	}
 	target := e.targets[form.Get("TrafficMirrorTargetId")]
 	if target == nil {
@@ -666,29 +743,11 @@ func (e *Emulator) newSession(form url.Values) (*Session, *apiError) {
 	if e.filters[form.Get("TrafficMirrorFilterId")] == nil {
 		return nil, errf(400, "InvalidTrafficMirrorFilterId.NotFound", "The traffic mirror filter '%s' does not exist", form.Get("TrafficMirrorFilterId"))
 	}
-	for _, t := range e.targets {
-		if t.ENI == eniID {
-			return nil, errf(400, "InvalidParameterValue", "network interface %s is a traffic mirror target and cannot also be a source", eniID)
-		}
-	}
-	if eni.InterfaceType == "network_load_balancer" {
-		return nil, errf(400, "InvalidNetworkInterface.NotSupported", "network interface %s belongs to a network load balancer and cannot be mirrored", eniID)
-	}
-	if strings.HasPrefix(eni.Description, "fargate task") {
-		return nil, errf(400, "InvalidNetworkInterface.NotSupported", "network interface %s is managed by AWS Fargate and cannot be mirrored", eniID)
-	}
-	if in := e.instances[eni.InstanceID]; in != nil {
-		for _, p := range unsupportedTypes {
-			if strings.HasPrefix(in.Type, p) {
-				return nil, errf(400, "InvalidParameterValue", "instance type %s of %s is not supported for traffic mirroring", in.Type, in.ID)
-			}
-		}
-	}
 	num, cerr := strconv.Atoi(form.Get("SessionNumber"))
 	if cerr != nil || num < 1 || num > 32766 {
 		return nil, errf(400, "InvalidParameterValue", "SessionNumber must be 1-32766, got %q", form.Get("SessionNumber"))
 	}
-	onENI, sources := 0, map[string]bool{}
+	onENI := 0
 	for _, s := range e.sessions {
 		if s.ENI == eniID {
 			onENI++
@@ -696,17 +755,14 @@ func (e *Emulator) newSession(form url.Values) (*Session, *apiError) {
 				return nil, errf(400, "InvalidParameterValue", "session number %d is already used on %s by %s", num, eniID, s.ID)
 			}
 		}
-		if s.TargetID == target.ID {
-			sources[s.ENI] = true
-		}
 	}
 	if onENI >= 3 {
 		return nil, errf(400, "TrafficMirrorSessionsPerInterfaceLimitExceeded", "network interface %s already has 3 traffic mirror sessions", eniID)
 	}
-	if target.ENI != "" && !sources[eniID] && len(sources) >= 10 {
-		return nil, errf(400, "TrafficMirrorSourcesPerTargetLimitExceeded", "traffic mirror target %s already has 10 sources", target.ID)
+	if err := e.checkSourcesPerTarget(target, eniID); err != nil {
+		return nil, err
 	}
-	s := &Session{ID: e.id("tms"), ENI: eniID, TargetID: target.ID, FilterID: form.Get("TrafficMirrorFilterId"), Number: num, Description: form.Get("Description")}
+	s := &Session{ENI: eniID, TargetID: target.ID, FilterID: form.Get("TrafficMirrorFilterId"), Number: num, Description: form.Get("Description")}
 	if v := form.Get("VirtualNetworkId"); v != "" {
 		vni, err := strconv.Atoi(v)
 		if err != nil || vni < 0 || vni > 1<<24-1 {
@@ -716,16 +772,171 @@ func (e *Emulator) newSession(form url.Values) (*Session, *apiError) {
 	} else {
 		s.VNI = (e.seq * 7919) % (1 << 24)
 	}
-	if v := form.Get("PacketLength"); v != "" {
-		s.PacketLength, _ = strconv.Atoi(v)
+	if err := e.setPacketLength(s, target, form.Get("PacketLength")); err != nil {
+		return nil, err
 	}
 	tags, aerr := ec2TagSpec(form, "traffic-mirror-session")
 	if aerr != nil {
 		return nil, aerr
 	}
+	if dryRun(form) {
+		return nil, errDryRun
+	}
+	s.ID = e.id("tms")
 	s.Tags = maps.Clone(tags)
 	e.sessions[s.ID] = s
+	e.created(s.ID)
 	return s, nil
+}
+
+// checkSource applies the rules AWS has for mirror sources.
+func (e *Emulator) checkSource(eniID string) *apiError {
+	eni := e.enis[eniID]
+	if eni == nil {
+		return errf(400, "InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '%s' does not exist", eniID)
+	}
+	for _, t := range e.targets {
+		if t.ENI == eniID {
+			return errf(400, "InvalidParameterValue", "network interface %s is a traffic mirror target and cannot also be a source", eniID)
+		}
+	}
+	if eni.InterfaceType != "interface" {
+		return errf(400, "InvalidNetworkInterface.NotSupported", "network interface %s is of type %s; only interfaces of type interface can be mirrored", eniID, eni.InterfaceType)
+	}
+	if eni.RequesterManaged && eni.RequesterID != "amazon-rds" && eni.RequesterID != "amazon-elasticache" {
+		return errf(400, "InvalidNetworkInterface.NotSupported", "network interface %s is requester-managed by %s and cannot be mirrored", eniID, eni.RequesterID)
+	}
+	if in := e.instances[eni.InstanceID]; in != nil {
+		for _, p := range append(slices.Clone(unsupportedTypes), "*.metal") {
+			if strings.HasPrefix(in.Type, p) || p == "*.metal" && strings.HasSuffix(in.Type, ".metal") {
+				return errf(400, "InvalidParameterValue", "instance type %s of %s is not supported for traffic mirroring", in.Type, in.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// sourcesPerTarget is how many source interfaces an ENI target accepts: 100 on the largest
+// sizes, 10 on the rest (Traffic Mirroring quotas; the emulator takes 24xlarge and up, and
+// metal, as "largest").
+func (e *Emulator) sourcesPerTarget(target *Target) int {
+	eni := e.enis[target.ENI]
+	if eni == nil {
+		return 10
+	}
+	if in := e.instances[eni.InstanceID]; in != nil {
+		_, size, _ := strings.Cut(in.Type, ".")
+		if slices.Contains([]string{"24xlarge", "32xlarge", "48xlarge", "metal"}, size) {
+			return 100
+		}
+	}
+	return 10
+}
+
+func (e *Emulator) checkSourcesPerTarget(target *Target, eniID string) *apiError {
+	if target.ENI == "" {
+		return nil // NLB and GWLB endpoint targets take any number of sources
+	}
+	sources := map[string]bool{}
+	for _, s := range e.sessions {
+		if s.TargetID == target.ID {
+			sources[s.ENI] = true
+		}
+	}
+	if limit := e.sourcesPerTarget(target); !sources[eniID] && len(sources) >= limit {
+		return errf(400, "TrafficMirrorSourcesPerTargetLimitExceeded", "traffic mirror target %s already has %d sources", target.ID, limit)
+	}
+	return nil
+}
+
+// setPacketLength validates PacketLength: 1-8500 for NLB targets, which default to 8500.
+func (e *Emulator) setPacketLength(s *Session, target *Target, v string) *apiError {
+	if v == "" {
+		if target.NLBArn != "" {
+			s.PacketLength = 8500
+		} else {
+			s.PacketLength = 0
+		}
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	limit := 65535
+	if target.NLBArn != "" {
+		limit = 8500
+	}
+	if err != nil || n < 1 || n > limit {
+		return errf(400, "InvalidParameterValue", "PacketLength must be 1-%d for this target, got %q", limit, v)
+	}
+	s.PacketLength = n
+	return nil
+}
+
+func (e *Emulator) modifySession(form url.Values) (string, *apiError) {
+	id := form.Get("TrafficMirrorSessionId")
+	cur := e.sessions[id]
+	if cur == nil {
+		return "", errf(400, "InvalidTrafficMirrorSessionId.NotFound", "The traffic mirror session '%s' does not exist", id)
+	}
+	next := *cur
+	if v := form.Get("TrafficMirrorTargetId"); v != "" {
+		t := e.targets[v]
+		if t == nil {
+			return "", errf(400, "InvalidTrafficMirrorTargetId.NotFound", "The traffic mirror target '%s' does not exist", v)
+		}
+		if err := e.checkSourcesPerTarget(t, cur.ENI); err != nil {
+			return "", err
+		}
+		next.TargetID = v
+	}
+	if v := form.Get("TrafficMirrorFilterId"); v != "" {
+		if e.filters[v] == nil {
+			return "", errf(400, "InvalidTrafficMirrorFilterId.NotFound", "The traffic mirror filter '%s' does not exist", v)
+		}
+		next.FilterID = v
+	}
+	if v := form.Get("SessionNumber"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 32766 {
+			return "", errf(400, "InvalidParameterValue", "SessionNumber must be 1-32766, got %q", v)
+		}
+		for _, s := range e.sessions {
+			if s.ENI == cur.ENI && s.ID != id && s.Number == n {
+				return "", errf(400, "InvalidParameterValue", "session number %d is already used on %s by %s", n, cur.ENI, s.ID)
+			}
+		}
+		next.Number = n
+	}
+	if v := form.Get("VirtualNetworkId"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1<<24-1 {
+			return "", errf(400, "InvalidParameterValue", "VirtualNetworkId must be 0-16777215, got %q", v)
+		}
+		next.VNI = n
+	}
+	target := e.targets[next.TargetID]
+	removed := flatList(form, "RemoveField")
+	switch {
+	case form.Get("PacketLength") != "":
+		if err := e.setPacketLength(&next, target, form.Get("PacketLength")); err != nil {
+			return "", err
+		}
+	case slices.Contains(removed, "packet-length") || next.TargetID != cur.TargetID:
+		_ = e.setPacketLength(&next, target, "")
+	}
+	if slices.Contains(removed, "description") {
+		next.Description = ""
+	} else if v := form.Get("Description"); v != "" {
+		next.Description = v
+	}
+	if dryRun(form) {
+		return "", errDryRun
+	}
+	*cur = next
+	var b xb
+	b.open("trafficMirrorSession")
+	b.WriteString(sessionXML(cur, e.Account))
+	b.close("trafficMirrorSession")
+	return b.String(), nil
 }
 
 // String describes a session for test failure messages.

@@ -19,21 +19,27 @@ type Instance struct {
 	ID       string
 	Type     string // e.g. m5.large; t2.* is refused as a mirror source
 	State    string // running (default), stopped, …
-	SubnetID string
-	VPCID    string
+	SubnetID string // default subnet-0emu (us-east-1a) of vpc-0emu
+	VPCID    string // derived from the subnet
+	Groups   []string
 	Tags     map[string]string
 	ENI      string // primary ENI id, filled by AddInstance
 }
 
 // ENI is an elastic network interface.
 type ENI struct {
-	ID            string
-	Description   string
-	InterfaceType string // interface (default), network_load_balancer, …
-	InstanceID    string
-	SubnetID      string
-	VPCID         string
-	PrivateIP     string
+	ID               string
+	Description      string
+	InterfaceType    string // interface (default), branch, trunk, efa, network_load_balancer, …
+	RequesterManaged bool
+	RequesterID      string // amazon-elb, amazon-rds, amazon-elasticache, …
+	InstanceID       string
+	DeviceIndex      int
+	SubnetID         string
+	VPCID            string
+	AZ               string
+	PrivateIP        string
+	Groups           []string
 }
 
 // Target is a traffic mirror target.
@@ -80,6 +86,7 @@ type TargetGroup struct {
 	Port                                   int
 	Attrs, Tags                            map[string]string
 	Targets                                []string
+	Health                                 map[string]string // target → state other than healthy (draining, unhealthy, …)
 }
 
 // Listener is an ELBv2 listener forwarding to one target group.
@@ -117,6 +124,18 @@ type Emulator struct {
 	clusters  map[string]map[string]bool // cluster → services
 	tasks     map[string]*Task
 	tokens    map[string]tokenEntry // action+token → first request
+	net       network
+	asg       autoScaling
+
+	// Lag makes a resource created through the API invisible to the next Lag Describe calls
+	// that would return it (EC2 is eventually consistent); 0 = visible at once.
+	Lag       int
+	invisible map[string]int
+	// Policy, when set, is an IAM policy document every call is evaluated against.
+	Policy string
+	// FreshAccount makes the first NLB and Auto Scaling group need iam:CreateServiceLinkedRole.
+	FreshAccount bool
+	linkedRoles  map[string]bool
 
 	calls      []string
 	mutations  int
@@ -134,7 +153,29 @@ func New(region string) *Emulator {
 		filters: map[string]*Filter{}, sessions: map[string]*Session{}, lbs: map[string]*LoadBalancer{},
 		tgs: map[string]*TargetGroup{}, listeners: map[string]*Listener{}, clusters: map[string]map[string]bool{},
 		tasks: map[string]*Task{}, tokens: map[string]tokenEntry{}, throttle: map[string]int{}, denied: map[string]bool{},
+		invisible: map[string]int{}, net: newNetwork(region), asg: newAutoScaling(), linkedRoles: map[string]bool{},
 	}
+}
+
+// created marks a resource just made through the API, for the consistency lag.
+func (e *Emulator) created(id string) {
+	if e.Lag > 0 {
+		e.invisible[id] = e.Lag
+	}
+}
+
+// visible reports whether a Describe may return id, and counts the look.
+func (e *Emulator) visible(id string) bool {
+	n, lagging := e.invisible[id]
+	if !lagging {
+		return true
+	}
+	if n <= 1 {
+		delete(e.invisible, id)
+	} else {
+		e.invisible[id] = n - 1
+	}
+	return false
 }
 
 // Start serves the EC2, ELBv2 and ECS APIs on one loopback listener; close it when done.
@@ -160,6 +201,8 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.serveEC2(w, r.PostForm)
 	case "2015-12-01":
 		e.serveELB(w, r.PostForm)
+	case "2011-01-01":
+		e.serveAutoScaling(w, r.PostForm)
 	default:
 		http.Error(w, "unknown API version", http.StatusBadRequest)
 	}
@@ -288,21 +331,29 @@ func (e *Emulator) Calls() []string {
 func (e *Emulator) AddInstance(in Instance) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.addInstance(in)
+}
+
+func (e *Emulator) addInstance(in Instance) string {
 	if in.State == "" {
 		in.State = "running"
 	}
 	if in.Type == "" {
 		in.Type = "m5.large"
 	}
-	if in.VPCID == "" {
-		in.VPCID = "vpc-0emu"
-	}
 	if in.SubnetID == "" {
 		in.SubnetID = "subnet-0emu"
 	}
-	eni := &ENI{ID: e.id("eni"), Description: "Primary network interface", InterfaceType: "interface",
-		InstanceID: in.ID, SubnetID: in.SubnetID, VPCID: in.VPCID, PrivateIP: fmt.Sprintf("10.0.%d.%d", e.seq/250, e.seq%250+1)}
-	e.enis[eni.ID] = eni
+	sn := e.net.subnets[in.SubnetID]
+	if sn == nil {
+		panic("awsemu: AddInstance in unknown subnet " + in.SubnetID)
+	}
+	in.VPCID = sn.VPCID
+	if len(in.Groups) == 0 {
+		in.Groups = []string{e.net.defaultGroup(sn.VPCID)}
+	}
+	eni := e.newENI(sn, "Primary network interface", in.Groups)
+	eni.InstanceID = in.ID
 	in.ENI = eni.ID
 	in.Tags = maps.Clone(in.Tags)
 	e.instances[in.ID] = &in
@@ -337,10 +388,51 @@ func (e *Emulator) addLBENI(arn, subnet string) *ENI {
 	lb := e.lbs[arn]
 	short := map[string]string{"application": "app", "network": "net"}[lb.Type]
 	_, suffix, _ := strings.Cut(arn, ":loadbalancer/"+short+"/")
-	eni := &ENI{ID: e.id("eni"), Description: "ELB " + short + "/" + suffix, SubnetID: subnet, VPCID: lb.VPCID,
-		InterfaceType: map[string]string{"application": "interface", "network": "network_load_balancer"}[lb.Type]}
+	sn := e.net.subnets[subnet]
+	if sn == nil {
+		sn = e.net.subnets["subnet-0emu"]
+	}
+	eni := e.newENI(sn, "ELB "+short+"/"+suffix, nil)
+	eni.SubnetID = subnet
+	// ALB interfaces are requester-managed by ELB, NLB ones are of their own type.
+	eni.InterfaceType = map[string]string{"application": "interface", "network": "network_load_balancer"}[lb.Type]
+	eni.RequesterManaged, eni.RequesterID = true, "amazon-elb"
+	return eni
+}
+
+// newENI allocates an interface with the next free address of the subnet.
+func (e *Emulator) newENI(sn *Subnet, desc string, groups []string) *ENI {
+	eni := &ENI{ID: e.id("eni"), Description: desc, InterfaceType: "interface", SubnetID: sn.ID, VPCID: sn.VPCID, AZ: sn.AZ,
+		PrivateIP: sn.allocate(), Groups: slices.Clone(groups)}
 	e.enis[eni.ID] = eni
 	return eni
+}
+
+// AddENI attaches one more interface to an instance at deviceIndex (ENI.InterfaceType,
+// Description and SubnetID may be set; the rest is filled) and returns its id.
+func (e *Emulator) AddENI(instanceID string, deviceIndex int, tmpl ENI) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	in := e.instances[instanceID]
+	subnet := tmpl.SubnetID
+	if subnet == "" {
+		subnet = in.SubnetID
+	}
+	eni := e.newENI(e.net.subnets[subnet], tmpl.Description, in.Groups)
+	eni.InstanceID, eni.DeviceIndex = instanceID, deviceIndex
+	if tmpl.InterfaceType != "" {
+		eni.InterfaceType = tmpl.InterfaceType
+	}
+	return eni.ID
+}
+
+// AddManagedENI seeds an unattached requester-managed interface (RDS, ElastiCache, …).
+func (e *Emulator) AddManagedENI(requester, description, subnet string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	eni := e.newENI(e.net.subnets[subnet], description, []string{e.net.defaultGroup(e.net.subnets[subnet].VPCID)})
+	eni.RequesterManaged, eni.RequesterID = true, requester
+	return eni.ID
 }
 
 // ScaleLoadBalancer replaces the load balancer's ENIs by n fresh ones (the way ALB nodes are
@@ -364,8 +456,18 @@ func (e *Emulator) ScaleLoadBalancer(arn string, n int) []string {
 }
 
 // AddTask seeds a running ECS task of cluster/service; awsvpc tasks get their own ENI
-// (Fargate ones an ENI too, which mirroring refuses). It returns the task ARN.
+// (Fargate ones a requester-managed one, which mirroring refuses). It returns the task ARN.
 func (e *Emulator) AddTask(cluster, service, launchType string) string {
+	return e.addTask(cluster, service, launchType, false)
+}
+
+// AddTrunkedTask seeds an EC2 task on a container instance with ENI trunking: its interface
+// is a branch interface, which mirroring refuses.
+func (e *Emulator) AddTrunkedTask(cluster, service string) string {
+	return e.addTask(cluster, service, "EC2", true)
+}
+
+func (e *Emulator) addTask(cluster, service, launchType string, trunk bool) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.clusters[cluster] == nil {
@@ -374,12 +476,14 @@ func (e *Emulator) AddTask(cluster, service, launchType string) string {
 	e.clusters[cluster][service] = true
 	e.seq++
 	t := &Task{Arn: fmt.Sprintf("arn:aws:ecs:%s:%s:task/%s/%032x", e.Region, e.Account, cluster, e.seq), Cluster: cluster, Service: service, LaunchType: launchType}
-	eni := &ENI{ID: e.id("eni"), Description: "arn:aws:ecs:" + e.Region + ":" + e.Account + ":attachment/x", InterfaceType: "interface", SubnetID: "subnet-0emu", VPCID: "vpc-0emu"}
-	if launchType == "FARGATE" {
-		eni.InterfaceType = "interface"
-		eni.Description = "fargate task " + t.Arn
+	sn := e.net.subnets["subnet-0emu"]
+	eni := e.newENI(sn, "arn:aws:ecs:"+e.Region+":"+e.Account+":attachment/x", []string{e.net.defaultGroup(sn.VPCID)})
+	switch {
+	case launchType == "FARGATE":
+		eni.RequesterManaged, eni.RequesterID = true, "amazon-ecs-fargate"
+	case trunk:
+		eni.InterfaceType = "branch"
 	}
-	e.enis[eni.ID] = eni
 	t.ENI = eni.ID
 	e.tasks[t.Arn] = t
 	return t.Arn
@@ -509,4 +613,24 @@ func (e *Emulator) allTags() []map[string]string {
 		out = append(out, x.Tags)
 	}
 	return out
+}
+
+// AddFilter seeds a traffic mirror filter created by someone else, with its rules; rule
+// numbers default to 100, 200, … per direction. It returns the filter id.
+func (e *Emulator) AddFilter(rules ...FilterRule) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f := &Filter{ID: e.id("tmf"), Tags: map[string]string{}}
+	next := map[string]int{}
+	for _, r := range rules {
+		r := r
+		r.ID, r.FilterID = e.id("tmfr"), f.ID
+		if r.Number == 0 {
+			next[r.Direction] += 100
+			r.Number = next[r.Direction]
+		}
+		f.Rules = append(f.Rules, &r)
+	}
+	e.filters[f.ID] = f
+	return f.ID
 }

@@ -46,12 +46,13 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+p+"aggregated/instances", s.aggregatedInstances)
 	mux.HandleFunc("POST "+p+"zones/{loc}/instanceGroups/{name}/addInstances", s.addInstances)
 	mux.HandleFunc("POST "+p+"zones/{loc}/instanceGroups/{name}/listInstances", s.listInstances)
+	mux.HandleFunc("POST "+p+"regions/{loc}/backendServices/{name}/getHealth", s.getHealth)
 	for _, c := range []collection{
 		{scope: "zones", name: "instanceGroups", method: "compute.instanceGroups", newMsg: func() proto.Message { return &computepb.InstanceGroup{} }, validate: validateInstanceGroup},
 		{scope: "regions", name: "healthChecks", method: "compute.regionHealthChecks", newMsg: func() proto.Message { return &computepb.HealthCheck{} }, validate: validateHealthCheck, patch: true},
 		{scope: "regions", name: "backendServices", method: "compute.regionBackendServices", newMsg: func() proto.Message { return &computepb.BackendService{} }, validate: validateBackendService},
 		{scope: "regions", name: "forwardingRules", method: "compute.forwardingRules", newMsg: func() proto.Message { return &computepb.ForwardingRule{} }, validate: validateForwardingRule},
-		{scope: "global", name: "firewalls", method: "compute.firewalls", newMsg: func() proto.Message { return &computepb.Firewall{} }, validate: validateFirewall},
+		{scope: "global", name: "firewalls", method: "compute.firewalls", newMsg: func() proto.Message { return &computepb.Firewall{} }, validate: validateFirewall, patch: true},
 		{scope: "regions", name: "packetMirrorings", method: "compute.packetMirrorings", newMsg: func() proto.Message { return &computepb.PacketMirroring{} }, validate: validatePacketMirroring, patch: true},
 	} {
 		s.managed(mux, c)
@@ -96,12 +97,18 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, method, prefix str
 		}
 	}
 	sort.Strings(keys)
+	from, to, next, perr := s.pageOf(r, len(keys))
+	if perr != nil {
+		s.mu.Unlock()
+		writeError(w, perr)
+		return
+	}
 	items := make([]proto.Message, 0, len(keys))
-	for _, k := range keys {
+	for _, k := range keys[from:to] {
 		items = append(items, proto.Clone(s.res[k]))
 	}
 	s.mu.Unlock()
-	writeList(w, "compute#list", items)
+	writeList(w, "compute#list", items, next)
 }
 
 func listPrefix(r *http.Request, scope, coll string) string {
@@ -285,21 +292,31 @@ func (s *Server) aggregatedInstances(w http.ResponseWriter, r *http.Request) {
 	prefix := "projects/" + r.PathValue("project") + "/zones/"
 	out := &computepb.InstanceAggregatedList{Items: map[string]*computepb.InstancesScopedList{}}
 	s.mu.Lock()
-	for k, m := range s.res {
-		if !strings.HasPrefix(k, prefix) || collectionOf(k) != "instances" {
-			continue
+	var keys []string
+	for k := range s.res {
+		if strings.HasPrefix(k, prefix) && collectionOf(k) == "instances" {
+			keys = append(keys, k)
 		}
+	}
+	sort.Strings(keys)
+	from, to, next, perr := s.pageOf(r, len(keys))
+	if perr != nil {
+		s.mu.Unlock()
+		writeError(w, perr)
+		return
+	}
+	for _, k := range keys[from:to] {
 		_, zone := location(k)
 		scoped := out.Items["zones/"+zone]
 		if scoped == nil {
 			scoped = &computepb.InstancesScopedList{}
 			out.Items["zones/"+zone] = scoped
 		}
-		scoped.Instances = append(scoped.Instances, proto.Clone(m).(*computepb.Instance))
+		scoped.Instances = append(scoped.Instances, proto.Clone(s.res[k]).(*computepb.Instance))
 	}
 	s.mu.Unlock()
-	for _, sl := range out.Items {
-		sort.Slice(sl.Instances, func(i, j int) bool { return sl.Instances[i].GetName() < sl.Instances[j].GetName() })
+	if next != "" {
+		out.NextPageToken = proto.String(next)
 	}
 	writeJSON(w, out)
 }
@@ -356,8 +373,16 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := &computepb.InstanceGroupsListInstances{}
-	for _, m := range members {
+	from, to, next, perr := s.pageOf(r, len(members))
+	if perr != nil {
+		writeError(w, perr)
+		return
+	}
+	for _, m := range members[from:to] {
 		out.Items = append(out.Items, &computepb.InstanceWithNamedPorts{Instance: proto.String(linkBase + m), Status: proto.String("RUNNING")})
+	}
+	if next != "" {
+		out.NextPageToken = proto.String(next)
 	}
 	writeJSON(w, out)
 }

@@ -95,6 +95,17 @@ func (f *Conn) segment(s *Segment) {
 			h.synced, h.nextSeq = true, s.Seq+1
 			h.drainOOO() // data that overtook the SYN
 		}
+		if len(s.Payload) == 0 && s.Missing == 0 {
+			return
+		}
+		// TCP Fast Open: the SYN carries data, which starts after the SYN's own number.
+		seq := s.Seq + 1
+		h.ack, h.hasAck, h.flags, h.ts = s.Ack, s.Flags&FlagACK != 0, s.Flags, s.Timestamp
+		if int32(seq-h.nextSeq) > 0 {
+			h.bufferOOO(seq, s.Payload, s.Missing, false)
+		} else {
+			h.deliverAt(seq, s.Payload, s.Missing, false)
+		}
 		return
 	}
 	if s.Flags&FlagRST != 0 {
@@ -109,6 +120,9 @@ func (f *Conn) segment(s *Segment) {
 	h.ack, h.hasAck, h.flags, h.ts = s.Ack, s.Flags&FlagACK != 0, s.Flags, s.Timestamp
 	f.half[0].checkReorderTimeout()
 	f.half[1].checkReorderTimeout()
+	if s.Flags&FlagACK != 0 {
+		f.half[1-s.Dir].acked(s.Ack)
+	}
 
 	payload, seq, missing, fin := s.Payload, s.Seq, s.Missing, s.Flags&FlagFIN != 0
 	if !h.synced {

@@ -19,6 +19,11 @@ type half struct {
 
 	ooo      []oooSeg
 	oooBytes int
+
+	// The highest acknowledgement the other side sent for this direction: the receiver
+	// had every byte before it, so a hole below it was lost by the mirror, not the network.
+	peerAck    uint32
+	hasPeerAck bool
 }
 
 // oooSeg is a segment copied aside until the bytes before it arrive.
@@ -38,6 +43,34 @@ func (h *half) init(f *Conn, d Dir) { *h = half{f: f, dir: d} }
 
 func (h *half) meta(seq uint32) Meta {
 	return Meta{Seq: seq, Ack: h.ack, HasAck: h.hasAck, Flags: h.flags, Timestamp: h.ts}
+}
+
+// acked notes an acknowledgement from the receiver of this direction and gives up the
+// holes it covers: the endpoints exchanged those bytes, the mirror will not bring them.
+func (h *half) acked(ack uint32) {
+	if !h.hasPeerAck || int32(ack-h.peerAck) > 0 {
+		h.peerAck, h.hasPeerAck = ack, true
+	}
+	h.skipAckedHoles()
+}
+
+// ackedHoleSegments is how many later segments of the same direction must have arrived
+// before an acknowledged hole is given up. The acknowledgement alone proves little: the
+// other direction often travels another queue and overtakes, and mirror paths (NLB, GWLB)
+// reorder a direction's own packets by a few places. Sixteen later segments of the same
+// direction, with the receiver's word that it had the bytes, are evidence enough.
+const ackedHoleSegments = 16
+
+// skipAckedHoles declares gaps for the holes before buffered data that the receiver has
+// already acknowledged, delivering the data behind them without waiting for the reorder
+// timeout.
+func (h *half) skipAckedHoles() {
+	for h.synced && h.hasPeerAck && len(h.ooo) >= ackedHoleSegments && !h.f.closed &&
+		int32(h.ooo[0].seq-h.nextSeq) > 0 && int32(h.peerAck-h.ooo[0].seq) >= 0 {
+		h.f.a.c.gapsAcked.Add(1)
+		h.skipTo(h.ooo[0].seq)
+		h.drainOOO()
+	}
 }
 
 // checkReorderTimeout gives up on a hole whose bytes have been awaited long enough.
@@ -95,6 +128,7 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 	h.oooBytes += len(payload)
 	a.budget.Charge(len(payload))
 	a.pendAdd(h.f)
+	h.skipAckedHoles()
 }
 
 // drainOOO delivers buffered segments that have become contiguous.

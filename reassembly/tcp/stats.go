@@ -22,9 +22,9 @@ func (d Drop) String() string { return dropNames[d] }
 
 // counters are written by the assembler goroutine and read at scrape time from others.
 type counters struct {
-	segments, flowsCreated, flowsEvicted, outOfOrder, gaps atomic.Uint64
-	flows                                                  atomic.Int64
-	drops                                                  [NumDrops]atomic.Uint64
+	segments, flowsCreated, flowsEvicted, outOfOrder, gaps, gapsAcked atomic.Uint64
+	flows                                                             atomic.Int64
+	drops                                                             [NumDrops]atomic.Uint64
 }
 
 // Stats is a snapshot of an assembler's counters.
@@ -35,6 +35,7 @@ type Stats struct {
 	FlowsEvicted       uint64
 	OutOfOrderSegments uint64
 	Gaps               uint64 // holes declared lost
+	GapsAcked          uint64 // of those, declared at once because the receiver had acknowledged the bytes
 	Drops              [NumDrops]uint64
 }
 
@@ -46,6 +47,7 @@ func (c *counters) snapshot() Stats {
 		FlowsEvicted:       c.flowsEvicted.Load(),
 		OutOfOrderSegments: c.outOfOrder.Load(),
 		Gaps:               c.gaps.Load(),
+		GapsAcked:          c.gapsAcked.Load(),
 	}
 	for i := range c.drops {
 		s.Drops[i] = c.drops[i].Load()

@@ -418,3 +418,48 @@ func TestOverflowingRetransmissionIsTrimmed(t *testing.T) {
 	l.send(at(0, "0123"), at(0, "0123456789ab")) // no handshake: both wait, the second overflows
 	l.want("0123456789ab", "")
 }
+
+func TestAcknowledgedHoleIsGivenUpWithoutWaiting(t *testing.T) {
+	// The server sent a segment the mirror lost; the client acknowledged it (so it will
+	// never be resent) and the server kept sending. No reorder timeout passes.
+	l := newLink(t, Config{ReorderTimeout: time.Hour}, 1<<20)
+	l.handshake()
+	l.send(l.seg(false, 0, "head "))
+	_ = l.seg(false, 0, "LOST")
+	var later []Segment
+	for range ackedHoleSegments {
+		later = append(later, l.seg(false, 0, "."))
+	}
+	l.send(later[:ackedHoleSegments-1]...)
+	l.send(l.seg(true, 0, "")) // the client's ACK covers everything sent so far
+	l.want("", "head ")
+	l.send(later[ackedHoleSegments-1])
+	l.want("", "head <gap 4>"+strings.Repeat(".", ackedHoleSegments))
+	if s := l.a.Stats(); s.Gaps != 1 || s.GapsAcked != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestAckAloneDoesNotGiveUpAHole(t *testing.T) {
+	// The ACK overtook the data it acknowledges (the directions travel different queues):
+	// the missing bytes are still on their way.
+	l := newLink(t, Config{}, 1<<20)
+	l.handshake()
+	missing := l.seg(false, 0, "late")
+	l.send(l.seg(false, 0, "after"), l.seg(true, 0, ""), missing)
+	l.want("", "lateafter")
+	if s := l.a.Stats(); s.Gaps != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestFastOpenDataInSYN(t *testing.T) {
+	l := newLink(t, Config{}, 1<<20)
+	syn := l.seg(true, FlagSYN, "GET / HTTP/1.1\r\n\r\n")
+	syn.Flags = FlagSYN
+	l.send(syn, l.seg(false, FlagSYN, ""), l.seg(true, 0, "more"))
+	l.want("GET / HTTP/1.1\r\n\r\nmore", "")
+	if r := l.stream(); r.seqs[LoToHi][0] != 1001 {
+		t.Fatalf("SYN data delivered at %d", r.seqs[LoToHi][0])
+	}
+}

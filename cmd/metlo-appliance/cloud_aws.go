@@ -24,6 +24,9 @@ func awsFlags(fs *pflag.FlagSet, scope flagScope) func(context.Context) (provisi
 	fs.StringVar(&c.Endpoint, "aws-endpoint", "", "aws: base endpoint for the EC2, ELBv2, ECS and Auto Scaling APIs (VPC endpoints, tests)")
 	fs.StringVar(&c.IMDSEndpoint, "aws-imds-endpoint", "", "aws: instance metadata endpoint")
 	fs.IntVar(&c.MaxAttempts, "aws-max-attempts", 8, "aws: attempts per API call, throttling included")
+	if scope == scopeCleanup {
+		fs.BoolVar(&c.Fleet.Delete, "aws-delete-fleet", false, "aws: cleanup: delete the whole fleet named by --aws-nlb-name, its Auto Scaling group and members included")
+	}
 	if scope == scopeProvision {
 		fs.IntVar(&c.VNI, "aws-vni", 0, "aws: VXLAN id of every mirror session, 1-16777215 (default: derived from the instance id, or the fleet's name)")
 		fs.IntVar(&c.PacketLength, "aws-packet-length", 0, "aws: bytes mirrored per packet, 1-8500 for an NLB target (default: whole packets)")
@@ -41,5 +44,16 @@ func awsFlags(fs *pflag.FlagSet, scope flagScope) func(context.Context) (provisi
 	}
 }
 
-// addFleetFlags registers the Auto Scaling fleet flags (issue 18 fills these in).
-func addFleetFlags(fs *pflag.FlagSet, f *provaws.FleetConfig) {}
+// addFleetFlags registers the Auto Scaling fleet flags.
+func addFleetFlags(fs *pflag.FlagSet, f *provaws.FleetConfig) {
+	fs.IntVar(&f.Size, "aws-fleet-size", 0, "aws: run a fleet of this many appliances in an Auto Scaling group behind the NLB named by --aws-nlb-name (needs --target nlb; 0 = no fleet)")
+	fs.IntVar(&f.Min, "aws-fleet-min", 0, "aws: fewest fleet members the scaling policy keeps (default: --aws-fleet-size)")
+	fs.IntVar(&f.Max, "aws-fleet-max", 0, "aws: most fleet members the scaling policy runs (default: twice --aws-fleet-size)")
+	fs.StringVar(&f.ImageID, "aws-fleet-image", "", "aws: AMI of the fleet members (default: this appliance's AMI)")
+	fs.StringVar(&f.InstanceType, "aws-fleet-instance-type", "", "aws: instance type of the members (default: this appliance's)")
+	fs.StringVar(&f.InstanceProfile, "aws-fleet-instance-profile", "", "aws: IAM instance profile of the members (default: none; members only collect)")
+	fs.StringArrayVar(&f.SecurityGroups, "aws-fleet-security-group", nil, "aws: security group of the members (repeatable; default: this appliance's)")
+	fs.StringArrayVar(&f.Settings, "aws-fleet-setting", nil, "aws: METLO_KEY=VALUE for the members' user data, e.g. METLO_HOST=… (repeatable; values are never printed)")
+	fs.Float64Var(&f.CPUTarget, "aws-fleet-cpu-target", 60, "aws: average CPU %% the fleet's target-tracking scaling policy keeps")
+	fs.DurationVar(&f.DeregistrationDelay, "aws-deregistration-delay", 0, "aws: how long a member leaving the target group keeps its flows (default 120s with --aws-nlb-name)")
+}

@@ -24,7 +24,8 @@ type flagScope int
 
 const (
 	scopeProvision flagScope = iota // provision: everything
-	scopeManage                     // list, remove, cleanup: who and where, ownership
+	scopeManage                     // list, remove: who and where, ownership
+	scopeCleanup                    // cleanup: as list, plus deleting whole fleets
 	scopeDoctor                     // doctor: who and where
 )
 
@@ -222,7 +223,7 @@ func newProvisionCmds() []*cobra.Command {
 	}
 
 	cleanup := &cobra.Command{Use: "cleanup --cloud aws|gcp", Short: "Delete every cloud resource this appliance created", Args: cobra.NoArgs}
-	cpf := addProvisionFlags(cleanup, scopeManage)
+	cpf := addProvisionFlags(cleanup, scopeCleanup)
 	cleanup.RunE = func(cmd *cobra.Command, _ []string) error {
 		p, opts, err := cpf.provider(cmd)
 		if err != nil {

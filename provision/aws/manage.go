@@ -188,7 +188,7 @@ func (p *Provider) Cleanup(ctx context.Context, opts provision.Options) error {
 			return err
 		}
 	}
-	if pl.plan.Changes() == 0 {
+	if pl.plan.Changes() == 0 && len(pl.plan.Warnings) == 0 {
 		fmt.Fprintf(e.out, "aws: nothing tagged %s to clean up\n", e.owner)
 		return nil
 	}
@@ -325,8 +325,11 @@ func (pl *planner) planLeaveFleet(ctx context.Context, count deleter) (shared bo
 		return false, err
 	}
 	others = max(others, members)
+	if pl.cfg.Fleet.Delete {
+		return false, nil // the whole fleet goes: its Auto Scaling group first, then the rest
+	}
 	if others > 0 {
-		pl.warn("fleet %s has %d other members: its NLB, target group, mirror target, filter and sessions stay (the last member's cleanup removes them)", pl.owner.value, others)
+		pl.warn("fleet %s has %d other members: its NLB, target group, mirror target, filter and sessions stay (the last member's cleanup removes them; --aws-delete-fleet deletes the whole fleet, its Auto Scaling group and members included)", pl.owner.value, others)
 		return true, nil
 	}
 	return false, nil

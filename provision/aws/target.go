@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -329,7 +330,13 @@ func (pl *planner) planAttrs(ctx context.Context, what string, arn *string, exis
 // finish on an appliance leaving the group.
 func (pl *planner) tgWantAttrs() map[string]string {
 	want := map[string]string{"stickiness.enabled": "true", "stickiness.type": "source_ip"}
-	if d := pl.cfg.Fleet.DeregistrationDelay; d > 0 {
+	d := pl.cfg.Fleet.DeregistrationDelay
+	if d == 0 && pl.fleet() {
+		// Long enough for the exchanges open on a leaving member to finish (the collector
+		// gives a response 30 s by default) before the NLB sends its flows elsewhere.
+		d = 120 * time.Second
+	}
+	if d > 0 {
 		want["deregistration_delay.timeout_seconds"] = strconv.Itoa(int(d.Seconds()))
 	}
 	return want

@@ -59,11 +59,11 @@ func present(exists bool, err error) error {
 }
 
 // planCollector plans the collector ILB and its firewall rules.
-func (p *Provider) planCollector(ctx context.Context, e *env, healthPort int) ([]provision.Step, error) {
+func (p *Provider) planCollector(ctx context.Context, e *env, healthPort int, prices provision.Prices, est *provision.Estimate) ([]provision.Step, error) {
 	if healthPort <= 0 || healthPort > 65535 {
 		return nil, fmt.Errorf("health port %d: want 1-65535", healthPort)
 	}
-	var steps []provision.Step
+	var steps, last []provision.Step
 	add := func(s provision.Step, err error) error {
 		if err != nil {
 			return err
@@ -71,13 +71,25 @@ func (p *Provider) planCollector(ctx context.Context, e *env, healthPort int) ([
 		steps = append(steps, s)
 		return nil
 	}
-	groupSteps, err := p.planGroup(ctx, e)
-	if err != nil {
-		return nil, err
-	}
-	steps = append(steps, groupSteps...)
-	if err := add(p.planHealthCheck(ctx, e, healthPort)); err != nil {
-		return nil, err
+	if e.fleet {
+		// The health check comes first: the group's autohealing uses it.
+		if err := add(p.planHealthCheck(ctx, e, healthPort)); err != nil {
+			return nil, err
+		}
+		before, after, err := p.planFleet(ctx, e, prices, est)
+		if err != nil {
+			return nil, err
+		}
+		steps, last = append(steps, before...), after
+	} else {
+		groupSteps, err := p.planGroup(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, groupSteps...)
+		if err := add(p.planHealthCheck(ctx, e, healthPort)); err != nil {
+			return nil, err
+		}
 	}
 	if err := add(p.planBackendService(ctx, e)); err != nil {
 		return nil, err
@@ -89,7 +101,7 @@ func (p *Provider) planCollector(ctx context.Context, e *env, healthPort int) ([
 	if err != nil {
 		return nil, err
 	}
-	return append(steps, fwSteps...), nil
+	return append(append(steps, fwSteps...), last...), nil
 }
 
 func (p *Provider) planGroup(ctx context.Context, e *env) ([]provision.Step, error) {
@@ -217,7 +229,23 @@ func (p *Provider) planBackendService(ctx context.Context, e *env) (provision.St
 	}
 	detail := "INTERNAL TCP, group " + lastSegment(e.group)
 	if exists {
-		return keep("backend service", name, detail), nil
+		var groups []string
+		for _, b := range bs.GetBackends() {
+			groups = append(groups, relPath(e.project, b.GetGroup()))
+		}
+		if len(groups) == 1 && groups[0] == e.group {
+			return keep("backend service", name, detail), nil
+		}
+		return provision.Step{Sym: "~", Verb: "patch", Kind: "backend service", Name: name, Detail: "backend " + short(e.group),
+			Run: func(ctx context.Context, out io.Writer) error {
+				what := "patch backend service " + name
+				op, err := p.api.bss.Patch(ctx, &computepb.PatchRegionBackendServiceRequest{Project: e.project, Region: e.region, BackendService: name,
+					BackendServiceResource: &computepb.BackendService{Backends: want.Backends}, RequestId: randomID()})
+				if err != nil {
+					return fmt.Errorf("%s: %w", what, err)
+				}
+				return p.wait(ctx, out, what, op)
+			}}, nil
 	}
 	return provision.Step{Sym: "+", Verb: "create", Kind: "backend service", Name: name, Detail: detail,
 		Run: func(ctx context.Context, out io.Writer) error {

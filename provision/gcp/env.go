@@ -26,6 +26,7 @@ type env struct {
 	id                    string
 	group                 string // collector instance group path
 	ownGroup              bool   // the group is ours to create and delete
+	fleet                 bool   // the group is a regional managed instance group of collectors
 }
 
 // resolve fills env from flags first, then the metadata server, then the instance itself.
@@ -56,7 +57,7 @@ func (p *Provider) resolve(ctx context.Context, opts provision.Options) (*env, e
 	if e.project == "" {
 		e.project = md("project", "project/project-id")
 	}
-	needInstance := c.InstanceGroup == ""
+	needInstance := c.InstanceGroup == "" && !(c.Fleet.Size > 0 && c.Network != "" && c.Subnetwork != "")
 	if e.zone == "" && (needInstance || !strings.Contains(c.InstanceGroup, "/")) {
 		e.zone = lastSegment(md("zone", "instance/zone"))
 	}
@@ -125,6 +126,21 @@ func (p *Provider) resolve(ctx context.Context, opts provision.Options) (*env, e
 	} else {
 		e.group = fmt.Sprintf("projects/%s/zones/%s/instanceGroups/%s", e.project, e.zone, e.name("ig"))
 		e.ownGroup = true
+		fleet := c.Fleet.Size > 0
+		if !fleet {
+			// A fleet made earlier stays the collector for list, cleanup and doctor.
+			mig, err := p.api.migs.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig")})
+			switch {
+			case err == nil:
+				fleet = e.ours(mig.GetDescription())
+			case !isNotFound(err):
+				return nil, fmt.Errorf("look up the collector fleet %s: %w", e.name("mig"), err)
+			}
+		}
+		if fleet {
+			e.fleet, e.ownGroup = true, false
+			e.group = e.regional("instanceGroups", e.name("mig"))
+		}
 	}
 	return e, nil
 }

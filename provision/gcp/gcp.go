@@ -66,6 +66,10 @@ type clients struct {
 	frs       *compute.ForwardingRulesClient
 	fws       *compute.FirewallsClient
 	pms       *compute.PacketMirroringsClient
+
+	templates   *compute.InstanceTemplatesClient
+	migs        *compute.RegionInstanceGroupManagersClient
+	autoscalers *compute.RegionAutoscalersClient
 }
 
 // New builds a provider; it does not call any API yet.
@@ -103,6 +107,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	mk("forwarding rules", func() (e error) { c.frs, e = compute.NewForwardingRulesRESTClient(ctx, opts...); return })
 	mk("firewalls", func() (e error) { c.fws, e = compute.NewFirewallsRESTClient(ctx, opts...); return })
 	mk("packet mirrorings", func() (e error) { c.pms, e = compute.NewPacketMirroringsRESTClient(ctx, opts...); return })
+	mk("instance templates", func() (e error) { c.templates, e = compute.NewInstanceTemplatesRESTClient(ctx, opts...); return })
+	mk("instance group managers", func() (e error) { c.migs, e = compute.NewRegionInstanceGroupManagersRESTClient(ctx, opts...); return })
+	mk("autoscalers", func() (e error) { c.autoscalers, e = compute.NewRegionAutoscalersRESTClient(ctx, opts...); return })
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +118,8 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 
 // Close releases the API clients.
 func (p *Provider) Close() error {
-	for _, c := range []interface{ Close() error }{p.api.instances, p.api.subnets, p.api.groups, p.api.hcs, p.api.bss, p.api.frs, p.api.fws, p.api.pms} {
+	for _, c := range []interface{ Close() error }{p.api.instances, p.api.subnets, p.api.groups, p.api.hcs, p.api.bss, p.api.frs, p.api.fws, p.api.pms,
+		p.api.templates, p.api.migs, p.api.autoscalers} {
 		_ = c.Close()
 	}
 	return nil

@@ -93,14 +93,14 @@ func (p *Provider) Reconcile(ctx context.Context, opts provision.Options) error 
 			}
 		}
 	}
-	steps, err := p.planCollector(ctx, e, opts.HealthPort)
-	if err != nil {
-		return err
-	}
 	est := &provision.Estimate{}
 	prices := opts.Prices
 	if prices == nil {
 		prices, _ = provision.ParsePrices(nil)
+	}
+	steps, err := p.planCollector(ctx, e, opts.HealthPort, prices, est)
+	if err != nil {
+		return err
 	}
 	for _, s := range steps {
 		if s.Sym == "+" && s.Kind == "forwarding rule" {
@@ -242,8 +242,52 @@ func (p *Provider) Cleanup(ctx context.Context, opts provision.Options) error {
 				return p.api.bss.Delete(ctx, &computepb.DeleteRegionBackendServiceRequest{Project: e.project, Region: e.region, BackendService: e.name("bs"), RequestId: randomID()})
 			}},
 	}
-	if e.ownGroup {
-		zone := segment(e.group, "zones")
+	if e.fleet {
+		items = append(items,
+			item{"autoscaler", e.name("as"),
+				func(ctx context.Context) (string, error) {
+					r, err := p.api.autoscalers.Get(ctx, &computepb.GetRegionAutoscalerRequest{Project: e.project, Region: e.region, Autoscaler: e.name("as")})
+					return r.GetDescription(), err
+				},
+				func(ctx context.Context) (*compute.Operation, error) {
+					return p.api.autoscalers.Delete(ctx, &computepb.DeleteRegionAutoscalerRequest{Project: e.project, Region: e.region, Autoscaler: e.name("as"), RequestId: randomID()})
+				}},
+			item{"managed instance group", e.name("mig"),
+				func(ctx context.Context) (string, error) {
+					r, err := p.api.migs.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig")})
+					return r.GetDescription(), err
+				},
+				func(ctx context.Context) (*compute.Operation, error) {
+					return p.api.migs.Delete(ctx, &computepb.DeleteRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig"), RequestId: randomID()})
+				}})
+		templates, err := p.ourTemplates(ctx, e)
+		if err != nil {
+			return err
+		}
+		for _, t := range templates {
+			name := t
+			items = append(items, item{"instance template", name,
+				func(ctx context.Context) (string, error) {
+					r, err := p.api.templates.Get(ctx, &computepb.GetInstanceTemplateRequest{Project: e.project, InstanceTemplate: name})
+					return r.GetDescription(), err
+				},
+				func(ctx context.Context) (*compute.Operation, error) {
+					return p.api.templates.Delete(ctx, &computepb.DeleteInstanceTemplateRequest{Project: e.project, InstanceTemplate: name, RequestId: randomID()})
+				}})
+		}
+		mig, err := p.api.migs.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig")})
+		if err == nil && mig.GetTargetSize() > 0 && !p.cfg.Fleet.Delete {
+			fmt.Fprintf(output(opts), "  ! collector fleet %s has %d members: nothing deleted (pass --gcp-delete-fleet to delete the fleet, its members and the mirroring)\n",
+				e.name("mig"), mig.GetTargetSize())
+			return nil
+		}
+	}
+	if e.ownGroup || e.fleet && e.zone != "" {
+		// A fleet may follow a single appliance: its unmanaged group goes too.
+		zone := e.zone
+		if e.ownGroup {
+			zone = segment(e.group, "zones")
+		}
 		items = append(items, item{"instance group", e.name("ig"),
 			func(ctx context.Context) (string, error) {
 				r, err := p.api.groups.Get(ctx, &computepb.GetInstanceGroupRequest{Project: e.project, Zone: zone, InstanceGroup: e.name("ig")})
@@ -357,6 +401,22 @@ func (p *Provider) List(ctx context.Context, opts provision.Options) error {
 			return err
 		}
 	}
+	if e.fleet {
+		g, err := p.api.migs.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig")})
+		if err := row("managed instance group", e.name("mig"), g.GetDescription(), err, func() string {
+			return fmt.Sprintf("%s, template %s, autohealing %s", plural(int(g.GetTargetSize()), "collector", "collectors"), lastSegment(g.GetInstanceTemplate()),
+				lastSegment(g.GetAutoHealingPolicies()[0].GetHealthCheck()))
+		}); err != nil {
+			return err
+		}
+		as, err := p.api.autoscalers.Get(ctx, &computepb.GetRegionAutoscalerRequest{Project: e.project, Region: e.region, Autoscaler: e.name("as")})
+		if err := row("autoscaler", e.name("as"), as.GetDescription(), err, func() string {
+			pol := as.GetAutoscalingPolicy()
+			return fmt.Sprintf("%d-%d collectors, CPU target %.0f%%", pol.GetMinNumReplicas(), pol.GetMaxNumReplicas(), pol.GetCpuUtilization().GetUtilizationTarget()*100)
+		}); err != nil {
+			return err
+		}
+	}
 	hc, err := p.api.hcs.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: e.project, Region: e.region, HealthCheck: e.name("hc")})
 	if err := row("health check", e.name("hc"), hc.GetDescription(), err, func() string {
 		return fmt.Sprintf("%s :%d%s", hc.GetType(), hc.GetHttpHealthCheck().GetPort(), hc.GetHttpHealthCheck().GetRequestPath())
@@ -365,7 +425,7 @@ func (p *Provider) List(ctx context.Context, opts provision.Options) error {
 	}
 	for _, suffix := range []string{"fw-hc", "fw-mirror", "fw-mirror6"} {
 		fw, err := p.api.fws.Get(ctx, &computepb.GetFirewallRequest{Project: e.project, Firewall: e.name(suffix)})
-		if isNotFound(err) && suffix == "fw-mirror6" {
+		if isNotFound(err) && suffix != "fw-hc" {
 			continue
 		}
 		if err := row("firewall rule", e.name(suffix), fw.GetDescription(), err, func() string {

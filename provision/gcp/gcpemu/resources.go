@@ -29,6 +29,10 @@ type collection struct {
 	newMsg   func() proto.Message
 	validate func(s *Server, project, key string, m proto.Message) *apiError
 	patch    bool
+	// after runs once an insert or patch is stored (side effects such as a managed group's
+	// instances); beforeDelete may refuse a delete or clean up what the resource owns.
+	after        func(s *Server, project, key string, m proto.Message)
+	beforeDelete func(s *Server, key string) *apiError
 }
 
 func (s *Server) routes() http.Handler {
@@ -47,10 +51,17 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+p+"zones/{loc}/instanceGroups/{name}/addInstances", s.addInstances)
 	mux.HandleFunc("POST "+p+"zones/{loc}/instanceGroups/{name}/listInstances", s.listInstances)
 	mux.HandleFunc("POST "+p+"regions/{loc}/backendServices/{name}/getHealth", s.getHealth)
+	mux.HandleFunc("PATCH "+p+"regions/{loc}/autoscalers", s.patchAutoscaler)
+	s.readOnly(mux, "regions", "instanceGroups", "compute.regionInstanceGroups")
 	for _, c := range []collection{
 		{scope: "zones", name: "instanceGroups", method: "compute.instanceGroups", newMsg: func() proto.Message { return &computepb.InstanceGroup{} }, validate: validateInstanceGroup},
 		{scope: "regions", name: "healthChecks", method: "compute.regionHealthChecks", newMsg: func() proto.Message { return &computepb.HealthCheck{} }, validate: validateHealthCheck, patch: true},
-		{scope: "regions", name: "backendServices", method: "compute.regionBackendServices", newMsg: func() proto.Message { return &computepb.BackendService{} }, validate: validateBackendService},
+		{scope: "regions", name: "backendServices", method: "compute.regionBackendServices", newMsg: func() proto.Message { return &computepb.BackendService{} }, validate: validateBackendService, patch: true},
+		{scope: "global", name: "instanceTemplates", method: "compute.instanceTemplates", newMsg: func() proto.Message { return &computepb.InstanceTemplate{} }, validate: validateInstanceTemplate},
+		{scope: "regions", name: "instanceGroupManagers", method: "compute.regionInstanceGroupManagers", newMsg: func() proto.Message { return &computepb.InstanceGroupManager{} },
+			validate: validateMIG, patch: true, after: (*Server).scaleMIG, beforeDelete: (*Server).deleteMIG},
+		{scope: "regions", name: "autoscalers", method: "compute.regionAutoscalers", newMsg: func() proto.Message { return &computepb.Autoscaler{} },
+			validate: validateAutoscaler, after: (*Server).applyAutoscaler},
 		{scope: "regions", name: "forwardingRules", method: "compute.forwardingRules", newMsg: func() proto.Message { return &computepb.ForwardingRule{} }, validate: validateForwardingRule},
 		{scope: "global", name: "firewalls", method: "compute.firewalls", newMsg: func() proto.Message { return &computepb.Firewall{} }, validate: validateFirewall, patch: true},
 		{scope: "regions", name: "packetMirrorings", method: "compute.packetMirrorings", newMsg: func() proto.Message { return &computepb.PacketMirroring{} }, validate: validatePacketMirroring, patch: true},
@@ -158,6 +169,9 @@ func (s *Server) managed(mux *http.ServeMux, c collection) {
 			}
 			s.stamp(key, m)
 			s.res[key] = m
+			if c.after != nil {
+				c.after(s, r.PathValue("project"), key, m)
+			}
 			return nil, nil
 		})
 	})
@@ -169,6 +183,11 @@ func (s *Server) managed(mux *http.ServeMux, c collection) {
 			}
 			if user := s.userOf(key); user != "" {
 				return nil, badRequest("resourceInUseByAnotherResource", "The %s resource '%s' is already being used by '%s'", strings.TrimSuffix(c.name, "s"), key, user)
+			}
+			if c.beforeDelete != nil {
+				if err := c.beforeDelete(s, key); err != nil {
+					return nil, err
+				}
 			}
 			delete(s.res, key)
 			delete(s.members, key)
@@ -202,6 +221,9 @@ func (s *Server) managed(mux *http.ServeMux, c collection) {
 				return err, nil
 			}
 			s.res[key] = next
+			if c.after != nil {
+				c.after(s, r.PathValue("project"), key, next)
+			}
 			return nil, nil
 		})
 	})
@@ -265,6 +287,13 @@ func refsOf(project string, m proto.Message) []string {
 		if v.GetCollectorIlb().GetUrl() != "" {
 			out = append(out, rel(project, v.GetCollectorIlb().GetUrl()))
 		}
+	case *computepb.InstanceGroupManager:
+		out = append(out, rel(project, v.GetInstanceTemplate()))
+		for _, p := range v.GetAutoHealingPolicies() {
+			out = append(out, rel(project, p.GetHealthCheck()))
+		}
+	case *computepb.Autoscaler:
+		out = append(out, rel(project, v.GetTarget()))
 	}
 	return out
 }
@@ -454,7 +483,7 @@ func validateBackendService(s *Server, project, key string, m proto.Message) *ap
 		if _, ok := s.res[gk].(*computepb.InstanceGroup); !ok {
 			return notFound(gk)
 		}
-		if _, zone := location(gk); regionOf(zone) != region {
+		if scope, loc := location(gk); scope == "zones" && regionOf(loc) != region || scope == "regions" && loc != region {
 			return badRequest("invalid", "backend group %s is not in region %s", gk, region)
 		}
 		if mode := b.GetBalancingMode(); mode != "" && mode != "CONNECTION" {

@@ -108,6 +108,7 @@ func (pl *planner) planFleet(ctx context.Context, subnets []string, healthPort i
 		return err
 	}
 	name := pl.fleetName()
+	pl.fleetSGs = f.SecurityGroups
 	ltID, err := pl.planLaunchTemplate(ctx, f, name)
 	if err != nil {
 		return err

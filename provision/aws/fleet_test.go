@@ -124,3 +124,19 @@ func TestFleetUnderShippedPolicy(t *testing.T) {
 		t.Fatalf("%v\n%s", err, f.out.String())
 	}
 }
+
+// The members' security group, not the controller's, must let the sources' VXLAN in.
+func TestFleetSecurityGroup(t *testing.T) {
+	f := fleetFixture(t)
+	f.emu.AddSecurityGroup(awsemu.SecurityGroup{ID: "sg-0members", VPCID: "vpc-0emu"})
+	f.p.cfg.Fleet.SecurityGroups = []string{"sg-0members"}
+	out := f.mustReconcile(fleetSources...)
+	if !strings.Contains(out, "security group sg-0members of the fleet members' does not let VXLAN (UDP 4789) in from 2 source interfaces") {
+		t.Fatalf("fleet security group not checked:\n%s", out)
+	}
+	f.p.cfg.AllowVXLAN = true
+	f.mustReconcile(fleetSources...)
+	if r := f.emu.SecurityGroupRules("sg-0members"); len(r) != 1 || r[0].From != 4789 {
+		t.Fatalf("rule not added to the members' group: %+v", r)
+	}
+}

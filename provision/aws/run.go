@@ -26,6 +26,7 @@ type planner struct {
 		target, filter, lb, tg string
 	}
 	sessions struct{ created, kept, changed, removed int }
+	fleetSGs []string // the fleet members' security groups, once planFleet knows them
 }
 
 func (pl *planner) add(s provision.Step) { pl.plan.Steps = append(pl.plan.Steps, s) }

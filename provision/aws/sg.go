@@ -90,10 +90,19 @@ func (e *env) subnetCIDRs(ctx context.Context, ids []string) (map[string]string,
 // (a mirror whose copies the target's security group rejects is dropped without a trace) and
 // offers the rule: added with --aws-allow-vxlan (or a yes in guided mode), else explained.
 func (pl *planner) planSecurityGroup(ctx context.Context, kind string, res resolution, healthPort int) error {
-	if pl.cfg.Fleet.Size > 0 {
-		return nil // fleet members get the fleet's security group from the launch template
-	}
 	groups, err := pl.applianceGroups(ctx)
+	whose := "this appliance"
+	if pl.cfg.Fleet.Size > 0 {
+		// The members receive the mirror: their security groups (from the launch template) count.
+		whose = "the fleet members'"
+		groups = nil
+		if len(pl.fleetSGs) > 0 {
+			var out *ec2.DescribeSecurityGroupsOutput
+			if out, err = pl.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: pl.fleetSGs}); err == nil {
+				groups = out.SecurityGroups
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -132,8 +141,8 @@ func (pl *planner) planSecurityGroup(ctx context.Context, kind string, res resol
 		examples = append(examples, s.ENI+" ("+s.ip+")")
 	}
 	if !pl.cfg.AllowVXLAN {
-		pl.warn("security group %s of this appliance does not let VXLAN (UDP %d) in from %d source interfaces, e.g. %s: their mirrored packets would be dropped silently. "+
-			"Pass --aws-allow-vxlan to add the rule, or allow UDP %d from %s yourself", sg, vxlanPort, len(blocked), strings.Join(examples, ", "), vxlanPort, strings.Join(ranges, ", "))
+		pl.warn("security group %s of %s does not let VXLAN (UDP %d) in from %d source interfaces, e.g. %s: their mirrored packets would be dropped silently. "+
+			"Pass --aws-allow-vxlan to add the rule, or allow UDP %d from %s yourself", sg, whose, vxlanPort, len(blocked), strings.Join(examples, ", "), vxlanPort, strings.Join(ranges, ", "))
 		return nil
 	}
 	var ipr []ec2types.IpRange

@@ -46,10 +46,7 @@ type Capture struct {
 
 var httpMethods = [][]byte{[]byte("GET "), []byte("POST "), []byte("PUT "), []byte("DELETE "), []byte("HEAD "), []byte("PATCH "), []byte("OPTIONS ")}
 
-type flowKey struct {
-	a, b   netip.AddrPort
-	stream int
-}
+type flowKey struct{ a, b netip.AddrPort }
 
 func canonical(src, dst netip.AddrPort) (netip.AddrPort, netip.AddrPort, bool) {
 	if src.Compare(dst) < 0 {

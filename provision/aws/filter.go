@@ -288,6 +288,7 @@ func (pl *planner) planFilter(ctx context.Context, filters []ec2types.TrafficMir
 				return pl.dryCheck("ec2:CreateTrafficMirrorFilterRule", func() error {
 					in := ruleInput(pl.ids.filter, w)
 					in.DryRun = awssdk.Bool(true)
+					in.TagSpecifications = ec2TagSpec(ec2types.ResourceTypeTrafficMirrorFilterRule, pl.tags())
 					_, err := pl.ec2.CreateTrafficMirrorFilterRule(ctx, in)
 					return err
 				})
@@ -295,6 +296,7 @@ func (pl *planner) planFilter(ctx context.Context, filters []ec2types.TrafficMir
 			Run: func(ctx context.Context, _ io.Writer) error {
 				in := ruleInput(pl.ids.filter, w)
 				in.ClientToken = awssdk.String(pl.clientToken(0, "rule", pl.ids.filter, w.String()))
+				in.TagSpecifications = ec2TagSpec(ec2types.ResourceTypeTrafficMirrorFilterRule, pl.tags())
 				if _, err := pl.ec2.CreateTrafficMirrorFilterRule(ctx, in); err != nil {
 					return fmt.Errorf("create filter rule %s: %w", w, err)
 				}

@@ -95,7 +95,7 @@ func TestIAMPolicyScopesChangesByTag(t *testing.T) {
 				continue
 			case a == "elasticloadbalancing:AddTags" && s.Sid == "MetloApplianceTagOnCreateELB":
 				want = "elasticloadbalancing:CreateAction"
-			case a == "ec2:CreateTrafficMirrorFilterRule" || a == "ec2:CreateLaunchTemplateVersion":
+			case a == "ec2:CreateTrafficMirrorFilterRule" && s.Sid == "MetloApplianceRulesOfOwnedFilters", a == "ec2:CreateLaunchTemplateVersion":
 				want = "aws:ResourceTag/metlo:managed"
 			case strings.HasPrefix(op, "Create"):
 				want = "aws:RequestTag/metlo:managed"

@@ -627,10 +627,14 @@ func (e *Emulator) newRule(form url.Values) (*FilterRule, *apiError) {
 	if len(f.Rules) >= 10 {
 		return nil, errf(400, "TrafficMirrorFilterRuleLimitExceeded", "a traffic mirror filter can have at most 10 rules")
 	}
+	tags, aerr := ec2TagSpec(form, "traffic-mirror-filter-rule")
+	if aerr != nil {
+		return nil, aerr
+	}
 	if dryRun(form) {
 		return nil, errDryRun
 	}
-	r.ID = e.id("tmfr")
+	r.ID, r.Tags = e.id("tmfr"), tags
 	f.Rules = append(f.Rules, r)
 	return r, nil
 }

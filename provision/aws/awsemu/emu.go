@@ -56,6 +56,7 @@ type FilterRule struct {
 	ID, FilterID, Direction, Action, SrcCIDR, DstCIDR, Description string
 	Number, Protocol                                               int
 	SrcPorts, DstPorts                                             *PortRange
+	Tags                                                           map[string]string
 }
 
 // Filter is a traffic mirror filter and its rules.

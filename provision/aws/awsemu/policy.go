@@ -126,8 +126,13 @@ func (e *Emulator) resourceTags(form url.Values) map[string]string {
 		return f.Tags
 	}
 	if id := form.Get("TrafficMirrorFilterRuleId"); id != "" {
+		// Both the rule and its filter are authorised: the emulator takes the rule's tags
+		// when it has them (rules made by this provisioner do), else the filter's.
 		for _, f := range e.filters {
 			for _, r := range f.Rules {
+				if r.ID == id && len(r.Tags) > 0 {
+					return r.Tags
+				}
 				if r.ID == id {
 					return f.Tags
 				}

@@ -88,6 +88,8 @@ func (p *Provider) template(e *env, f FleetConfig) *computepb.InstanceTemplate {
 		NetworkInterfaces: []*computepb.NetworkInterface{{Network: proto.String(e.network), Subnetwork: proto.String(e.subnetwork)}},
 		Metadata:          meta,
 		Tags:              &computepb.Tags{Items: []string{"metlo-appliance"}},
+		// Members are labelled with their fleet, so billing and inventory can find them.
+		Labels: map[string]string{"metlo-appliance-fleet": e.id},
 	}
 	if f.ServiceAccount != "" {
 		props.ServiceAccounts = []*computepb.ServiceAccount{{Email: proto.String(f.ServiceAccount), Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}}

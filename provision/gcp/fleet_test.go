@@ -37,6 +37,14 @@ func TestCollectorFleet(t *testing.T) {
 		len(mig.GetAutoHealingPolicies()) != 1 || !strings.HasSuffix(mig.GetAutoHealingPolicies()[0].GetHealthCheck(), "healthChecks/metlo-appliance-metlo-1-hc") {
 		t.Fatalf("managed group %v, members %v", mig, members)
 	}
+	if inst := w.emu.Get(members[0]).(*computepb.Instance); inst.GetMetadata().GetItems()[0].GetKey() != "METLO_HOST" {
+		t.Fatalf("member metadata %v", inst.GetMetadata())
+	}
+	for _, k := range w.emu.Keys("instanceTemplates") {
+		if l := w.emu.Get(k).(*computepb.InstanceTemplate).GetProperties().GetLabels(); l["metlo-appliance-fleet"] != "metlo-1" {
+			t.Fatalf("template labels %v", l)
+		}
+	}
 	as := w.emu.Get("projects/proj-1/regions/us-central1/autoscalers/metlo-appliance-metlo-1-as").(*computepb.Autoscaler)
 	if p := as.GetAutoscalingPolicy(); p.GetMinNumReplicas() != 2 || p.GetMaxNumReplicas() != 4 || p.GetCpuUtilization().GetUtilizationTarget() != 0.6 {
 		t.Fatalf("autoscaler %v", as)

@@ -86,7 +86,7 @@ func (s *Server) scaleMIG(project, key string, m proto.Message) {
 		inst := &computepb.Instance{Status: proto.String("RUNNING"), MachineType: proto.String(props.GetMachineType()),
 			NetworkInterfaces: []*computepb.NetworkInterface{{Network: proto.String(nic.GetNetwork()), Subnetwork: proto.String(nic.GetSubnetwork()),
 				NetworkIP: proto.String(fmt.Sprintf("10.0.9.%d", len(members)+10))}},
-			Tags: props.GetTags(), ServiceAccounts: props.GetServiceAccounts(), Metadata: props.GetMetadata()}
+			Tags: props.GetTags(), ServiceAccounts: props.GetServiceAccounts(), Metadata: props.GetMetadata(), Labels: props.GetLabels()}
 		s.stamp(ik, inst)
 		s.res[ik] = inst
 		members = append(members, ik)

@@ -61,9 +61,13 @@ func (e *IncompleteError) Error() string {
 	if e.DryRun {
 		verb = "would not be mirrored"
 	}
-	lines := make([]string, len(e.Missing))
+	var lines []string
 	for i, m := range e.Missing {
-		lines[i] = m.String()
+		if i == 10 {
+			lines = append(lines, fmt.Sprintf("and %d more (see the ! skip lines)", len(e.Missing)-10))
+			break
+		}
+		lines = append(lines, m.String())
 	}
 	return fmt.Sprintf("%s %s: %s", plural(len(e.Missing), "wanted source", "wanted sources"), verb, strings.Join(lines, "; "))
 }
@@ -210,8 +214,10 @@ func Apply(ctx context.Context, opts Options, p *Plan) error {
 		}
 	}
 	missing := append([]Missing(nil), p.Missing...)
-	for _, m := range p.Missing {
-		fmt.Fprintf(out, "  ! skip %s\n", m)
+	if !show {
+		for _, m := range p.Missing {
+			fmt.Fprintf(out, "  ! skip %s\n", m)
+		}
 	}
 	var t Tally
 	for _, s := range p.Steps {

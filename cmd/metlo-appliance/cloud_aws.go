@@ -54,6 +54,6 @@ func addFleetFlags(fs *pflag.FlagSet, f *provaws.FleetConfig) {
 	fs.StringVar(&f.InstanceProfile, "aws-fleet-instance-profile", "", "aws: IAM instance profile of the members (default: none; members only collect)")
 	fs.StringArrayVar(&f.SecurityGroups, "aws-fleet-security-group", nil, "aws: security group of the members (repeatable; default: this appliance's)")
 	fs.StringArrayVar(&f.Settings, "aws-fleet-setting", nil, "aws: METLO_KEY=VALUE for the members' user data, e.g. METLO_HOST=… (repeatable; values are never printed)")
-	fs.Float64Var(&f.CPUTarget, "aws-fleet-cpu-target", 60, "aws: average CPU %% the fleet's target-tracking scaling policy keeps")
+	fs.Float64Var(&f.CPUTarget, "aws-fleet-cpu-target", 60, "aws: average CPU % the fleet's target-tracking scaling policy keeps")
 	fs.DurationVar(&f.DeregistrationDelay, "aws-deregistration-delay", 0, "aws: how long a member leaving the target group keeps its flows (default 120s with --aws-nlb-name)")
 }

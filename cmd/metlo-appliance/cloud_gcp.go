@@ -47,5 +47,5 @@ func addGCPFleetFlags(fs *pflag.FlagSet, f *gcp.FleetConfig) {
 	fs.StringVar(&f.MachineType, "gcp-fleet-machine-type", "", "gcp: machine type of the collectors (default e2-standard-4)")
 	fs.StringVar(&f.ServiceAccount, "gcp-fleet-service-account", "", "gcp: service account of the collectors (default: this appliance's)")
 	fs.StringArrayVar(&f.Settings, "gcp-fleet-setting", nil, "gcp: METLO_KEY=VALUE metadata of the collectors, e.g. METLO_HOST=… (repeatable; values are never printed)")
-	fs.Float64Var(&f.CPUTarget, "gcp-fleet-cpu-target", 60, "gcp: average CPU %% the autoscaler keeps")
+	fs.Float64Var(&f.CPUTarget, "gcp-fleet-cpu-target", 60, "gcp: average CPU % the autoscaler keeps")
 }

@@ -43,7 +43,7 @@ type Config struct {
 const DefaultPriority = 1000
 
 // SourceHelp lists the source kinds with examples, for --help and error messages.
-const SourceHelp = `  instance:web-1            one VM (instance:ZONE/NAME when the name exists in several zones)
+const SourceHelp = `  instance:web-1           one VM (instance:ZONE/NAME when the name exists in several zones)
   subnet:app-subnet        every VM of a subnetwork, now and later (at most 5 per policy)
   tag:web                  every VM with the network tag, now and later`
 

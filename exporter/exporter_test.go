@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,12 +212,12 @@ func TestJSONLFlushesWithinASecond(t *testing.T) {
 }
 
 // discardSink counts traces and keeps nothing.
-type discardSink struct{ n int }
+type discardSink struct{ n atomic.Int64 }
 
 func (s *discardSink) Name() string                { return "discard" }
 func (s *discardSink) Start(context.Context) error { return nil }
 func (s *discardSink) Close(context.Context) error { return nil }
-func (s *discardSink) Put([]byte)                  { s.n++ }
+func (s *discardSink) Put([]byte)                  { s.n.Add(1) }
 
 // BenchmarkExporterPipeline measures Submit → queue → encode → sink on the encoding goroutine.
 func BenchmarkExporterPipeline(b *testing.B) {
@@ -237,8 +238,8 @@ func BenchmarkExporterPipeline(b *testing.B) {
 	}
 	x.Close(context.Background())
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "traces/s")
-	if sink.n != b.N {
-		b.Fatalf("sink got %d of %d", sink.n, b.N)
+	if sink.n.Load() != int64(b.N) {
+		b.Fatalf("sink got %d of %d", sink.n.Load(), b.N)
 	}
 }
 

@@ -24,7 +24,9 @@ func open(t testing.TB, dir string, o Options) *Spool {
 	return s
 }
 
-func rec(i int) []byte { return fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, bytes.Repeat([]byte("x"), i%300)) }
+func rec(i int) []byte {
+	return fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, bytes.Repeat([]byte("x"), i%300))
+}
 
 func appendN(t testing.TB, s *Spool, from, to int) {
 	t.Helper()

@@ -54,7 +54,7 @@ type sizeLimited interface {
 func ParseSink(spec string, opts Options) (Sink, error) {
 	kind, arg, ok := strings.Cut(spec, ":")
 	if !ok || arg == "" {
-		return nil, fmt.Errorf("sink %q: want jsonl:PATH or metlo:URL", spec)
+		return nil, fmt.Errorf("sink %q: want jsonl:PATH or metlo:URL", MaskURL(spec))
 	}
 	switch kind {
 	case "jsonl":
@@ -66,6 +66,6 @@ func ParseSink(spec string, opts Options) (Sink, error) {
 		}
 		return s, nil
 	default:
-		return nil, fmt.Errorf("sink %q: unknown kind %q (accepted: jsonl, metlo)", spec, kind)
+		return nil, fmt.Errorf("sink %q: unknown kind %q (accepted: jsonl, metlo)", MaskURL(spec), kind)
 	}
 }

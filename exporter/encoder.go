@@ -18,10 +18,11 @@ type TraceEncoder struct {
 	// nil masks nothing.
 	Redact *redact.Redactor
 
-	scratch []byte // unescaped query components
-	masked  []byte // a masked header or parameter value
-	reqBody []byte // redacted request body
-	resBody []byte // redacted response body
+	scratch []byte          // unescaped query components
+	hdrMask map[string]bool // Redact.Header's verdicts: header names repeat on every message
+	masked  []byte          // a masked header or parameter value
+	reqBody []byte          // redacted request body
+	resBody []byte          // redacted response body
 }
 
 // AppendTrace appends the JSON trace of x to dst and returns the extended buffer.
@@ -198,7 +199,7 @@ func (enc *TraceEncoder) appendHeaders(b []byte, hs []exchange.Header) []byte {
 		b = append(b, `{"name":`...)
 		b = appendJSONString(b, h.Name)
 		b = append(b, `,"value":`...)
-		if enc.Redact.Header(h.Name) {
+		if enc.maskHeader(h.Name) {
 			enc.masked = enc.Redact.AppendHeaderValue(enc.masked[:0], h.Name, h.Value)
 			b = appendJSONBytes(b, enc.masked)
 		} else {
@@ -207,6 +208,22 @@ func (enc *TraceEncoder) appendHeaders(b []byte, hs []exchange.Header) []byte {
 		b = append(b, '}')
 	}
 	return append(b, ']')
+}
+
+// maskHeader is Redact.Header, remembered per name.
+func (enc *TraceEncoder) maskHeader(name string) bool {
+	if enc.Redact == nil {
+		return false
+	}
+	if m, ok := enc.hdrMask[name]; ok {
+		return m
+	}
+	if enc.hdrMask == nil || len(enc.hdrMask) >= 4096 {
+		enc.hdrMask = map[string]bool{}
+	}
+	m := enc.Redact.Header(name)
+	enc.hdrMask[strings.Clone(name)] = m
+	return m
 }
 
 // appendAddr appends the quoted IP of ap (IPv4-mapped addresses as plain IPv4).

@@ -108,30 +108,35 @@ func traceInfo(x *exchange.Exchange) TraceInfo {
 // (numbers, UUIDs, long hex or mixed tokens) count as one shape, so /users/7 and /users/8
 // are the same endpoint — as Metlo's own inventory would group them.
 func endpointKey(x *exchange.Exchange) uint64 {
+	const prime = 1099511628211
 	h := uint64(14695981039346656037)
 	add := func(s string) {
 		for i := 0; i < len(s); i++ {
-			h ^= uint64(s[i])
-			h *= 1099511628211
+			h = (h ^ uint64(s[i])) * prime
 		}
-		h ^= 0xff
-		h *= 1099511628211
+		h = (h ^ 0xff) * prime
 	}
-	host := x.Request.Host
-	if host == "" {
-		host = x.Server.Addr().String()
+	if x.Request.Host != "" {
+		add(x.Request.Host)
+	} else {
+		var buf [64]byte
+		add(string(x.Server.Addr().AppendTo(buf[:0])))
 	}
-	add(host)
 	add(x.Request.Method)
 	p := x.Request.Path
-	for p != "" {
-		var seg string
-		seg, p, _ = strings.Cut(p, "/")
-		if isIDSegment(seg) {
+	for start := 0; start <= len(p); {
+		end := strings.IndexByte(p[start:], '/')
+		if end < 0 {
+			end = len(p)
+		} else {
+			end += start
+		}
+		if seg := p[start:end]; isIDSegment(seg) {
 			add("{}")
 		} else {
 			add(seg)
 		}
+		start = end + 1
 	}
 	return h
 }

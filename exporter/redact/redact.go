@@ -6,6 +6,7 @@
 package redact
 
 import (
+	"strings"
 	"unicode/utf8"
 )
 
@@ -100,20 +101,11 @@ func defaultField(n []byte) bool {
 
 func containsWord(n []byte, words []string) bool {
 	for _, w := range words {
-		if len(w) <= len(n) && indexString(n, w) >= 0 {
+		if len(w) <= len(n) && strings.Contains(string(n), w) {
 			return true
 		}
 	}
 	return false
-}
-
-func indexString(b []byte, s string) int {
-	for i := 0; i+len(s) <= len(b); i++ {
-		if string(b[i:i+len(s)]) == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // Header reports whether a header's value is masked.

@@ -24,46 +24,28 @@ func (s *Spool) Next(maxN, maxBytes int) ([]Record, error) {
 		s.mu.Unlock()
 		return nil, nil
 	}
-	// The bytes to read: from the file up to what was written, then from the buffer.
+	// Usually the bytes are still in memory (the active segment's tail); else read the file.
+	// Reads happen under the lock: one per batch, and rarely from disk.
 	want := int64(maxBytes) + int64(maxN)*recordHeader
-	end := min(seg.size, seg.readOff+want)
-	var mem []byte
-	fileEnd := min(end, seg.flushed)
-	if end > seg.flushed && seg == s.segs[len(s.segs)-1] {
-		from := max(seg.readOff, seg.flushed) - seg.flushed
-		mem = append([]byte(nil), s.buf[from:end-seg.flushed]...)
+	off := seg.readOff
+	end := min(seg.size, off+want)
+	buf, err := s.readRange(seg, off, end)
+	if err != nil {
+		s.readFailed(seg, err)
+		s.mu.Unlock()
+		return nil, nil
 	}
-	if seg.rf == nil && fileEnd > seg.readOff {
-		f, err := os.Open(seg.path)
-		if err != nil {
-			s.readFailed(seg, err)
-			s.mu.Unlock()
-			return nil, nil
-		}
-		seg.rf = f
-	}
-	rf, off := seg.rf, seg.readOff
+	// Bytes still in memory were checksummed as they were appended; only the file's are
+	// checked again.
+	fromMemory := seg == s.segs[len(s.segs)-1] && off >= s.bufStart
 	s.mu.Unlock()
-
-	buf := make([]byte, 0, end-off)
-	if fileEnd > off {
-		buf = buf[:fileEnd-off]
-		if _, err := rf.ReadAt(buf, off); err != nil {
-			s.mu.Lock()
-			s.readFailed(seg, err)
-			s.mu.Unlock()
-			return nil, nil
-		}
-	}
-	buf = append(buf, mem...)
 	var out []Record
+	var damaged error
 	total, pos := 0, 0
 	for len(out) < maxN {
-		key, data, n, err := parseRecord(buf[pos:])
+		key, data, n, err := parseRecord(buf[pos:], !fromMemory)
 		if err != nil {
-			s.mu.Lock()
-			s.readFailed(seg, err)
-			s.mu.Unlock()
+			damaged = err
 			break
 		}
 		if n == 0 {
@@ -84,6 +66,9 @@ func (s *Spool) Next(maxN, maxBytes int) ([]Record, error) {
 	seg.readOff += int64(pos)
 	seg.readRecs += int64(len(out))
 	s.st.Unread -= int64(len(out))
+	if damaged != nil {
+		s.readFailed(seg, damaged)
+	}
 	s.mu.Unlock()
 	return out, nil
 }
@@ -92,42 +77,23 @@ func (s *Spool) Next(maxN, maxBytes int) ([]Record, error) {
 func (s *Spool) nextLong(seg *segment, off int64) ([]Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var hdr [recordHeader]byte
-	var whole []byte
-	if seg.rf == nil && off < seg.flushed {
-		f, err := os.Open(seg.path)
-		if err != nil {
-			s.readFailed(seg, err)
-			return nil, nil
-		}
-		seg.rf = f
-	}
-	if off+recordHeader <= seg.flushed {
-		if _, err := seg.rf.ReadAt(hdr[:], off); err != nil {
-			s.readFailed(seg, err)
-			return nil, nil
-		}
-	} else {
-		copy(hdr[:], s.buf[off-seg.flushed:])
+	hdr, err := s.readRange(seg, off, off+recordHeader)
+	if err != nil {
+		s.readFailed(seg, err)
+		return nil, nil
 	}
 	l := int64(uint32(hdr[0]) | uint32(hdr[1])<<8 | uint32(hdr[2])<<16 | uint32(hdr[3])<<24)
-	if l > MaxRecord {
+	if l > MaxRecord || off+recordHeader+l > seg.size {
 		s.readFailed(seg, errCorrupt)
 		return nil, nil
 	}
 	n := recordHeader + l
-	whole = make([]byte, n)
-	fileN := max(min(seg.flushed-off, n), 0)
-	if fileN > 0 {
-		if _, err := seg.rf.ReadAt(whole[:fileN], off); err != nil {
-			s.readFailed(seg, err)
-			return nil, nil
-		}
+	whole, err := s.readRange(seg, off, off+n)
+	if err != nil {
+		s.readFailed(seg, err)
+		return nil, nil
 	}
-	if fileN < n {
-		copy(whole[fileN:], s.buf[max(off-seg.flushed, 0):])
-	}
-	key, data, got, err := parseRecord(whole)
+	key, data, got, err := parseRecord(whole, true)
 	if err != nil || got == 0 {
 		s.readFailed(seg, errCorrupt)
 		return nil, nil
@@ -136,6 +102,34 @@ func (s *Spool) nextLong(seg *segment, off int64) ([]Record, error) {
 	seg.readRecs++
 	s.st.Unread--
 	return []Record{{Key: key, Data: data, seg: seg.id, off: off}}, nil
+}
+
+// readRange copies bytes [off, end) of seg: from the active segment's in-memory tail where
+// it has them, else from the file. Caller holds mu.
+func (s *Spool) readRange(seg *segment, off, end int64) ([]byte, error) {
+	out := make([]byte, 0, end-off)
+	active := seg == s.segs[len(s.segs)-1]
+	fileEnd := min(end, seg.flushed)
+	if active {
+		fileEnd = min(end, s.bufStart)
+	}
+	if fileEnd > off {
+		if seg.rf == nil {
+			f, err := os.Open(seg.path)
+			if err != nil {
+				return nil, err
+			}
+			seg.rf = f
+		}
+		out = out[:fileEnd-off]
+		if _, err := seg.rf.ReadAt(out, off); err != nil {
+			return nil, err
+		}
+	}
+	if active && end > max(off, s.bufStart) {
+		out = append(out, s.buf[max(off, s.bufStart)-s.bufStart:end-s.bufStart]...)
+	}
+	return out, nil
 }
 
 // readFailed gives up the unread rest of seg: damaged on disk since it was written or
@@ -149,7 +143,7 @@ func (s *Spool) readFailed(seg *segment, err error) {
 	seg.records = seg.readRecs
 	if seg == s.segs[len(s.segs)-1] {
 		// Never append after damage: start a fresh segment.
-		s.buf = s.buf[:0]
+		s.buf, s.bufStart = s.buf[:0], seg.flushed
 		if err := s.newSegment(); err != nil {
 			s.noteWriteErr(err)
 		}

@@ -48,9 +48,9 @@ func appendRecord(dst []byte, key uint64, data []byte) []byte {
 	return append(dst, data...)
 }
 
-// parseRecord reads the record at the start of b. It returns the record's total length,
-// 0 when b holds only part of it, or errCorrupt.
-func parseRecord(b []byte) (key uint64, data []byte, n int, err error) {
+// parseRecord reads the record at the start of b, verifying its checksum when check is
+// set. It returns the record's total length, 0 when b holds only part of it, or errCorrupt.
+func parseRecord(b []byte, check bool) (key uint64, data []byte, n int, err error) {
 	if len(b) < recordHeader {
 		return 0, nil, 0, nil
 	}
@@ -62,10 +62,12 @@ func parseRecord(b []byte) (key uint64, data []byte, n int, err error) {
 	if len(b) < n {
 		return 0, nil, 0, nil
 	}
-	crc := crc32.Update(0, castagnoli, b[8:16])
-	crc = crc32.Update(crc, castagnoli, b[recordHeader:n])
-	if crc != binary.LittleEndian.Uint32(b[4:]) {
-		return 0, nil, 0, errCorrupt
+	if check {
+		crc := crc32.Update(0, castagnoli, b[8:16])
+		crc = crc32.Update(crc, castagnoli, b[recordHeader:n])
+		if crc != binary.LittleEndian.Uint32(b[4:]) {
+			return 0, nil, 0, errCorrupt
+		}
 	}
 	return binary.LittleEndian.Uint64(b[8:]), b[recordHeader:n], n, nil
 }

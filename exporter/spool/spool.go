@@ -103,6 +103,7 @@ type Stats struct {
 
 const (
 	maxBuffered = 256 << 10 // active-segment bytes kept in memory before a write
+	maxTail     = 4 << 20   // written bytes kept in memory so the sender rarely reads the file
 	segSuffix   = ".seg"
 )
 
@@ -132,7 +133,8 @@ type Spool struct {
 	mu        sync.Mutex
 	segs      []*segment // oldest first; the last is the active one
 	wf        *os.File   // the active segment's write handle
-	buf       []byte     // active-segment bytes not yet written: [flushed, size)
+	buf       []byte     // the active segment's bytes [bufStart, size): its unwritten tail and, for the sender, the newest written bytes
+	bufStart  int64
 	unsynced  []*os.File // sealed write handles awaiting fsync and close
 	diskBytes int64
 	st        Stats
@@ -285,7 +287,7 @@ func (s *Spool) scan(seg *segment, from int64) error {
 		if _, err := io.ReadFull(r, rec[recordHeader:]); err != nil {
 			break
 		}
-		if _, _, _, err := parseRecord(rec); err != nil {
+		if _, _, _, err := parseRecord(rec, true); err != nil {
 			break
 		}
 		end := off + recordHeader + l

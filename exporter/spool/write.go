@@ -33,6 +33,7 @@ func (s *Spool) newSegment() error {
 		return fmt.Errorf("create segment: %w", err)
 	}
 	s.wf = f
+	s.buf, s.bufStart = s.buf[:0], headerSize
 	s.segs = append(s.segs, &segment{id: id, path: path, size: headerSize, flushed: headerSize,
 		readOff: headerSize, ackPrefix: headerSize})
 	s.diskBytes += headerSize
@@ -80,13 +81,21 @@ func (s *Spool) Append(key uint64, data []byte) (dropped int64, err error) {
 		s.st.Unread -= seg.records
 		s.removeSegment(victim)
 	}
-	if len(s.buf) >= maxBuffered {
+	if act.size-act.flushed >= maxBuffered {
 		if err := s.flushLocked(); err != nil {
 			s.noteWriteErr(err)
 			return dropped, ErrWrite
 		}
 	}
 	act = s.segs[len(s.segs)-1]
+	if len(s.buf) >= maxTail && act.flushed > s.bufStart {
+		// Keep the newest written bytes for the sender; forget the rest.
+		cut := min(act.flushed, act.size-maxTail/2) - s.bufStart
+		if cut > 0 {
+			n := copy(s.buf, s.buf[cut:])
+			s.buf, s.bufStart = s.buf[:n], s.bufStart+cut
+		}
+	}
 	s.buf = appendRecord(s.buf, key, data)
 	act.size += n
 	act.records++
@@ -111,11 +120,14 @@ func (s *Spool) noteWriteErr(err error) {
 // flushLocked writes the buffered tail of the active segment. On failure the file is cut
 // back to its last good length and the buffer kept for the next attempt.
 func (s *Spool) flushLocked() error {
-	if len(s.buf) == 0 || s.wf == nil {
+	if s.wf == nil {
 		return nil
 	}
 	act := s.segs[len(s.segs)-1]
-	n, err := s.wf.WriteAt(s.buf, act.flushed)
+	if act.flushed == act.size {
+		return nil
+	}
+	n, err := s.wf.WriteAt(s.buf[act.flushed-s.bufStart:], act.flushed)
 	if err != nil {
 		if n > 0 {
 			s.wf.Truncate(act.flushed)
@@ -123,7 +135,6 @@ func (s *Spool) flushLocked() error {
 		return fmt.Errorf("write %s: %w", act.path, err)
 	}
 	act.flushed += int64(n)
-	s.buf = s.buf[:0]
 	if s.writeErr != nil {
 		s.log.Info("spool: writing again", "dir", s.dir)
 		s.writeErr = nil

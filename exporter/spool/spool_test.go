@@ -429,3 +429,18 @@ func BenchmarkSpool(b *testing.B) {
 	}
 	_ = io.Discard
 }
+
+// BenchmarkSpoolAppend is the intake side alone: what each trace costs when the sender
+// reads only a paced fraction back.
+func BenchmarkSpoolAppend(b *testing.B) {
+	s := open(b, b.TempDir(), Options{MaxBytes: 8 << 30})
+	defer s.Close()
+	data := bytes.Repeat([]byte("t"), 2000)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := s.Append(uint64(i), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -30,7 +30,7 @@ func BenchmarkExporterMetlo(b *testing.B) {
 		name     string
 		spool    bool
 		noRedact bool
-	}{{"spool", true, false}, {"spool-noredact", true, true}, {"memory", false, false}} {
+	}{{"spool", true, false}, {"spool-noredact", true, true}, {"memory", false, false}, {"memory-noredact", false, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			o := MetloOptions{Key: "metlo.bench", Client: &http.Client{Transport: acceptAll{}}}
 			if c.spool {

@@ -27,6 +27,11 @@ func (s *Spool) Next(maxN, maxBytes int) ([]Record, error) {
 	// Usually the bytes are still in memory (the active segment's tail); else read the file.
 	// Reads happen under the lock: one per batch, and rarely from disk.
 	want := int64(maxBytes) + int64(maxN)*recordHeader
+	if seg.records > 0 {
+		// Read about what maxN records take, not maxBytes: batches are usually bounded by count.
+		avg := (seg.size - headerSize) / seg.records
+		want = min(want, int64(maxN)*avg*5/4+recordHeader)
+	}
 	off := seg.readOff
 	end := min(seg.size, off+want)
 	buf, err := s.readRange(seg, off, end)

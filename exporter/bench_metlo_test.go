@@ -71,3 +71,34 @@ func cpuTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkExporterMetloIntake is what capture sees when the backend is paced (60 traces/s,
+// the default): Submit → encode → the sink's backlog. Close is given no time, so what it
+// measures is intake, not delivery.
+func BenchmarkExporterMetloIntake(b *testing.B) {
+	run := func(b *testing.B, o MetloOptions, opts Options) {
+		o.Key, o.Client, o.RateLimit = "metlo.bench", &http.Client{Transport: acceptAll{}}, 60
+		opts.Sinks, opts.Block, opts.Metrics, opts.Logger, opts.Metlo = []string{"metlo:http://127.0.0.1:8081"}, true, NewMetrics("bench"), slog.New(slog.DiscardHandler), o
+		x, err := New(context.Background(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := sampleExchange()
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		b.ResetTimer()
+		for range b.N {
+			x.Submit(e)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		x.Close(ctx)
+		b.StopTimer()
+		b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/trace")
+	}
+	b.Run("spool", func(b *testing.B) { run(b, MetloOptions{SpoolDir: b.TempDir()}, Options{}) })
+	b.Run("spool-noredact", func(b *testing.B) { run(b, MetloOptions{SpoolDir: b.TempDir()}, Options{NoRedact: true}) })
+	b.Run("memory-noredact", func(b *testing.B) {
+		run(b, MetloOptions{QueueTraces: 1 << 30, QueueBytes: 1 << 40}, Options{NoRedact: true})
+	})
+}

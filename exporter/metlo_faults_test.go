@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/metlo-labs/metlo-appliance/exporter/metlotest"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
 
 func TestMetlo413(t *testing.T) {
@@ -274,4 +275,39 @@ func TestMetloShutdownAccountingIsExact(t *testing.T) {
 			})
 		})
 	}
+}
+
+// The spool's cap: past 90% full, repeats are shed at intake and new endpoints still get in.
+func TestMetloFullSpoolShedsRepeatsFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := metlotest.New(testKey)
+		b.SetDown(true)
+		m := NewMetrics("t")
+		o := testOpts(b)
+		o.SpoolDir, o.SpoolMaxBytes = t.TempDir(), 2<<20
+		s := startSink(t, o, m, nil)
+		putN(s, 3000, nil)          // ~2 MB of one endpoint: past 90% (the oldest are dropped at 100%)
+		time.Sleep(2 * time.Second) // the fill level is refreshed every second
+		if f := s.q.Fill(); f < 0.9 {
+			t.Fatalf("spool only %.0f%% full", f*100)
+		}
+		putN(s, 100, nil)
+		putN(s, 1, func(_ int, e *exchange.Exchange) { e.Request.Path = "/api/brand-new" })
+		if shed := outcome(m, s, OutcomeShedRepeat); shed != 100 {
+			t.Fatalf("shed_repeat = %d, want the 100 repeats", shed)
+		}
+		b.SetDown(false)
+		closeWithin(t, s, 30*time.Minute)
+		found := false
+		for _, tr := range b.Stored() {
+			found = found || tr.Path() == "/api/brand-new"
+		}
+		if !found {
+			t.Fatal("the new endpoint did not reach the backend")
+		}
+		sum := s.summary()
+		if got := sum.Outcomes[OutcomeSent] + sum.Lost(); got != 3101 {
+			t.Fatalf("sent + lost = %d, want 3101 (%+v)", got, sum.Outcomes)
+		}
+	})
 }

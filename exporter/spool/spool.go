@@ -55,7 +55,7 @@ type Options struct {
 	// MaxBytes bounds the segment files on disk [1 GiB].
 	MaxBytes int64
 	// SegmentBytes is the size at which the active segment is sealed and a new one begun
-	// [MaxBytes/64, between 1 and 64 MiB].
+	// [MaxBytes/64, between 64 KiB and 64 MiB].
 	SegmentBytes int64
 	// Full is the policy when MaxBytes is reached [DropOldest].
 	Full FullPolicy
@@ -153,7 +153,7 @@ func (o *Options) withDefaults() {
 		o.MaxBytes = 1 << 30
 	}
 	if o.SegmentBytes <= 0 {
-		o.SegmentBytes = min(max(o.MaxBytes/64, 1<<20), 64<<20)
+		o.SegmentBytes = min(max(o.MaxBytes/64, 64<<10), 64<<20)
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = 200 * time.Millisecond

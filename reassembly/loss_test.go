@@ -81,3 +81,27 @@ func TestLossAmplificationAtMostOne(t *testing.T) {
 	}
 	t.Logf("%d lost segments damaged %d of 1000 exchanges (%+v)", lost, damaged, s.Exchanges)
 }
+
+func TestLostHEADRequestDoesNotShiftPairing(t *testing.T) {
+	// The HEAD request was lost: its reply announces a body it never sends. Without the
+	// method the parser must notice the next status line instead of eating it as a body.
+	c := newConv(t, Config{})
+	c.handshake()
+	_ = c.seg(true, 0, "HEAD /h HTTP/1.1\r\n\r\n") // never captured
+	c.server(resp(200, "Content-Length: 5000\r\n", ""))
+	for i := range 3 {
+		c.client(fmt.Sprintf("GET /g/%d HTTP/1.1\r\n\r\n", i))
+		c.server(resp(200, "Content-Length: 1\r\n", fmt.Sprint(i)))
+	}
+	c.close()
+	c.a.FlushAll() // the client's stream waits behind the lost request until given up
+	got := c.want(3)
+	for i, e := range got {
+		if e.Request.Path != fmt.Sprintf("/g/%d", i) || string(e.Response.Body) != fmt.Sprint(i) {
+			t.Fatalf("exchange %d: %s -> %q", i, e.Request.Path, e.Response.Body)
+		}
+	}
+	if s := c.a.Stats(); s.Exchanges["orphan_response"] != 1 || s.Exchanges["parse_error"] != 0 {
+		t.Fatalf("stats %+v", s.Exchanges)
+	}
+}

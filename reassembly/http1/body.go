@@ -2,15 +2,19 @@ package http1
 
 import "bytes"
 
-// preallocBody sizes the body for its announced length, as far as the cap and the budget
-// allow: a Content-Length is a promise the capture may not keep.
+// preallocBody sizes the body for its announced length, up to preallocBytes: a
+// Content-Length is a promise the capture may not keep (a flood of requests announcing
+// 64 KiB and sending 900 bytes must not hold 64 KiB each). Longer bodies grow as they come.
 func (h *side) preallocBody(n int64) {
 	if h.cur != nil && n > 0 {
-		size := min(int(min(n, int64(h.s.p.cfg.BodyCap))), h.s.p.budget.Room())
+		size := min(int(min(n, int64(h.s.p.cfg.BodyCap), preallocBytes)), h.s.p.budget.Room())
 		*h.msg.body = make([]byte, 0, size)
 		h.charge(size)
 	}
 }
+
+// preallocBytes bounds what a Content-Length alone makes the parser allocate.
+const preallocBytes = 4 << 10
 
 // charge adds n bytes (negative to return them) to what the current exchange holds.
 func (h *side) charge(n int) {

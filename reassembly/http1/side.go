@@ -31,32 +31,35 @@ const maxLineBytes = 8 << 10
 
 // side is one direction of a connection: the HTTP parser reading it.
 type side struct {
-	s       *stream
-	dir     tcp.Dir
-	started bool // bytes or a gap were delivered
-	ended   bool // the sender closed (FIN)
-	eofDone bool
-	ack     uint32 // of the segment being parsed
-	hasAck  bool
-	ts      int64
-
-	state     parseState
-	buf       []byte // partial header block, chunk line, or held response bytes
-	remaining int64
-	cur       *exState // message being read; nil for orphan responses (bytes counted, not kept)
+	// Fields are ordered by size so that the struct packs tightly: there are two per
+	// connection, and idle connections are what floods are made of.
+	s         *stream
+	cur       *exState   // message being read; nil for orphan responses (bytes counted, not kept)
+	buf       []byte     // partial header block, chunk line, or held response bytes
+	holdMarks []holdMark // where each held segment starts, with its ACK and time
 	msg       messageBody
-	msgSeq    uint32 // sequence number of the current message's first byte
+	ts        int64 // of the segment being parsed
+	remaining int64
 	msgTS     int64
+	holdTS    int64
+	heldBytes int    // held bytes and marks charged to the caps
+	ack       uint32 // of the segment being parsed
+	msgSeq    uint32 // sequence number of the current message's first byte
 	msgAck    uint32
+	holdSeq   uint32
+	dir       tcp.Dir
+	state     parseState
+	started   bool // bytes or a gap were delivered
+	ended     bool // the sender closed (FIN)
+	eofDone   bool
+	hasAck    bool
 	msgHasAck bool
 	gapInMsg  bool
 	lostSync  bool // a gap may have swallowed whole messages: realign pairing by ACKs
-
-	holdSeq   uint32
-	holdTS    int64
-	holdMarks []holdMark // where each held segment starts, with its ACK and time
-	heldBytes int        // held bytes and marks charged to the caps
-	noHold    bool       // replaying held bytes as orphans: never hold them again
+	// The body of a response whose request is unknown is about to start: if a status line
+	// comes instead, it answered a HEAD (or was another bodiless reply) and had no body.
+	orphanBody bool
+	noHold     bool // replaying held bytes as orphans: never hold them again
 }
 
 // messageBody points at the side of an exchange whose body is being read.
@@ -91,6 +94,12 @@ func (h *side) dropBuffers() {
 // feed parses in-order bytes; seq is the sequence number of data[0].
 func (h *side) feed(data []byte, seq uint32) {
 	for len(data) > 0 {
+		if h.orphanBody {
+			h.orphanBody = false
+			if classifyStart(data) == startResponse {
+				h.endMessage()
+			}
+		}
 		var n int
 		switch h.state {
 		case stStart:
@@ -258,6 +267,9 @@ func (h *side) headerTooLarge() {
 // protocolError abandons the current message and hunts for the next one.
 func (h *side) protocolError() {
 	h.s.p.c.outcomes[OutParseError].Add(1)
+	if h.isServer() { // framing was lost: the responses that follow may not be the next ones'
+		h.lostSync = true
+	}
 	h.abandon()
 }
 
@@ -270,7 +282,7 @@ func (h *side) abandon() {
 	}
 	h.buf = nil
 	h.cur, h.msg = nil, messageBody{}
-	h.state = stResync
+	h.state, h.orphanBody = stResync, false
 }
 
 func (h *side) onHead(block []byte) {
@@ -389,6 +401,9 @@ func (h *side) onResponseHead(hd *head) {
 	default:
 		h.state = stBodyClose
 	}
+	// Without its request the method is unknown: a reply to HEAD announces a body it
+	// never sends, which the next bytes will show.
+	h.orphanBody = method == "" && (h.state == stBodyLength || h.state == stChunkSize)
 }
 
 // splitTarget separates path and query. Every path starts with '/': an absolute-form
@@ -429,7 +444,7 @@ func splitTarget(method, target string, host *string) (path, query string) {
 func (h *side) endMessage() {
 	h.finishSide()
 	h.cur, h.msg = nil, messageBody{}
-	h.state = stStart
+	h.state, h.orphanBody = stStart, false
 	if len(h.buf) == 0 && cap(h.buf) > 4<<10 {
 		h.buf = nil
 	}
@@ -469,6 +484,7 @@ func (h *side) finishSide() {
 
 // gap reports n bytes of this direction lost (capture truncation or loss).
 func (h *side) gap(n int) {
+	h.orphanBody = false
 	if h.state == stHold {
 		// The held bytes still await their request: keep the gap in its place among them,
 		// so a truncated packet does not orphan the response.

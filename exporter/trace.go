@@ -70,18 +70,21 @@ type TraceMeta struct {
 	RequestBodyDecoded    string  `json:"requestBodyDecoded,omitempty"`
 	ResponseBodyDecoded   string  `json:"responseBodyDecoded,omitempty"`
 	Trimmed               bool    `json:"trimmed,omitempty"`
+	OriginalPath          string  `json:"originalPath,omitempty"`
 	OriginalSource        string  `json:"originalSource,omitempty"`
 }
 
-// NewTrace builds the Trace for x without redaction or trimming; strings keep the bytes
+// NewTrace builds the Trace for x without redaction or trimming (the path is made one
+// Metlo accepts, as AppendTrace does); strings keep the bytes
 // seen on the wire (encoding/json replaces invalid UTF-8). AppendTrace writes the same
 // document, byte for byte, much faster.
 func NewTrace(x *exchange.Exchange, environment string) Trace {
+	path, rewrite := metloPath(x.Request.Path)
 	t := Trace{
 		Request: TraceRequest{
 			URL: TraceURL{
 				Host:       traceHost(x),
-				Path:       tracePath(x),
+				Path:       path,
 				Parameters: []NameValue{},
 			},
 			Headers: nameValues(x.Request.Headers),
@@ -117,6 +120,9 @@ func NewTrace(x *exchange.Exchange, environment string) Trace {
 			OriginalSource:        originalSource(x.Request.Headers),
 		},
 	}
+	if rewrite != "" {
+		t.Meta.OriginalPath = x.Request.Path
+	}
 	var scratch []byte
 	forEachParam(x.Request.RawQuery, func(name, value string) {
 		var n, v string
@@ -146,13 +152,6 @@ func traceHost(x *exchange.Exchange) string {
 		return x.Request.Host
 	}
 	return netip.AddrPortFrom(x.Server.Addr().Unmap(), x.Server.Port()).String()
-}
-
-func tracePath(x *exchange.Exchange) string {
-	if x.Request.Path != "" {
-		return x.Request.Path
-	}
-	return "/"
 }
 
 func durationMs(d time.Duration) float64 {

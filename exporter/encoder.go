@@ -126,7 +126,7 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	b = append(b, `]},"headers":`...)
 	b = enc.appendHeaders(b, x.Request.Headers)
 	b = append(b, `,"body":`...)
-	b = appendJSONBytes(b, reqBody)
+	b, reqBase64 := appendJSONBody(b, reqBody)
 	b = append(b, `,"method":`...)
 	b = appendJSONString(b, x.Request.Method)
 	b = append(b, `},"response":{"status":`...)
@@ -134,7 +134,7 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	b = append(b, `,"headers":`...)
 	b = enc.appendHeaders(b, x.Response.Headers)
 	b = append(b, `,"body":`...)
-	b = appendJSONBytes(b, resBody)
+	b, resBase64 := appendJSONBody(b, resBody)
 	b = append(b, `},"meta":{"environment":`...)
 	b = appendJSONString(b, enc.Environment)
 	b = append(b, `,"incoming":true,"source":`...)
@@ -167,6 +167,12 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	b = appendJSONBool(b, x.Flags&exchange.FlagIncomplete != 0)
 	if x.Flags&exchange.FlagFramingError != 0 {
 		b = append(b, `,"framingError":true`...)
+	}
+	if reqBase64 {
+		b = append(b, `,"requestBodyEncoding":"base64"`...)
+	}
+	if resBase64 {
+		b = append(b, `,"responseBodyEncoding":"base64"`...)
 	}
 	if x.Request.BodyDecoded != "" {
 		b = append(b, `,"requestBodyDecoded":`...)

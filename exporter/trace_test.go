@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/netip"
 	"strings"
@@ -314,5 +315,28 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 		if string(got) != "prefix"+strings.TrimSuffix(want.String(), "\n") {
 			t.Fatalf("%q: got %s, want %s", in, got[6:], want.String())
 		}
+	}
+}
+
+// A body that is not UTF-8 (an image, protobuf, a gzip the server did not label) travels as
+// base64 and says so: decoding it gives back exactly the bytes on the wire.
+func TestBinaryBodyKeptFaithfully(t *testing.T) {
+	x := sampleExchange()
+	x.Response.Body = []byte{0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff, 0xfe, '"'}
+	var enc TraceEncoder
+	var tr struct {
+		Request  struct{ Body string }
+		Response struct{ Body string }
+		Meta     map[string]any
+	}
+	if err := json.Unmarshal(enc.AppendTrace(nil, x), &tr); err != nil {
+		t.Fatal(err)
+	}
+	got, err := base64.StdEncoding.DecodeString(tr.Response.Body)
+	if err != nil || !bytes.Equal(got, x.Response.Body) || tr.Meta["responseBodyEncoding"] != "base64" {
+		t.Fatalf("body %q (%v), meta %v", tr.Response.Body, err, tr.Meta["responseBodyEncoding"])
+	}
+	if _, ok := tr.Meta["requestBodyEncoding"]; ok || tr.Request.Body != string(x.Request.Body) {
+		t.Fatalf("a text body changed: %q %v", tr.Request.Body, tr.Meta)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -77,6 +78,18 @@ type collector struct {
 
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	log := newLogger(cfg.LogLevel, stderr)
+	memSource := cfg.resolveMemory()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The budgets take about two thirds of the limit; the garbage collector works
+		// harder as the heap nears it, instead of letting garbage grow past it.
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
+	level := slog.LevelInfo
+	if cfg.Pcap != "" || cfg.Sample {
+		level = slog.LevelDebug // an offline run's stderr is its summary
+	}
+	log.Log(ctx, level, "memory budget", "memory-limit", cfg.MemoryLimit, "from", memSource,
+		"buffer-bytes", cfg.BufferBytes, "queue-bytes", cfg.QueueBytes, "metlo-queue-bytes", cfg.MetloQueueBytes)
 	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now()}
 	if !c.offline && len(cfg.Sinks) == 1 && cfg.Sinks[0] == "jsonl:-" && cfg.MetloHost == "" {
 		log.Warn("no sink configured: traces go to stdout; set --sink metlo:URL (or METLO_HOST) to ship them")
@@ -342,7 +355,7 @@ func (c *collector) printSummary(w io.Writer) {
 	if c.captureLine != "" {
 		fmt.Fprintf(w, "capture   %s\n", c.captureLine)
 	}
-	fmt.Fprintf(w, "flows     %d created, %d evicted idle, %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
+	fmt.Fprintf(w, "flows     %d created, %d evicted (idle, max-flows or memory), %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
 	fmt.Fprintf(w, "exchanges %d emitted (complete=%d truncated=%d no_response=%d); orphan_responses=%d parse_errors=%d non_http_flows=%d\n",
 		emitted, r.Exchanges["complete"], r.Exchanges["truncated"], r.Exchanges["no_response"],
 		r.Exchanges["orphan_response"], r.Exchanges["parse_error"], r.Exchanges["non_http"])

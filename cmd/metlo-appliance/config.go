@@ -38,13 +38,14 @@ type Config struct {
 	Workers     int      `mapstructure:"workers"`      // reassembly workers; 0 = one per CPU
 	Sinks       []string `mapstructure:"sink"`         // jsonl:PATH, metlo:URL
 
-	// Reassembly and HTTP limits
+	// Memory, reassembly and HTTP limits
+	MemoryLimit     int64         `mapstructure:"memory-limit"`      // the collector's memory budget; 0 = 75% of the cgroup limit, else 50% of RAM
 	BodyCap         int           `mapstructure:"body-cap"`          // bytes kept per body; longer bodies are truncated and flagged
 	MaxFlows        int           `mapstructure:"max-flows"`         // tracked connections across all workers
 	FlowBufferBytes int           `mapstructure:"flow-buffer-bytes"` // bytes set aside per connection direction (out-of-order data, held responses)
-	BufferBytes     int           `mapstructure:"buffer-bytes"`      // one memory budget for out-of-order data, held responses and unemitted bodies, across all flows
+	BufferBytes     int           `mapstructure:"buffer-bytes"`      // reassembly's memory budget (connections, waiting requests, bodies, buffers); 0 = 40% of memory-limit
 	IdleTimeout     time.Duration `mapstructure:"idle-timeout"`      // evict a flow after this long without packets
-	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // emit a request without response after this long
+	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // response bytes seen before their request wait this long for it
 
 	// Export
 	Environment      string        `mapstructure:"environment"`           // meta.environment of every trace
@@ -52,9 +53,9 @@ type Config struct {
 	MetloKey         string        `mapstructure:"metlo-key"`             // Metlo API key (env METLO_KEY)
 	CredentialsFile  string        `mapstructure:"credentials-file"`      // Metlo's KEY=VALUE credentials file (METLO_HOST, METLO_KEY)
 	QueueTraces      int           `mapstructure:"queue-traces"`          // intake queue between capture and encoding, in traces
-	QueueBytes       int64         `mapstructure:"queue-bytes"`           // intake queue, in bytes
+	QueueBytes       int64         `mapstructure:"queue-bytes"`           // intake queue, in bytes; 0 = 15% of memory-limit
 	MetloQueueTraces int           `mapstructure:"metlo-queue-traces"`    // traces waiting for the Metlo backend
-	MetloQueueBytes  int64         `mapstructure:"metlo-queue-bytes"`     // bytes waiting for the Metlo backend
+	MetloQueueBytes  int64         `mapstructure:"metlo-queue-bytes"`     // bytes waiting for the Metlo backend without a spool; 0 = 10% of memory-limit
 	BatchSize        int           `mapstructure:"batch-size"`            // traces per POST to the Metlo backend (a batch also closes after 1s)
 	RateLimit        float64       `mapstructure:"rate-limit"`            // traces/s sent to the Metlo backend; 0 = unlimited
 	RateBurst        int           `mapstructure:"rate-burst"`            // traces that may go at once above rate-limit
@@ -84,15 +85,12 @@ func defaultConfig() Config {
 		BodyCap:          64 << 10,
 		MaxFlows:         1 << 20,
 		FlowBufferBytes:  1 << 20,
-		BufferBytes:      256 << 20,
 		IdleTimeout:      2 * time.Minute,
 		ResponseTimeout:  30 * time.Second,
 		Environment:      "production",
 		CredentialsFile:  "/opt/metlo/credentials",
 		QueueTraces:      1 << 16,
-		QueueBytes:       256 << 20,
 		MetloQueueTraces: 100_000,
-		MetloQueueBytes:  256 << 20,
 		BatchSize:        500,
 		RateLimit:        60,
 		RateBurst:        500,
@@ -174,13 +172,14 @@ var keyHelp = map[string]string{
 	"vxlan-ports": "UDP ports carrying VXLAN", "geneve-ports": "UDP ports carrying GENEVE",
 	"raw": "also capture unencapsulated TCP not addressed to this host (GCP)", "workers": "reassembly workers (0 = one per CPU)",
 	"sink": "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
-	"max-flows": "tracked connections across all workers", "flow-buffer-bytes": "bytes set aside per connection direction (out-of-order data, held responses)",
-	"buffer-bytes": "memory budget across all flows: out-of-order data, held responses, bodies not yet exported", "idle-timeout": "evict a flow after this long without packets",
-	"response-timeout": "emit a request without response after this long", "environment": "meta.environment of every trace",
+	"memory-limit": "the collector's memory budget in bytes, split over buffer-bytes, queue-bytes and metlo-queue-bytes when those are 0 (0 = 75% of the cgroup limit, else 50% of RAM)",
+	"max-flows":    "tracked connections across all workers", "flow-buffer-bytes": "bytes set aside per connection direction (out-of-order data, held responses)",
+	"buffer-bytes": "reassembly memory budget across all flows: connections, waiting requests, bodies, out-of-order data (0 = 40% of memory-limit)", "idle-timeout": "evict a flow after this long without packets",
+	"response-timeout": "how long response bytes seen before their request wait for it", "environment": "meta.environment of every trace",
 	"metlo-host": "Metlo collector URL; used as the sink when no --sink is given", "metlo-key": "Metlo API key",
 	"credentials-file": "Metlo credentials file with METLO_HOST/METLO_KEY lines", "queue-traces": "intake queue size in traces",
-	"queue-bytes": "intake queue size in bytes", "metlo-queue-traces": "Metlo sink queue size in traces",
-	"metlo-queue-bytes": "Metlo sink queue size in bytes", "batch-size": "traces per POST to the Metlo backend",
+	"queue-bytes": "intake queue size in bytes (0 = 15% of memory-limit)", "metlo-queue-traces": "Metlo sink queue size in traces",
+	"metlo-queue-bytes": "Metlo sink queue size in bytes when there is no spool (0 = 10% of memory-limit)", "batch-size": "traces per POST to the Metlo backend",
 	"rate-limit": "max traces/s sent to the Metlo backend (0 = unlimited); see docs/configuration.md for sizing", "flush-timeout": "how long shutdown waits to deliver queued traces",
 	"rate-burst": "traces that may go at once above rate-limit", "max-inflight": "POSTs to the Metlo backend outstanding at once",
 	"max-lag":         "shed repeated endpoints when the backlog would take longer than this to send (0 = never)",
@@ -330,10 +329,9 @@ func (c *Config) validate() error {
 		oneOf("capture", c.Capture, "auto", "xdp", "afpacket", "udp"),
 		oneOf("log-level", c.LogLevel, "debug", "info", "warn", "error"),
 		positive("body-cap", int64(c.BodyCap)), positive("max-flows", int64(c.MaxFlows)),
-		positive("flow-buffer-bytes", int64(c.FlowBufferBytes)), positive("buffer-bytes", int64(c.BufferBytes)),
+		positive("flow-buffer-bytes", int64(c.FlowBufferBytes)),
 		positive("idle-timeout", int64(c.IdleTimeout)), positive("response-timeout", int64(c.ResponseTimeout)),
-		positive("queue-traces", int64(c.QueueTraces)), positive("queue-bytes", c.QueueBytes),
-		positive("metlo-queue-traces", int64(c.MetloQueueTraces)), positive("metlo-queue-bytes", c.MetloQueueBytes),
+		positive("queue-traces", int64(c.QueueTraces)), positive("metlo-queue-traces", int64(c.MetloQueueTraces)),
 		positive("batch-size", int64(c.BatchSize)), positive("flush-timeout", int64(c.FlushTimeout)),
 		positive("rate-burst", int64(c.RateBurst)), positive("max-inflight", int64(c.MaxInFlight)),
 		positive("request-timeout", int64(c.RequestTimeout)), positive("offline-flush-timeout", int64(c.OfflineTimeout)),
@@ -341,6 +339,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxLag < 0 || c.SpoolMaxBytes < 0 {
 		errs = append(errs, errors.New("config: max-lag and spool-max-bytes must be 0 or more"))
+	}
+	if c.MemoryLimit < 0 || c.BufferBytes < 0 || c.QueueBytes < 0 || c.MetloQueueBytes < 0 {
+		errs = append(errs, errors.New("config: memory-limit, buffer-bytes, queue-bytes and metlo-queue-bytes must be 0 (derived) or more"))
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("config: workers must be 0 (one per CPU) or more, got %d", c.Workers))

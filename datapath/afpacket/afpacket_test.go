@@ -102,9 +102,7 @@ func promiscuity(t testing.TB, ns, dev string) int {
 func vethPair(t testing.TB) (capNS, peerNS string) {
 	netnstest.Require(t)
 	capNS, peerNS = netnstest.Add(t, "mucap"), netnstest.Add(t, "mupeer")
-	netnstest.IP(t, "-n", capNS, "link", "add", "cap0", "mtu", "9000", "type", "veth", "peer", "name", "peer0", "mtu", "9000", "netns", peerNS)
-	netnstest.IP(t, "-n", capNS, "link", "set", "cap0", "up")
-	netnstest.IP(t, "-n", peerNS, "link", "set", "peer0", "up")
+	netnstest.Veth(t, capNS, "cap0", peerNS, "peer0", 9000)
 	return capNS, peerNS
 }
 

@@ -2,25 +2,23 @@ package xdp
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
 // TestOpenErrors checks the typed errors a capture=auto caller falls back on.
 func TestOpenErrors(t *testing.T) {
 	needBPF(t)
-	l := newLab(t, "a", "b")
-	l.sh(fmt.Sprintf("ip link add v0 netns %s type veth peer name v1 netns %s", l.ns("a"), l.ns("b")))
-	l.in("a", "ip link set v0 up")
-	l.in("b", "ip link set v1 up")
+	l := netnstest.NewLab(t, "a", "b")
+	l.Veth("a", "v0", "b", "v1", 0)
 
 	open := func(cfg Config) (s *Source, err error) {
-		err = l.do("b", func() error { s, err = Open(cfg); return err })
+		err = l.Do("b", func() error { s, err = Open(cfg); return err })
 		return s, err
 	}
 	if _, err := open(DefaultConfig("nosuch0")); !errors.Is(err, ErrNoInterface) {
@@ -50,18 +48,14 @@ func TestJumboMTU(t *testing.T) {
 	needBPF(t)
 	for _, mode := range []Mode{ModeNative, ModeGeneric} {
 		t.Run(string(mode), func(t *testing.T) {
-			l := newLab(t, "a", "b")
-			l.sh(fmt.Sprintf("ip link add v0 netns %s type veth peer name v1 netns %s", l.ns("a"), l.ns("b")))
-			for _, d := range [][2]string{{"a", "v0"}, {"b", "v1"}} {
-				l.in(d[0], "ip link set "+d[1]+" mtu 9001 up")
-				l.in(d[0], "ethtool -K "+d[1]+" tso off gso off gro off")
-			}
-			l.in("a", "ip addr add 10.0.0.1/24 dev v0")
-			l.in("b", "ip addr add 10.0.0.2/24 dev v1")
+			l := netnstest.NewLab(t, "a", "b")
+			l.Veth("a", "v0", "b", "v1", 9001)
+			l.In("a", "ip addr add 10.0.0.1/24 dev v0")
+			l.In("b", "ip addr add 10.0.0.2/24 dev v1")
 			cfg := DefaultConfig("v1")
 			cfg.Mode = mode
 			var src *Source
-			err := l.do("b", func() (err error) { src, err = Open(cfg); return err })
+			err := l.Do("b", func() (err error) { src, err = Open(cfg); return err })
 			if errors.Is(err, ErrMTUTooLarge) {
 				t.Skipf("%s mode refuses mtu 9001 here (%v): use generic mode or a lower MTU", mode, err)
 			}
@@ -74,7 +68,7 @@ func TestJumboMTU(t *testing.T) {
 
 			inner := tcpFrame(t, clientV4, serverV4, 1, 80, strings.Repeat("J", 8900))
 			var conn net.Conn
-			if err := l.do("a", func() (err error) { conn, err = net.Dial("udp", "10.0.0.2:4789"); return err }); err != nil {
+			if err := l.Do("a", func() (err error) { conn, err = net.Dial("udp", "10.0.0.2:4789"); return err }); err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()

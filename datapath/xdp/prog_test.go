@@ -18,14 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
-// needBPF skips t unless the process may load BPF programs.
+// needBPF skips t unless the process may load BPF programs, and in -short mode.
 func needBPF(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF programs")
-	}
+	netnstest.RequireRoot(t, "loads BPF programs")
 }
 
 // harness runs a loaded program with BPF_PROG_RUN and collects what it left behind.

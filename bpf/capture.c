@@ -49,15 +49,14 @@ enum encap {
 // prefix sit between, see emit_sized). Records are longer than data_off + cap_len:
 // reservations come in a few fixed sizes.
 struct frame_meta {
-	__u64 timestamp; // CLOCK_MONOTONIC ns: bpf_ktime_get_ns, or coarse (FRAME_FLAG_COARSE_TIME)
-	__u32 wire_len;	 // inner frame length on the wire (from the inner IP length if larger)
-	__u32 hash;	 // symmetric hash of the inner flow, 0 when the inner frame is not IP
-	__u32 vni;	 // VXLAN/GENEVE VNI, 0 for raw frames
-	__u16 cap_len;	 // inner bytes at data_off
-	__u8 encap;	 // enum encap
-	__u8 flags;	 // FRAME_FLAG_*
-	__u16 data_off;	 // offset of the inner frame from the start of the record, >= 32
-	__u16 reserved[3];
+	__u64 timestamp;   // CLOCK_MONOTONIC ns: bpf_ktime_get_ns, or coarse (FRAME_FLAG_COARSE_TIME)
+	__u32 wire_len;	   // inner frame length on the wire (from the inner IP length if larger)
+	__u32 vni;	   // VXLAN/GENEVE VNI, 0 for raw frames
+	__u16 cap_len;	   // inner bytes at data_off
+	__u16 data_off;	   // offset of the inner frame from the start of the record, >= 32
+	__u8 encap;	   // enum encap
+	__u8 flags;	   // FRAME_FLAG_*
+	__u8 reserved[10]; // the header is 32 bytes: RESERVE_SLACK and the copy alignment rely on it
 };
 
 // Anchors that put these types into BTF, so bpf2go can generate their Go twins.
@@ -150,7 +149,6 @@ static __always_inline int is_local(const struct addr_key *k)
 // What the parsers learn about an IP packet.
 struct flow {
 	void *l4;	// L4 header (may lie beyond data_end)
-	__u32 a, b;	// source/destination address folded to 32 bits
 	__u32 l3_len;	// IP header + payload length as the IP header declares it
 	__u16 sport, dport; // raw (network order) ports, 0 when unknown
 	__u8 proto;	// L4 protocol
@@ -235,8 +233,6 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 		f->l3_len = bpf_ntohs(ip->tot_len);
 		if (f->l3_len < ihl)
 			return PARSE_BAD;
-		f->a = ip->saddr;
-		f->b = ip->daddr;
 		if (want_dst) {
 			f->dst.addr[0] = 0;
 			f->dst.addr[1] = 0;
@@ -253,8 +249,6 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 		if ((*(__u8 *)ip6 >> 4) != 6)
 			return PARSE_BAD;
 		f->l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-		f->a = ip6->saddr[0] ^ ip6->saddr[1] ^ ip6->saddr[2] ^ ip6->saddr[3];
-		f->b = ip6->daddr[0] ^ ip6->daddr[1] ^ ip6->daddr[2] ^ ip6->daddr[3];
 		if (want_dst) {
 			f->dst.addr[0] = ip6->daddr[0];
 			f->dst.addr[1] = ip6->daddr[1];
@@ -276,30 +270,6 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 		}
 	}
 	return PARSE_OK;
-}
-
-static __always_inline __u32 mix32(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
-}
-
-// flow_hash is symmetric: both directions of a connection hash alike, so one reassembly
-// shard sees both. Datapath's Go twin (xdp.FlowHash) must stay identical.
-static __always_inline __u32 flow_hash(struct flow *f)
-{
-	__u32 lo = f->a < f->b ? f->a : f->b;
-	__u32 hi = f->a < f->b ? f->b : f->a;
-	__u32 plo = f->sport < f->dport ? f->sport : f->dport;
-	__u32 phi = f->sport < f->dport ? f->dport : f->sport;
-	__u32 h = mix32(lo ^ 0x9e3779b9);
-	h = mix32(h ^ hi);
-	h = mix32(h ^ ((plo << 16) | phi) ^ ((__u32)f->proto << 8));
-	return h ? h : 1;
 }
 
 // Each reservation is the bucket size plus RESERVE_SLACK: the 32-byte header and up to 7
@@ -507,7 +477,6 @@ static __always_inline int capture(struct xdp_md *ctx, void *data, void *end, vo
 		__u32 declared = (__u32)(l3 - inner) + fp->l3_len;
 		if (declared > len)
 			m.wire_len = declared;
-		m.hash = flow_hash(fp);
 	}
 	m.cap_len = len > MAX_CAPTURE ? MAX_CAPTURE : len;
 	m.vni = vni;

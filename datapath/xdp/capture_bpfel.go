@@ -48,13 +48,12 @@ type captureFrameMeta struct {
 	_         structs.HostLayout
 	Timestamp uint64
 	WireLen   uint32
-	Hash      uint32
 	Vni       uint32
 	CapLen    uint16
+	DataOff   uint16
 	Encap     uint8
 	Flags     uint8
-	DataOff   uint16
-	Reserved  [3]uint16
+	Reserved  [10]uint8
 }
 
 type captureLocalFilter struct {

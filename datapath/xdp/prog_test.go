@@ -121,7 +121,6 @@ type want struct {
 	vni     uint32
 	innerIP bool
 	wire    int // 0: len(data)
-	hash    uint32
 }
 
 const (
@@ -150,8 +149,6 @@ func TestProgram(t *testing.T) {
 	inner4 := tcpFrame(t, clientV4, serverV4, 51234, 80, get)
 	inner6 := tcpFrame(t, clientV6, serverV6, 51234, 8080, get)
 	ip4 := tcpIP(t, clientV4, serverV4, 51234, 80, get)
-	hash4 := FlowHash(clientV4, serverV4, 51234, 80, 6)
-	hash6 := FlowHash(clientV6, serverV6, 51234, 8080, 6)
 
 	// Truncated mirror: the inner IP header claims 1500 bytes, 200 arrived.
 	long := tcpFrame(t, clientV4, serverV4, 51234, 80, strings.Repeat("x", 1500-40))
@@ -174,31 +171,31 @@ func TestProgram(t *testing.T) {
 		{
 			name: "vxlan", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 4242, inner4),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 4242, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 4242},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan ipv6 outer and inner", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV6, applianceV6, 0xabcdef, inner6),
-			record: &want{data: inner6, encap: datapath.EncapVXLAN, vni: 0xabcdef, hash: hash6},
+			record: &want{data: inner6, encap: datapath.EncapVXLAN, vni: 0xabcdef},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan 802.1Q", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 7, inner4, 100),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan QinQ", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 7, inner4, 100, 200),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan to another address is still a tunnel", cfg: noRaw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, netip.MustParseAddr("10.9.9.9"), 1, inner4),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 1, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 1},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
@@ -224,30 +221,30 @@ func TestProgram(t *testing.T) {
 		{
 			name: "vxlan truncated mirror", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 9, truncated),
-			record: &want{data: truncated, encap: datapath.EncapVXLAN, vni: 9, hash: hash4, wire: 14 + 1500},
+			record: &want{data: truncated, encap: datapath.EncapVXLAN, vni: 9, wire: 14 + 1500},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1, "truncated": 1},
 		},
 		{
 			name: "vxlan jumbo (frags)", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 9, jumbo),
-			record: &want{data: jumbo, encap: datapath.EncapVXLAN, vni: 9, hash: hash4},
+			record: &want{data: jumbo, encap: datapath.EncapVXLAN, vni: 9},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan longer than MaxCapture", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 9, huge),
-			record: &want{data: huge[:MaxCapture], encap: datapath.EncapVXLAN, vni: 9, hash: hash4, wire: len(huge)},
+			record: &want{data: huge[:MaxCapture], encap: datapath.EncapVXLAN, vni: 9, wire: len(huge)},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1, "truncated": 1},
 		},
 		{
 			name: "vxlan inner udp captured", cfg: raw, action: actDrop,
 			frame: vxlanFrame(t, mirrorV4, applianceV4, 3, innerUDP),
 			// The inner frame is padded to Ethernet's 60 bytes; the padding is not captured.
-			record: &want{data: innerUDP[:ipv4End(innerUDP)], encap: datapath.EncapVXLAN, vni: 3, hash: FlowHash(clientV4, serverV4, 5353, 53, 17)},
+			record: &want{data: innerUDP[:ipv4End(innerUDP)], encap: datapath.EncapVXLAN, vni: 3},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
-			name: "vxlan inner arp captured without hash", cfg: raw, action: actDrop,
+			name: "vxlan inner arp captured", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 3, innerARP),
 			record: &want{data: innerARP, encap: datapath.EncapVXLAN, vni: 3},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
@@ -265,7 +262,7 @@ func TestProgram(t *testing.T) {
 		{
 			name: "port filter keeps port 80", cfg: port80, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 5, inner4),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 5, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 5},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
@@ -276,19 +273,19 @@ func TestProgram(t *testing.T) {
 		{
 			name: "geneve ethernet with options", cfg: raw, action: actDrop,
 			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(0x123456, 0x6558, 32, inner4)),
-			record: &want{data: inner4, encap: datapath.EncapGENEVE, vni: 0x123456, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapGENEVE, vni: 0x123456},
 			deltas: map[string]uint64{"received": 1, "geneve": 1},
 		},
 		{
 			name: "geneve ip", cfg: raw, action: actDrop,
 			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(11, 0x0800, 32, ip4)),
-			record: &want{data: ip4, encap: datapath.EncapGENEVE, vni: 11, innerIP: true, hash: hash4},
+			record: &want{data: ip4, encap: datapath.EncapGENEVE, vni: 11, innerIP: true},
 			deltas: map[string]uint64{"received": 1, "geneve": 1},
 		},
 		{
 			name: "vxlan in geneve", cfg: raw, action: actDrop,
 			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(11, 0x0800, 32, vxInGeneve)),
-			record: &want{data: inner4, encap: datapath.EncapGENEVEVXLAN, vni: 77, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapGENEVEVXLAN, vni: 77},
 			deltas: map[string]uint64{"received": 1, "geneve_vxlan": 1},
 		},
 		{
@@ -309,13 +306,13 @@ func TestProgram(t *testing.T) {
 		{
 			name: "raw mirrored tcp", cfg: raw, action: actDrop,
 			frame:  tcpFrame(t, clientV4, serverV4, 51234, 80, get),
-			record: &want{data: inner4, encap: datapath.EncapRaw, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapRaw},
 			deltas: map[string]uint64{"received": 1, "raw": 1},
 		},
 		{
 			name: "raw mirrored tcp ipv6", cfg: raw, action: actDrop,
 			frame:  inner6,
-			record: &want{data: inner6, encap: datapath.EncapRaw, hash: hash6},
+			record: &want{data: inner6, encap: datapath.EncapRaw},
 			deltas: map[string]uint64{"received": 1, "raw": 1},
 		},
 		{
@@ -407,9 +404,9 @@ func checkRecords(t *testing.T, recs [][]byte, w *want) {
 	if !bytes.Equal(f.Data, w.data) {
 		t.Errorf("data differs: got %d bytes % x…, want %d bytes % x…", len(f.Data), head(f.Data), len(w.data), head(w.data))
 	}
-	if f.Encap != w.encap || f.Tunnel != w.vni || f.InnerIsIP != w.innerIP || f.WireLen != wire || f.Hash != w.hash || !f.Decapsulated {
-		t.Errorf("frame = {encap %v vni %d innerIP %v wire %d hash %#x decap %v}, want {encap %v vni %d innerIP %v wire %d hash %#x decap true}",
-			f.Encap, f.Tunnel, f.InnerIsIP, f.WireLen, f.Hash, f.Decapsulated, w.encap, w.vni, w.innerIP, wire, w.hash)
+	if f.Encap != w.encap || f.Tunnel != w.vni || f.InnerIsIP != w.innerIP || f.WireLen != wire || !f.Decapsulated {
+		t.Errorf("frame = {encap %v vni %d innerIP %v wire %d decap %v}, want {encap %v vni %d innerIP %v wire %d decap true}",
+			f.Encap, f.Tunnel, f.InnerIsIP, f.WireLen, f.Decapsulated, w.encap, w.vni, w.innerIP, wire)
 	}
 	if f.Timestamp <= 0 {
 		t.Errorf("timestamp = %d, want the monotonic clock", f.Timestamp)
@@ -510,7 +507,7 @@ func TestClockChoice(t *testing.T) {
 				t.Fatalf("%s: %d records, deltas %v", c.name, len(res.records), res.deltas)
 			}
 			rec := res.records[0]
-			coarse := rec[23]&flagCoarseTime != 0
+			coarse := rec[21]&flagCoarseTime != 0
 			if coarse != c.coarse {
 				t.Errorf("%s: coarse clock %v, want %v", c.name, coarse, c.coarse)
 			}

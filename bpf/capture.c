@@ -99,23 +99,43 @@ struct {
 } counters SEC(".maps");
 
 // The appliance's own addresses, IPv4 as v4-mapped IPv6. Raw mode never captures these.
+// The Go side follows the host's addresses live (rtnetlink) and updates this map, the filter
+// below and local_prefixes while the program runs.
 struct addr_key {
 	__u32 addr[4];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
+	__uint(max_entries, 64); // the loader sizes it
 	__type(key, struct addr_key);
 	__type(value, __u8);
 } local_addrs SEC(".maps");
 
+// Local routes wider than one address (AnyIP ranges: `ip route add local 10.1.0.0/24`),
+// IPv4 as v4-mapped IPv6 (prefixlen + 96). Looked up only when local_filter says any exist.
+struct prefix_key {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct prefix_key);
+	__type(value, __u8);
+} local_prefixes SEC(".maps");
+
 // A 512-bit filter over local_addrs: bit local_filter_bit(a) is set for every local address.
-// A clear bit proves an address is not local without the hash lookup (~15–20 ns), and
-// mirrored traffic is almost never addressed to the appliance. Whoever adds a local
-// address sets its bit too (the Go loader does both).
+// A clear bit proves an address is not one of local_addrs without the hash lookup (~15–20
+// ns), and mirrored traffic is almost never addressed to the appliance. Whoever adds a local
+// address sets its bit after storing the address (the Go loader does), and clears bits only
+// after recomputing them from the remaining addresses. prefixes counts local_prefixes.
 struct local_filter {
 	__u64 bits[8];
+	__u32 prefixes;
+	__u32 reserved;
 };
 
 struct {
@@ -138,12 +158,19 @@ static __always_inline int is_local(const struct addr_key *k)
 {
 	__u32 zero = 0;
 	struct local_filter *lf = bpf_map_lookup_elem(&local_filter, &zero);
-	if (lf) {
-		__u32 bit = local_filter_bit(k);
-		if (!(lf->bits[(bit >> 6) & 7] & (1ULL << (bit & 63))))
-			return 0;
-	}
-	return bpf_map_lookup_elem(&local_addrs, k) != 0;
+	if (!lf) // never: an array slot always exists
+		return bpf_map_lookup_elem(&local_addrs, k) != 0;
+	__u32 bit = local_filter_bit(k);
+	if ((lf->bits[(bit >> 6) & 7] & (1ULL << (bit & 63))) && bpf_map_lookup_elem(&local_addrs, k))
+		return 1;
+	if (!lf->prefixes)
+		return 0;
+	struct prefix_key pk = {.prefixlen = 128};
+	pk.addr[0] = k->addr[0];
+	pk.addr[1] = k->addr[1];
+	pk.addr[2] = k->addr[2];
+	pk.addr[3] = k->addr[3];
+	return bpf_map_lookup_elem(&local_prefixes, &pk) != 0;
 }
 
 // What the parsers learn about an IP packet.

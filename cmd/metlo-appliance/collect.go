@@ -18,6 +18,7 @@ import (
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/datapath/afpacket"
+	"github.com/metlo-labs/metlo-appliance/datapath/localaddr"
 	"github.com/metlo-labs/metlo-appliance/datapath/pcapsrc"
 	"github.com/metlo-labs/metlo-appliance/datapath/udpsrc"
 	"github.com/metlo-labs/metlo-appliance/datapath/xdp"
@@ -71,6 +72,8 @@ type collector struct {
 	closeSrc func() error
 	// captureLine is the source's own counters (kernel drops), read before it closes.
 	captureLine string
+	// local is the host's own addresses, followed live while capturing.
+	local *datapath.LocalSet
 }
 
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
@@ -108,6 +111,10 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	c.exp, err = exporter.New(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if !c.offline {
+		stop := c.followLocalAddrs(ctx)
+		defer stop()
 	}
 	c.disp = datapath.NewDispatcher(c.dispatcherConfig(), c.exp)
 	if err := c.metrics.RegisterPipeline(pipelineStats{c.disp}); err != nil {
@@ -152,9 +159,7 @@ func (c *collector) dispatcherConfig() datapath.DispatcherConfig {
 		Raw:         cfg.Raw,
 		Exclude:     c.exp.BackendEndpoints(),
 	}
-	if !c.offline {
-		dc.LocalAddrs = hostAddrs(c.log)
-	}
+	dc.Local = c.local
 	return datapath.DispatcherConfig{
 		Workers: workers,
 		Decoder: dc,
@@ -302,8 +307,35 @@ func toPorts(ps []int) []uint16 {
 	return out
 }
 
-// hostAddrs lists this host's addresses: raw capture never traces its own traffic.
-func hostAddrs(log *slog.Logger) []netip.Addr {
+// followLocalAddrs keeps c.local equal to this host's addresses and local routes (raw
+// capture never traces the host's own traffic) until the returned stop is called.
+func (c *collector) followLocalAddrs(ctx context.Context) (stop func()) {
+	w, err := localaddr.Open()
+	if err != nil {
+		c.log.Warn("cannot follow local addresses; using the current ones only", "err", err)
+		c.local = datapath.NewLocalSet(staticHostAddrs(c.log), nil)
+		return func() {}
+	}
+	set := w.Current()
+	c.local = datapath.NewLocalSet(set.Addrs, set.Prefixes)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := w.Run(ctx, func(s localaddr.Set) {
+			added, removed := set.Diff(s)
+			set = s
+			c.local.Set(s.Addrs, s.Prefixes)
+			c.log.Debug("decoder's local addresses changed", "added", added, "removed", removed)
+		})
+		if err != nil {
+			c.log.Warn("no longer following local addresses", "err", err)
+		}
+	}()
+	return func() { w.Close(); <-done }
+}
+
+// staticHostAddrs lists this host's addresses once.
+func staticHostAddrs(log *slog.Logger) []netip.Addr {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		log.Warn("cannot list local addresses; raw capture may trace this host's own traffic", "err", err)

@@ -57,8 +57,16 @@ type captureFrameMeta struct {
 }
 
 type captureLocalFilter struct {
-	_    structs.HostLayout
-	Bits [8]uint64
+	_        structs.HostLayout
+	Bits     [8]uint64
+	Prefixes uint32
+	Reserved uint32
+}
+
+type capturePrefixKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [4]uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -68,6 +76,7 @@ const (
 	captureMapCounters        = "counters"
 	captureMapLocalAddrs      = "local_addrs"
 	captureMapLocalFilter     = "local_filter"
+	captureMapLocalPrefixes   = "local_prefixes"
 	captureMapRings           = "rings"
 	captureProgXdpBaseline    = "xdp_baseline"
 	captureProgXdpCapture     = "xdp_capture"
@@ -132,10 +141,11 @@ type captureProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureMapSpecs struct {
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
-	LocalFilter *ebpf.MapSpec `ebpf:"local_filter"`
-	Rings       *ebpf.MapSpec `ebpf:"rings"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	LocalAddrs    *ebpf.MapSpec `ebpf:"local_addrs"`
+	LocalFilter   *ebpf.MapSpec `ebpf:"local_filter"`
+	LocalPrefixes *ebpf.MapSpec `ebpf:"local_prefixes"`
+	Rings         *ebpf.MapSpec `ebpf:"rings"`
 }
 
 // captureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -173,10 +183,11 @@ func (o *captureObjects) Close() error {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureMaps struct {
-	Counters    *ebpf.Map `ebpf:"counters"`
-	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
-	LocalFilter *ebpf.Map `ebpf:"local_filter"`
-	Rings       *ebpf.Map `ebpf:"rings"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	LocalAddrs    *ebpf.Map `ebpf:"local_addrs"`
+	LocalFilter   *ebpf.Map `ebpf:"local_filter"`
+	LocalPrefixes *ebpf.Map `ebpf:"local_prefixes"`
+	Rings         *ebpf.Map `ebpf:"rings"`
 }
 
 func (m *captureMaps) Close() error {
@@ -184,6 +195,7 @@ func (m *captureMaps) Close() error {
 		m.Counters,
 		m.LocalAddrs,
 		m.LocalFilter,
+		m.LocalPrefixes,
 		m.Rings,
 	)
 }

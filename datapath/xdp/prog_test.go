@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/datapath/localaddr"
 	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
@@ -568,6 +570,117 @@ func TestLocalFilter(t *testing.T) {
 		}
 		if captured := res.deltas["raw"] == 1; captured != (c.action == actDrop) {
 			t.Errorf("tcp to %s: raw delta %d", c.dst, res.deltas["raw"])
+		}
+	}
+}
+
+// TestSetLocalWhileLoaded changes the local set of a loaded program as the address watcher
+// does and checks raw TCP to each address after each change: an address added later passes
+// at once, a removed one is captured again, local routes wider than one address (IPv4 and
+// IPv6) pass, and an address whose filter bit it shared with a removed one keeps passing.
+func TestSetLocalWhileLoaded(t *testing.T) {
+	needBPF(t)
+	h := newHarness(t, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4}})
+	added4 := netip.MustParseAddr("10.0.0.77")
+	added6 := netip.MustParseAddr("fd00::77")
+	anyIP := netip.MustParsePrefix("10.60.0.0/24")
+	anyIP6 := netip.MustParsePrefix("fd60::/64")
+	// sibling shares its filter bit with added4: removing added4 must not clear the bit.
+	var sibling netip.Addr
+	for i := 1; !sibling.IsValid(); i++ {
+		a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		if localFilterBit(addrKey(a)) == localFilterBit(addrKey(added4)) {
+			sibling = a
+		}
+	}
+	check := func(stage string, dst netip.Addr, local bool) {
+		t.Helper()
+		src := clientV4
+		if dst.Is6() {
+			src = clientV6
+		}
+		res := h.run(t, h.objs.Program, tcpFrame(t, src, dst, 40000, 22, "SSH-2.0-x\r\n"))
+		want := uint32(actDrop)
+		if local {
+			want = actPass
+		}
+		if res.action != want || (res.deltas["raw"] == 1) == local {
+			t.Errorf("%s: tcp to %s: action %d deltas %v, local=%v", stage, dst, res.action, res.deltas, local)
+		}
+	}
+	check("before", added4, false)
+	check("before", added6, false)
+	check("before", anyIP.Addr().Next(), false)
+
+	set := localaddr.Set{
+		Addrs:    []netip.Addr{applianceV4, added4, sibling, added6},
+		Prefixes: []netip.Prefix{anyIP, anyIP6},
+	}
+	slices.SortFunc(set.Addrs, netip.Addr.Compare)
+	if err := h.objs.SetLocal(set); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []netip.Addr{applianceV4, added4, sibling, added6, netip.MustParseAddr("10.60.0.200"), netip.MustParseAddr("fd60::1234")} {
+		check("after adding", a, true)
+	}
+	check("after adding", netip.MustParseAddr("10.60.1.1"), false)
+	check("after adding", netip.MustParseAddr("fd61::1"), false)
+
+	set = localaddr.Set{Addrs: []netip.Addr{applianceV4, sibling}}
+	slices.SortFunc(set.Addrs, netip.Addr.Compare)
+	if err := h.objs.SetLocal(set); err != nil {
+		t.Fatal(err)
+	}
+	check("after removing", applianceV4, true)
+	check("after removing", sibling, true)
+	check("after removing", added4, false)
+	check("after removing", added6, false)
+	check("after removing", netip.MustParseAddr("10.60.0.200"), false)
+	if got := h.objs.Local(); !got.Equal(set) {
+		t.Errorf("Local() = %v, want %v", got, set)
+	}
+}
+
+// TestControlTrafficPasses: raw mode takes only TCP; neighbour discovery, ARP, ICMP and
+// IPv6 packets whose next header is not TCP reach the kernel untouched.
+func TestControlTrafficPasses(t *testing.T) {
+	needBPF(t)
+	h := newHarness(t, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4, applianceV6}})
+	eth := func(src, dst netip.Addr, ls ...gopacket.SerializableLayer) []byte {
+		et := layers.EthernetTypeIPv4
+		if src.Is6() {
+			et = layers.EthernetTypeIPv6
+		}
+		return serialize(t, append([]gopacket.SerializableLayer{&layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: et}}, ls...)...)
+	}
+	ip6 := func(src, dst netip.Addr, next layers.IPProtocol) *layers.IPv6 {
+		return &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: next, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	}
+	solicited := netip.MustParseAddr("ff02::1:ff00:99")
+	ns := ip6(clientV6, solicited, layers.IPProtocolICMPv6)
+	nsICMP := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+	_ = nsICMP.SetNetworkLayerForChecksum(ns)
+	na := ip6(clientV6, applianceV6, layers.IPProtocolICMPv6)
+	naICMP := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)}
+	_ = naICMP.SetNetworkLayerForChecksum(na)
+	ping4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: clientV4.AsSlice(), DstIP: serverV4.AsSlice()}
+	hbh := ip6(clientV6, serverV6, layers.IPProtocolIPv6HopByHop)
+	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation: layers.ARPRequest, SourceHwAddress: macA, SourceProtAddress: clientV4.AsSlice(),
+		DstHwAddress: make([]byte, 6), DstProtAddress: netip.MustParseAddr("10.0.0.99").AsSlice()}
+	frames := map[string][]byte{
+		"ndp neighbour solicitation for a new address": eth(clientV6, solicited, ns, nsICMP,
+			gopacket.Payload(append(make([]byte, 4), netip.MustParseAddr("fd00::99").AsSlice()...))),
+		"ndp neighbour advertisement": eth(clientV6, applianceV6, na, naICMP, gopacket.Payload(make([]byte, 20))),
+		"icmp echo to another host":   eth(clientV4, serverV4, ping4, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}),
+		"ipv6 hop-by-hop":             eth(clientV6, serverV6, hbh, gopacket.Payload([]byte{6, 0, 1, 4, 0, 0, 0, 0})),
+		"arp for an address not yet added": serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: layers.EthernetBroadcast,
+			EthernetType: layers.EthernetTypeARP}, arp),
+	}
+	for name, f := range frames {
+		res := h.run(t, h.objs.Program, f)
+		if res.action != actPass || res.deltas["passed"] != 1 || len(res.records) != 0 {
+			t.Errorf("%s: action %d deltas %v records %d; want pass", name, res.action, res.deltas, len(res.records))
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/datapath/localaddr"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,6 +36,11 @@ type Source struct {
 	stop    chan struct{} // closed by Close: readers drain and return
 	done    chan struct{} // closed when Run returns
 	closed  bool
+
+	// watcher follows the host's addresses into the program's local maps (nil with a
+	// static Config.LocalAddrs); followDone closes when it has stopped.
+	watcher    *localaddr.Watcher
+	followDone chan struct{}
 }
 
 // Open loads the program for cfg, attaches it to cfg.Interface in cfg.Mode and returns the
@@ -49,17 +55,32 @@ func Open(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", ErrNoInterface, cfg.Interface, err)
 	}
+	// The watcher subscribes before it lists, in this thread's namespace, so the program
+	// starts with every current address and misses none added after.
+	var watcher *localaddr.Watcher
+	var local localaddr.Set
 	if cfg.LocalAddrs == nil {
-		if cfg.LocalAddrs, err = hostAddrs(); err != nil {
-			return nil, err
+		if watcher, err = localaddr.Open(); err != nil {
+			return nil, fmt.Errorf("follow local addresses: %w", err)
 		}
+		local = watcher.Current()
+		cfg.LocalAddrs = local.Addrs
 	}
 	objs, err := Load(cfg)
 	if err != nil {
+		if watcher != nil {
+			watcher.Close()
+		}
 		return nil, err
 	}
 	s := &Source{objs: objs, mode: cfg.Mode, iface: cfg.Interface, log: cfg.Logger,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), watcher: watcher}
+	if watcher != nil {
+		if err := objs.SetLocal(local); err != nil {
+			s.closeResources()
+			return nil, err
+		}
+	}
 	for cpu, r := range objs.Rings {
 		rd, err := ringbuf.NewReader(r)
 		if err != nil {
@@ -78,8 +99,30 @@ func Open(cfg Config) (*Source, error) {
 		return nil, fmt.Errorf("attach xdp to %s: %w", cfg.Interface, classifyAttach(err, cfg.Mode, iface.MTU))
 	}
 	s.log.Info("xdp capture attached", "interface", cfg.Interface, "mode", cfg.Mode,
-		"rings", len(s.readers), "ring_bytes", cfg.RingBytes, "raw", cfg.Raw, "local_addrs", len(cfg.LocalAddrs))
+		"rings", len(s.readers), "ring_bytes", cfg.RingBytes, "raw", cfg.Raw,
+		"local_addrs", len(objs.Local().Addrs), "local_routes", len(objs.Local().Prefixes), "follow_addresses", watcher != nil)
+	if watcher != nil {
+		s.followDone = make(chan struct{})
+		go s.follow()
+	}
 	return s, nil
+}
+
+// follow keeps the program's local addresses equal to the host's until Close.
+func (s *Source) follow() {
+	defer close(s.followDone)
+	err := s.watcher.Run(context.Background(), func(set localaddr.Set) {
+		added, removed := s.objs.Local().Diff(set)
+		if err := s.objs.SetLocal(set); err != nil {
+			s.log.Error("local addresses changed but the xdp program could not learn them: raw capture may take this host's traffic to them",
+				"added", added, "removed", removed, "err", err)
+			return
+		}
+		s.log.Info("local addresses changed", "added", added, "removed", removed)
+	})
+	if err != nil {
+		s.log.Error("no longer following local addresses: raw capture may take this host's traffic to new ones", "err", err)
+	}
 }
 
 // Name implements datapath.Source.
@@ -183,6 +226,12 @@ func (s *Source) Close() error {
 	s.mu.Unlock()
 
 	var errs []error
+	if s.watcher != nil {
+		errs = append(errs, s.watcher.Close())
+		if s.followDone != nil {
+			<-s.followDone
+		}
+	}
 	if s.link != nil {
 		if err := s.link.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach xdp from %s: %w", s.iface, err))
@@ -198,6 +247,9 @@ func (s *Source) Close() error {
 
 func (s *Source) closeResources() error {
 	var errs []error
+	if s.watcher != nil {
+		errs = append(errs, s.watcher.Close())
+	}
 	for _, rd := range s.readers {
 		errs = append(errs, rd.Close())
 	}

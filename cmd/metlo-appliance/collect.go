@@ -187,7 +187,11 @@ func (c *collector) openSource(ctx context.Context) error {
 		c.src = pcapsrc.New(pcapsrc.Config{Path: cfg.Pcap, Logger: c.log})
 		return nil
 	case cfg.Capture == "udp":
-		s, err := udpsrc.New(udpsrc.Config{VXLANPorts: cfg.VXLANPorts, GENEVEPorts: cfg.GENEVEPorts, Logger: c.log})
+		ring := cfg.RingBytes
+		if ring == 0 {
+			ring = datapath.DefaultRingBytes()
+		}
+		s, err := udpsrc.New(udpsrc.Config{VXLANPorts: cfg.VXLANPorts, GENEVEPorts: cfg.GENEVEPorts, RecvBuffer: ring, Logger: c.log})
 		if err != nil {
 			return err
 		}
@@ -201,7 +205,7 @@ func (c *collector) openSource(ctx context.Context) error {
 		for _, mode := range []xdp.Mode{xdp.ModeNative, xdp.ModeGeneric} {
 			xc := xdp.DefaultConfig(cfg.Interface)
 			xc.VXLANPorts, xc.GENEVEPorts = toPorts(cfg.VXLANPorts), toPorts(cfg.GENEVEPorts)
-			xc.Raw, xc.Mode, xc.Logger = cfg.Raw, mode, c.log
+			xc.Raw, xc.Mode, xc.Logger, xc.RingBytes = cfg.Raw, mode, c.log, cfg.RingBytes
 			s, err := xdp.Open(xc)
 			if err == nil {
 				if err := c.metrics.Register(s.Collector()); err != nil {
@@ -221,7 +225,7 @@ func (c *collector) openSource(ctx context.Context) error {
 			}
 		}
 	}
-	s, err := afpacket.New(afpacket.Config{Interface: cfg.Interface, Logger: c.log})
+	s, err := afpacket.New(afpacket.Config{Interface: cfg.Interface, RingBytes: cfg.RingBytes, Logger: c.log})
 	if errors.Is(err, os.ErrPermission) {
 		return fmt.Errorf("%w (AF_PACKET capture needs root or CAP_NET_RAW; --capture udp needs neither)", err)
 	}

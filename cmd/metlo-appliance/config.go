@@ -30,6 +30,7 @@ type Config struct {
 	VXLANPorts  []int    `mapstructure:"vxlan-ports"`  // UDP ports carrying VXLAN
 	GENEVEPorts []int    `mapstructure:"geneve-ports"` // UDP ports carrying GENEVE
 	Raw         bool     `mapstructure:"raw"`          // capture unencapsulated TCP not addressed to us (GCP)
+	RingBytes   int      `mapstructure:"ring-bytes"`   // kernel buffer of each capture ring (XDP per CPU, AF_PACKET per socket, UDP per socket); 0 = automatic
 	Workers     int      `mapstructure:"workers"`      // reassembly workers; 0 = one per CPU
 	Sinks       []string `mapstructure:"sink"`         // jsonl:PATH, metlo:URL
 
@@ -150,7 +151,8 @@ var keyHelp = map[string]string{
 	"pcap": "read a pcap/pcapng file instead of capturing (- = stdin)", "sample": "run on the bundled sample capture",
 	"vxlan-ports": "UDP ports carrying VXLAN", "geneve-ports": "UDP ports carrying GENEVE",
 	"raw": "also capture unencapsulated TCP not addressed to this host (GCP)", "workers": "reassembly workers (0 = one per CPU)",
-	"sink": "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
+	"ring-bytes": "kernel buffer of each capture ring: XDP per CPU, AF_PACKET and UDP per socket (0 = 64 MiB each, less when that would pass 1/16 of memory)", "sink": "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable",
+	"body-cap":  "bytes kept per body; longer bodies are truncated and flagged",
 	"max-flows": "tracked connections across all workers", "flow-buffer-bytes": "out-of-order bytes buffered per flow",
 	"buffer-bytes": "budget across all flows for out-of-order data, and separately for bodies not yet exported", "idle-timeout": "evict a flow after this long without packets",
 	"response-timeout": "emit a request without response after this long", "environment": "meta.environment of every trace",
@@ -306,6 +308,9 @@ func (c *Config) validate() error {
 		positive("queue-traces", int64(c.QueueTraces)), positive("queue-bytes", c.QueueBytes),
 		positive("metlo-queue-traces", int64(c.MetloQueueTraces)), positive("metlo-queue-bytes", c.MetloQueueBytes),
 		positive("batch-size", int64(c.BatchSize)), positive("flush-timeout", int64(c.FlushTimeout)),
+	}
+	if c.RingBytes != 0 && (c.RingBytes < 1<<20 || c.RingBytes > 1<<30) {
+		errs = append(errs, fmt.Errorf("config: ring-bytes must be 0 (automatic) or 1 MiB to 1 GiB, got %d", c.RingBytes))
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("config: workers must be 0 (one per CPU) or more, got %d", c.Workers))

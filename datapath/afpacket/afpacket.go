@@ -19,6 +19,7 @@ import (
 
 	"github.com/gopacket/gopacket/afpacket"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
 )
@@ -26,7 +27,6 @@ import (
 // Defaults for the zero Config: rings hold 9001-byte MTU frames with room to spare.
 const (
 	DefaultBlockSize    = 1 << 20               // bytes per ring block; the largest frame must fit one block
-	DefaultNumBlocks    = 32                    // blocks per ring, so 32 MiB of ring per socket
 	DefaultBlockTimeout = 10 * time.Millisecond // the kernel hands over a partly filled block after this
 )
 
@@ -44,8 +44,12 @@ type Config struct {
 	// BlockSize is the ring block size in bytes, a multiple of the page size and at least
 	// 16 KiB; 0 means DefaultBlockSize.
 	BlockSize int
-	// NumBlocks is the number of blocks per ring; 0 means DefaultNumBlocks.
+	// NumBlocks is the number of blocks per ring; 0 derives it from RingBytes.
 	NumBlocks int
+	// RingBytes is the size of each socket's ring when NumBlocks is 0, rounded down to
+	// whole blocks (at least 2); 0 picks datapath.AutoRingBytes for the number of sockets
+	// (64 MiB each while that takes at most 1/16 of the memory).
+	RingBytes int
 	// BlockTimeout is how long the kernel keeps a partly filled block; 0 means DefaultBlockTimeout.
 	BlockTimeout time.Duration
 	// Fanout is the number of sockets (each with its own ring and goroutine) sharing the
@@ -92,14 +96,18 @@ func New(cfg Config) (*Source, error) {
 	if cfg.BlockSize == 0 {
 		cfg.BlockSize = DefaultBlockSize
 	}
-	if cfg.NumBlocks <= 0 {
-		cfg.NumBlocks = DefaultNumBlocks
-	}
 	if cfg.BlockTimeout <= 0 {
 		cfg.BlockTimeout = DefaultBlockTimeout
 	}
 	if cfg.Fanout <= 0 {
 		cfg.Fanout = runtime.NumCPU()
+	}
+	if cfg.NumBlocks <= 0 {
+		ring := cfg.RingBytes
+		if ring <= 0 {
+			ring = datapath.AutoRingBytes(cfg.Fanout, datapath.AvailableMemory())
+		}
+		cfg.NumBlocks = max(2, ring/max(cfg.BlockSize, 1))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -169,7 +177,10 @@ func (s *Source) openSocket(filter []bpf.RawInstruction) (*afpacket.TPacket, err
 		return nil, fmt.Errorf("enable promiscuous mode on %s: %w", s.cfg.Interface, err)
 	}
 	if s.cfg.Fanout > 1 {
-		if err := tp.SetFanout(afpacket.FanoutHash, s.cfg.FanoutID); err != nil {
+		// Hash keeps a flow on one socket; rollover sends a packet to the next socket
+		// when this one's ring is full rather than dropping it (reassembly sorts out the
+		// rare flow whose packets then come from two readers).
+		if err := tp.SetFanout(afpacket.FanoutHash|unix.PACKET_FANOUT_FLAG_ROLLOVER, s.cfg.FanoutID); err != nil {
 			tp.Close()
 			return nil, fmt.Errorf("join fanout group %d: %w", s.cfg.FanoutID, err)
 		}

@@ -5,6 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/metlo-labs/metlo-appliance/datapath"
 )
 
 // Mode is how the program attaches to the interface.
@@ -24,8 +29,6 @@ const (
 	// MaxCapture is the longest inner frame copied into a ring; longer frames are truncated
 	// and counted (reason "truncated").
 	MaxCapture = 9216
-	// DefaultRingBytes is the size of each CPU's ring buffer.
-	DefaultRingBytes = 8 << 20
 )
 
 // Config says where and what the XDP source captures. The zero value of each field means
@@ -42,9 +45,12 @@ type Config struct {
 	LocalAddrs []netip.Addr
 	TCPOnly    bool     // drop (and count) inner frames that are not TCP
 	Ports      []uint16 // if set, keep only inner TCP/UDP frames with one of these ports
-	RingBytes  int      // per-CPU ring size, rounded up to a power of two; default 8 MiB
-	Mode       Mode     // default ModeNative
-	Logger     *slog.Logger
+	// RingBytes is each CPU's ring size, rounded up to a power of two; 0 picks
+	// datapath.AutoRingBytes for the number of CPUs (64 MiB each while that takes at most
+	// 1/16 of the memory).
+	RingBytes int
+	Mode      Mode // default ModeNative
+	Logger    *slog.Logger
 }
 
 // DefaultConfig returns the defaults for iface: VXLAN 4789, GENEVE 6081, raw mode on, native.
@@ -61,7 +67,11 @@ func (c Config) withDefaults() (Config, error) {
 		c.GENEVEPorts = []uint16{6081}
 	}
 	if c.RingBytes == 0 {
-		c.RingBytes = DefaultRingBytes
+		ncpu, err := ebpf.PossibleCPU()
+		if err != nil {
+			ncpu = runtime.NumCPU()
+		}
+		c.RingBytes = datapath.AutoRingBytes(ncpu, datapath.AvailableMemory())
 	}
 	if c.Mode == "" {
 		c.Mode = ModeNative

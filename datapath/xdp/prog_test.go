@@ -38,6 +38,9 @@ type harness struct {
 func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	needBPF(t)
+	if cfg.RingBytes == 0 {
+		cfg.RingBytes = 1 << 20 // the automatic 64 MiB per CPU is more than any table test needs
+	}
 	objs, err := load(cfg, true)
 	if errors.Is(err, ErrPermission) || errors.Is(err, ErrKernelTooOld) {
 		t.Skipf("needs BPF: %v", err)

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/datapath/localaddr"
 	"golang.org/x/sys/unix"
@@ -29,13 +28,16 @@ type Source struct {
 	mode    Mode
 	iface   string
 	log     *slog.Logger
-	readers []*ringbuf.Reader
+	readers []*ringReader
 
 	mu      sync.Mutex
 	running bool
 	stop    chan struct{} // closed by Close: readers drain and return
 	done    chan struct{} // closed when Run returns
 	closed  bool
+
+	stopping      atomic.Bool   // readers drain their rings and return
+	frames, bytes atomic.Uint64 // frames (and their bytes) handed to handlers
 
 	// watcher follows the host's addresses into the program's local maps (nil with a
 	// static Config.LocalAddrs); followDone closes when it has stopped.
@@ -82,7 +84,7 @@ func Open(cfg Config) (*Source, error) {
 		}
 	}
 	for cpu, r := range objs.Rings {
-		rd, err := ringbuf.NewReader(r)
+		rd, err := newRingReader(r)
 		if err != nil {
 			s.closeResources()
 			return nil, fmt.Errorf("open ring reader for cpu %d: %w", cpu, err)
@@ -166,49 +168,97 @@ func (s *Source) Run(ctx context.Context, newHandler func() datapath.FrameHandle
 	case <-s.stop:
 	case <-readersDone:
 	}
-	// Flush makes each reader return what is in its ring, then ErrFlushed.
+	// Each reader hands on what is in its ring, then returns.
+	s.stopping.Store(true)
 	for _, rd := range s.readers {
-		_ = rd.Flush()
+		rd.interrupt()
 	}
 	<-readersDone
 	return errors.Join(errs...)
 }
 
-// readRing hands each record of one ring to h until the ring is flushed or closed.
-func (s *Source) readRing(rd *ringbuf.Reader, h datapath.FrameHandler) error {
+// Reader pacing. A reader that finds its ring empty shortly after records came sleeps for
+// linger instead of waiting to be woken: the kernel wakes a waiting reader at the first
+// record after it caught up, so under steady load a reader that waits is woken for nearly
+// every record (a context switch each), while one that lingers drains a millisecond's worth
+// at a time. After idleAfter without records it waits to be woken, costing nothing idle.
+const (
+	linger       = time.Millisecond
+	idleAfter    = 20 * time.Millisecond
+	releaseBytes = 256 << 10 // space given back to the producer at least this often
+)
+
+// readRing hands each record of one ring to h until Run stops it, then drains the ring.
+func (s *Source) readRing(r *ringReader, h datapath.FrameHandler) error {
 	defer h.Flush()
 	var (
-		rec      ringbuf.Record
-		f        datapath.Frame
-		offset   = clockOffset()
-		pending  bool
-		badCount int
+		f         datapath.Frame
+		offset    = clockOffset()
+		pending   bool // frames handed on since the last Flush
+		stopping  bool
+		badCount  int
+		cons      = r.consumer()
+		now       = time.Now()
+		lastData  = now
+		lastFlush = now
+		lastClock = now
 	)
+	var stopAt uint64 // with stopping: what the ring held when told to stop
 	for {
-		err := rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			h.Flush()
-			pending = false
-			offset = clockOffset()
-			rd.SetDeadline(time.Time{})
-			continue
-		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			return nil
-		default:
-			return fmt.Errorf("read xdp ring: %w", err)
+		prod := r.producer()
+		if !stopping && s.stopping.Load() {
+			stopping, stopAt = true, prod
 		}
-		if !decodeRecord(rec.RawSample, offset, &f) {
-			if badCount++; badCount == 1 {
-				s.log.Warn("xdp ring record shorter than its header says; skipping such records", "len", len(rec.RawSample))
+		released := cons
+		var frames, bytes uint64
+		for {
+			sample, after, ok := r.next(cons, prod)
+			if !ok {
+				break
 			}
-			continue
+			cons = after
+			if sample != nil {
+				if decodeRecord(sample, offset, &f) {
+					h.HandleFrame(&f)
+					frames++
+					bytes += uint64(len(f.Data))
+				} else if badCount++; badCount == 1 {
+					s.log.Warn("xdp ring record shorter than its header says; skipping such records", "len", len(sample))
+				}
+			}
+			if cons-released >= releaseBytes {
+				r.release(cons)
+				released = cons
+			}
 		}
-		h.HandleFrame(&f)
-		if !pending {
+		if cons != released {
+			r.release(cons)
+		}
+		now = time.Now()
+		if frames > 0 {
+			s.frames.Add(frames)
+			s.bytes.Add(bytes)
 			pending = true
-			rd.SetDeadline(time.Now().Add(flushAfter))
+			lastData = now
+		}
+		if pending && (now.Sub(lastFlush) >= flushAfter || frames == 0) {
+			h.Flush()
+			pending, lastFlush = false, now
+		}
+		if now.Sub(lastClock) >= time.Second {
+			offset, lastClock = clockOffset(), now
+		}
+		switch {
+		case stopping && (frames == 0 || cons >= stopAt):
+			return nil // drained what the ring held when told to stop
+		case frames > 0:
+			// More may have come while these were handled.
+		case now.Sub(lastData) < idleAfter:
+			time.Sleep(linger)
+		default:
+			if _, err := r.wait(-1); err != nil {
+				return fmt.Errorf("read xdp ring: %w", err)
+			}
 		}
 	}
 }
@@ -251,7 +301,7 @@ func (s *Source) closeResources() error {
 		errs = append(errs, s.watcher.Close())
 	}
 	for _, rd := range s.readers {
-		errs = append(errs, rd.Close())
+		errs = append(errs, rd.close())
 	}
 	errs = append(errs, s.objs.Close())
 	return errors.Join(errs...)

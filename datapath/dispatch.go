@@ -54,6 +54,9 @@ type Dispatcher struct {
 type packetCounters struct {
 	packets [NumEncaps][NumOutcomes]atomic.Uint64
 	bytes   [NumEncaps]atomic.Uint64
+	// waits and waitNanos count the times (and time) the handler waited for a worker to
+	// free a batch: back-pressure that stalls the source (a live source's ring fills).
+	waits, waitNanos atomic.Uint64
 }
 
 // NewDispatcher starts the workers; exchanges go to out, which is called from every
@@ -138,6 +141,10 @@ type Snapshot struct {
 	Packets    [NumEncaps][NumOutcomes]uint64
 	Bytes      [NumEncaps]uint64
 	Reassembly reassembly.Stats
+	// BackpressureWaits and BackpressureTime: how often and how long source goroutines
+	// waited for the workers.
+	BackpressureWaits uint64
+	BackpressureTime  time.Duration
 }
 
 // Snapshot sums every handler's and worker's counters; safe from any goroutine.
@@ -151,6 +158,8 @@ func (d *Dispatcher) Snapshot() Snapshot {
 			}
 			s.Bytes[e] += c.bytes[e].Load()
 		}
+		s.BackpressureWaits += c.waits.Load()
+		s.BackpressureTime += time.Duration(c.waitNanos.Load())
 	}
 	d.mu.Unlock()
 	for _, w := range d.workers {
@@ -185,7 +194,16 @@ func (h *handler) HandleFrame(f *Frame) {
 		b = nil
 	}
 	if b == nil {
-		b = <-h.d.workers[wi].free // back-pressure: a live source's kernel ring absorbs (and counts) overload
+		select {
+		case b = <-h.d.workers[wi].free:
+		default:
+			// Back-pressure: the worker is behind. A live source's kernel ring absorbs (and
+			// counts) the overload meanwhile; the wait is counted so it can be told apart.
+			start := time.Now()
+			b = <-h.d.workers[wi].free
+			h.c.waits.Add(1)
+			h.c.waitNanos.Add(uint64(time.Since(start)))
+		}
 		h.pending[wi] = b
 	}
 	if len(seg.Payload) > cap(b.buf) { // larger than a whole batch (jumbo super-frame): own copy

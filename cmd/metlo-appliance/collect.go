@@ -74,6 +74,8 @@ type collector struct {
 	captureLine string
 	// local is the host's own addresses, followed live while capturing.
 	local *datapath.LocalSet
+	// capture reports the live capture's state and losses to /metrics and the log.
+	capture *captureState
 }
 
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
@@ -120,13 +122,26 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	if err := c.metrics.RegisterPipeline(pipelineStats{c.disp}); err != nil {
 		return err
 	}
+	c.capture = &captureState{c: c}
+	if !c.offline {
+		if err := c.metrics.RegisterCapture(c.capture); err != nil {
+			return err
+		}
+	}
 	if err := c.openSource(ctx); err != nil {
 		c.disp.Close()
 		_ = c.exp.Close(context.Background())
 		return err
 	}
 	c.health.SetReady("capture", true)
+	c.capture.up.Store(true)
+	logCtx, stopLog := context.WithCancel(ctx)
+	if cfg.SummaryInterval > 0 {
+		go c.capture.logSummaries(logCtx, log, cfg.SummaryInterval)
+	}
 	runErr := c.src.Run(ctx, c.disp.NewHandler)
+	stopLog()
+	c.capture.up.Store(false)
 	c.health.SetReady("capture", false)
 	c.captureLine = captureStats(c.src)
 	if c.closeSrc != nil {

@@ -58,8 +58,9 @@ type Config struct {
 	RedactFields     []string      `mapstructure:"redact-fields"`      // query parameter / JSON body field names whose values are replaced
 
 	// Operations
-	MetricsAddr string `mapstructure:"metrics-addr"` // Prometheus /metrics, /healthz, /readyz; "" disables
-	LogLevel    string `mapstructure:"log-level"`    // debug|info|warn|error
+	MetricsAddr     string        `mapstructure:"metrics-addr"`     // Prometheus /metrics, /healthz, /readyz; "" disables
+	SummaryInterval time.Duration `mapstructure:"summary-interval"` // live capture: one summary log line this often; 0 disables
+	LogLevel        string        `mapstructure:"log-level"`        // debug|info|warn|error
 }
 
 func defaultConfig() Config {
@@ -83,6 +84,7 @@ func defaultConfig() Config {
 		BatchSize:        500,
 		FlushTimeout:     30 * time.Second,
 		MetricsAddr:      ":9731",
+		SummaryInterval:  time.Minute,
 		LogLevel:         "info",
 	}
 }
@@ -163,6 +165,7 @@ var keyHelp = map[string]string{
 	"rate-limit": "max traces/s sent to the Metlo backend (0 = unlimited)", "flush-timeout": "how long shutdown waits to deliver queued traces",
 	"redact-headers": "header names whose values are replaced by [REDACTED]", "redact-fields": "query parameter and JSON body field names whose values are replaced",
 	"metrics-addr": "listen address of /metrics, /healthz, /readyz (empty disables)", "log-level": "debug|info|warn|error",
+	"summary-interval": "while capturing live, log one summary line (rates, exchanges, drops) this often (0 disables)",
 }
 
 // loadConfig resolves the configuration with precedence flags (only those the user set) >
@@ -308,6 +311,9 @@ func (c *Config) validate() error {
 		positive("queue-traces", int64(c.QueueTraces)), positive("queue-bytes", c.QueueBytes),
 		positive("metlo-queue-traces", int64(c.MetloQueueTraces)), positive("metlo-queue-bytes", c.MetloQueueBytes),
 		positive("batch-size", int64(c.BatchSize)), positive("flush-timeout", int64(c.FlushTimeout)),
+	}
+	if c.SummaryInterval < 0 {
+		errs = append(errs, fmt.Errorf("config: summary-interval must be 0 (off) or more, got %v", c.SummaryInterval))
 	}
 	if c.RingBytes != 0 && (c.RingBytes < 1<<20 || c.RingBytes > 1<<30) {
 		errs = append(errs, fmt.Errorf("config: ring-bytes must be 0 (automatic) or 1 MiB to 1 GiB, got %d", c.RingBytes))

@@ -78,7 +78,7 @@ type Source struct {
 	closed  atomic.Bool
 }
 
-var _ datapath.Source = (*Source)(nil)
+var _ datapath.StatsSource = (*Source)(nil)
 
 // socket is one TPACKET_V3 ring and its counters.
 type socket struct {
@@ -190,6 +190,19 @@ func (s *Source) openSocket(filter []bpf.RawInstruction) (*afpacket.TPacket, err
 
 // Name returns "afpacket".
 func (s *Source) Name() string { return "afpacket" }
+
+// Interface is the captured interface.
+func (s *Source) Interface() string { return s.cfg.Interface }
+
+// SourceStats reports the kernel's drops and ring freezes (refreshed every second while
+// running).
+func (s *Source) SourceStats() datapath.SourceStats {
+	st := s.Stats()
+	return datapath.SourceStats{
+		Dropped:     map[string]uint64{datapath.DropPacketRingFull: st.Drops},
+		RingFreezes: st.QueueFreezes,
+	}
+}
 
 // Stats returns the counters summed over all sockets; kernel drop counts lag by up to a second.
 func (s *Source) Stats() Stats {

@@ -292,6 +292,9 @@ func TestKernelDropsAreCounted(t *testing.T) {
 	if st.Drops == 0 || st.Drops+got < 200 || st.Drops > 200 {
 		t.Errorf("stats %+v with %d test frames received: want drops > 0 and drops+received >= 200", st, got)
 	}
+	if ss := src.SourceStats(); ss.Dropped[datapath.DropPacketRingFull] != st.Drops || ss.RingFreezes != st.QueueFreezes {
+		t.Errorf("SourceStats %+v, want the kernel's %d drops and %d freezes", ss, st.Drops, st.QueueFreezes)
+	}
 }
 
 func TestConfigErrors(t *testing.T) {

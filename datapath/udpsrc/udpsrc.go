@@ -71,7 +71,7 @@ type Source struct {
 	closed  atomic.Bool
 }
 
-var _ datapath.Source = (*Source)(nil)
+var _ datapath.StatsSource = (*Source)(nil)
 
 // socket is one bound UDP socket with the encapsulation its port carries.
 type socket struct {
@@ -126,6 +126,16 @@ func New(cfg Config) (*Source, error) {
 			}
 		}
 	}
+	var vxlan, geneve []string
+	for _, so := range s.sockets {
+		a := so.conn.LocalAddr().String()
+		if so.encap == datapath.EncapVXLAN {
+			vxlan = append(vxlan, a)
+		} else {
+			geneve = append(geneve, a)
+		}
+	}
+	s.log.Info("listening for tunnels", "vxlan", vxlan, "geneve", geneve, "recv_buffer", s.cfg.RecvBuffer)
 	return s, nil
 }
 
@@ -183,6 +193,11 @@ func (s *Source) setSockopts(fd int, reuse bool) error {
 
 // Name returns "udp".
 func (s *Source) Name() string { return "udp" }
+
+// SourceStats reports the datagrams the kernel dropped for full receive queues.
+func (s *Source) SourceStats() datapath.SourceStats {
+	return datapath.SourceStats{Dropped: map[string]uint64{datapath.DropSocketOverflow: s.Stats().Drops}}
+}
 
 // LocalAddrs returns the bound address of every socket, in Config order.
 func (s *Source) LocalAddrs() []*net.UDPAddr {

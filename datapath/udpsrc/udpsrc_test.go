@@ -270,6 +270,9 @@ func TestKernelDropsAreReported(t *testing.T) {
 	if st.Drops == 0 || st.Drops+st.Packets != burst+1 {
 		t.Errorf("stats %+v: want drops > 0 and drops+packets = %d", st, burst+1)
 	}
+	if got := src.SourceStats().Dropped[datapath.DropSocketOverflow]; got != st.Drops {
+		t.Errorf("SourceStats reports %d socket overflows, Stats %d", got, st.Drops)
+	}
 }
 
 func TestReusePortSockets(t *testing.T) {

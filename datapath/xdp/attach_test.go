@@ -97,3 +97,47 @@ func TestJumboMTU(t *testing.T) {
 		})
 	}
 }
+
+// TestRingFullReportedBySource overflows a 4 KiB ring that nobody reads with real frames
+// through an attached program: what did not fit is in SourceStats as ring_buffer_full.
+func TestRingFullReportedBySource(t *testing.T) {
+	needBPF(t)
+	l := netnstest.NewLab(t, "a", "b")
+	l.Veth("a", "v0", "b", "v1", 0)
+	l.In("a", "ip addr add 10.0.0.1/24 dev v0")
+	l.In("b", "ip addr add 10.0.0.2/24 dev v1")
+	cfg := DefaultConfig("v1")
+	cfg.RingBytes = 4096
+	var src *Source
+	if err := l.Do("b", func() (err error) { src, err = Open(cfg); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var conn net.Conn
+	if err := l.Do("a", func() (err error) { conn, err = net.Dial("udp", "10.0.0.2:4789"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	datagram := append(vxlanHeader(5, 0x08), tcpFrame(t, clientV4, serverV4, 1, 80, strings.Repeat("f", 900))...)
+	const n = 20 // 1152-byte slots: 3 fit
+	for range n {
+		if _, err := conn.Write(datagram); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		c, _ := src.Objects().CounterValues()
+		if c["vxlan"]+c["ringbuf_full"] >= n {
+			st := src.SourceStats()
+			if got := st.Dropped[datapath.DropRingBufferFull]; got != c["ringbuf_full"] || got < n-3 {
+				t.Fatalf("SourceStats %v, counters %v: want ring_buffer_full = ringbuf_full >= %d", st, c, n-3)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("frames never reached the program: %v", c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

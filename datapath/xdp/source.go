@@ -38,12 +38,15 @@ type Source struct {
 
 	stopping      atomic.Bool   // readers drain their rings and return
 	frames, bytes atomic.Uint64 // frames (and their bytes) handed to handlers
+	badRecords    atomic.Uint64 // ring records that did not decode
 
 	// watcher follows the host's addresses into the program's local maps (nil with a
 	// static Config.LocalAddrs); followDone closes when it has stopped.
 	watcher    *localaddr.Watcher
 	followDone chan struct{}
 }
+
+var _ datapath.StatsSource = (*Source)(nil)
 
 // Open loads the program for cfg, attaches it to cfg.Interface in cfg.Mode and returns the
 // Source. Errors wrap ErrPermission, ErrKernelTooOld, ErrNativeUnsupported, ErrMTUTooLarge,
@@ -136,6 +139,19 @@ func (s *Source) Mode() Mode { return s.mode }
 // Objects exposes the loaded program and maps (counters for metrics and tests).
 func (s *Source) Objects() *Objects { return s.objs }
 
+// Interface is the interface the program is attached to.
+func (s *Source) Interface() string { return s.iface }
+
+// SourceStats reports what the program could not put into a full ring and records the
+// readers could not decode.
+func (s *Source) SourceStats() datapath.SourceStats {
+	st := datapath.SourceStats{Dropped: map[string]uint64{datapath.DropBadRecord: s.badRecords.Load()}}
+	if c, err := s.objs.CounterValues(); err == nil {
+		st.Dropped[datapath.DropRingBufferFull] = c["ringbuf_full"]
+	}
+	return st
+}
+
 // Collector returns a Prometheus collector for the program's counters.
 func (s *Source) Collector() *Collector { return NewCollector(s.objs) }
 
@@ -196,7 +212,6 @@ func (s *Source) readRing(r *ringReader, h datapath.FrameHandler) error {
 		offset    = clockOffset()
 		pending   bool // frames handed on since the last Flush
 		stopping  bool
-		badCount  int
 		cons      = r.consumer()
 		now       = time.Now()
 		lastData  = now
@@ -222,7 +237,7 @@ func (s *Source) readRing(r *ringReader, h datapath.FrameHandler) error {
 					h.HandleFrame(&f)
 					frames++
 					bytes += uint64(len(f.Data))
-				} else if badCount++; badCount == 1 {
+				} else if s.badRecords.Add(1) == 1 {
 					s.log.Warn("xdp ring record shorter than its header says; skipping such records", "len", len(sample))
 				}
 			}

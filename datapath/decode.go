@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 // Outcome is what decoding made of a frame (metric label "outcome").
@@ -60,7 +60,7 @@ type Decoder struct {
 	raw           bool
 	local         [][16]byte
 	liveLocal     *LocalSet
-	exclude       []reassembly.Endpoint
+	exclude       []tcp.Endpoint
 }
 
 // portSet is a bitmap of UDP ports: membership in one load.
@@ -89,7 +89,7 @@ func NewDecoder(cfg DecoderConfig) *Decoder {
 		d.local = append(d.local, a.As16())
 	}
 	for _, e := range cfg.Exclude {
-		d.exclude = append(d.exclude, reassembly.Endpoint{Addr: e.Addr().As16(), Port: e.Port()})
+		d.exclude = append(d.exclude, tcp.Endpoint{Addr: e.Addr().As16(), Port: e.Port()})
 	}
 	return d
 }
@@ -107,7 +107,7 @@ const (
 
 // Decode fills seg from f and reports the encapsulation found and the outcome. seg.Payload
 // aliases f.Data.
-func (d *Decoder) Decode(f *Frame, seg *reassembly.Segment) (Encap, Outcome) {
+func (d *Decoder) Decode(f *Frame, seg *tcp.Segment) (Encap, Outcome) {
 	data := f.Data
 	ts := f.Timestamp
 	if ts == 0 {
@@ -145,13 +145,13 @@ func (d *Decoder) Decode(f *Frame, seg *reassembly.Segment) (Encap, Outcome) {
 			return encap, OutcomeLocal
 		}
 		seg.Key.Tunnel = vni
-		seg.Hash = reassembly.SymmetricHash(&seg.Key)
+		seg.Hash = tcp.SymmetricHash(&seg.Key)
 	}
 	return encap, out
 }
 
 // ether parses an Ethernet header with up to two VLAN tags.
-func (d *Decoder) ether(b []byte, seg *reassembly.Segment, encap *Encap, vni *uint32, depth int) Outcome {
+func (d *Decoder) ether(b []byte, seg *tcp.Segment, encap *Encap, vni *uint32, depth int) Outcome {
 	if len(b) < 14 {
 		return OutcomeMalformed
 	}
@@ -171,7 +171,7 @@ func (d *Decoder) ether(b []byte, seg *reassembly.Segment, encap *Encap, vni *ui
 }
 
 // ip parses IPv4/IPv6 and dispatches to TCP, or into a tunnel carried over UDP.
-func (d *Decoder) ip(b []byte, seg *reassembly.Segment, encap *Encap, vni *uint32, depth int) Outcome {
+func (d *Decoder) ip(b []byte, seg *tcp.Segment, encap *Encap, vni *uint32, depth int) Outcome {
 	if len(b) < 1 {
 		return OutcomeMalformed
 	}
@@ -306,7 +306,7 @@ func (d *Decoder) tunnelHeader(b []byte, geneve bool) (inner []byte, isIP bool, 
 
 // tcp fills the segment from a TCP header; short is how many bytes the IP length promised
 // beyond the capture.
-func (d *Decoder) tcp(b []byte, src, dst [16]byte, seg *reassembly.Segment, short int) Outcome {
+func (d *Decoder) tcp(b []byte, src, dst [16]byte, seg *tcp.Segment, short int) Outcome {
 	if len(b) < 20 {
 		if short > 0 {
 			return OutcomeTruncated // not even the header survived; nothing to hand on
@@ -320,9 +320,9 @@ func (d *Decoder) tcp(b []byte, src, dst [16]byte, seg *reassembly.Segment, shor
 		}
 		return OutcomeMalformed
 	}
-	s := reassembly.Endpoint{Addr: src, Port: binary.BigEndian.Uint16(b[0:2])}
-	t := reassembly.Endpoint{Addr: dst, Port: binary.BigEndian.Uint16(b[2:4])}
-	seg.Key, seg.Dir = reassembly.NewKey(0, s, t)
+	s := tcp.Endpoint{Addr: src, Port: binary.BigEndian.Uint16(b[0:2])}
+	t := tcp.Endpoint{Addr: dst, Port: binary.BigEndian.Uint16(b[2:4])}
+	seg.Key, seg.Dir = tcp.NewKey(0, s, t)
 	seg.Seq = binary.BigEndian.Uint32(b[4:8])
 	seg.Ack = binary.BigEndian.Uint32(b[8:12])
 	seg.Flags = b[13]
@@ -334,7 +334,7 @@ func (d *Decoder) tcp(b []byte, src, dst [16]byte, seg *reassembly.Segment, shor
 	return OutcomeTCP
 }
 
-func (d *Decoder) isLocal(seg *reassembly.Segment) bool {
+func (d *Decoder) isLocal(seg *tcp.Segment) bool {
 	for i := range d.local {
 		if seg.Key.Lo.Addr == d.local[i] || seg.Key.Hi.Addr == d.local[i] {
 			return true
@@ -343,7 +343,7 @@ func (d *Decoder) isLocal(seg *reassembly.Segment) bool {
 	return d.liveLocal != nil && (d.liveLocal.Contains(seg.Key.Lo.Addr) || d.liveLocal.Contains(seg.Key.Hi.Addr))
 }
 
-func (d *Decoder) excluded(seg *reassembly.Segment) bool {
+func (d *Decoder) excluded(seg *tcp.Segment) bool {
 	for _, e := range d.exclude {
 		if seg.Key.Lo == e || seg.Key.Hi == e {
 			return true

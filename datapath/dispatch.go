@@ -7,6 +7,7 @@ import (
 
 	"github.com/metlo-labs/metlo-appliance/reassembly"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 // DispatcherConfig configures decoding and the reassembly workers.
@@ -28,7 +29,7 @@ const (
 
 // batch carries segments and a copy of their payloads from a source goroutine to a worker.
 type batch struct {
-	segs []reassembly.Segment
+	segs []tcp.Segment
 	buf  []byte
 }
 
@@ -76,7 +77,7 @@ func NewDispatcher(cfg DispatcherConfig, out exchange.Handler) *Dispatcher {
 			free: make(chan *batch, batchesPerWkr),
 		}
 		for range batchesPerWkr {
-			w.free <- &batch{segs: make([]reassembly.Segment, 0, batchSegments), buf: make([]byte, 0, batchBytes)}
+			w.free <- &batch{segs: make([]tcp.Segment, 0, batchSegments), buf: make([]byte, 0, batchBytes)}
 		}
 		d.workers = append(d.workers, w)
 		d.wg.Add(1)
@@ -177,7 +178,7 @@ type handler struct {
 }
 
 func (h *handler) HandleFrame(f *Frame) {
-	var seg reassembly.Segment
+	var seg tcp.Segment
 	encap, out := h.dec.Decode(f, &seg)
 	h.c.packets[encap][out].Add(1)
 	h.c.bytes[encap].Add(uint64(len(f.Data)))

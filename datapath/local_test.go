@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 // TestLiveLocalSet changes a LocalSet under a decoder built before the change, as the
@@ -19,7 +19,7 @@ func TestLiveLocalSet(t *testing.T) {
 		"fd00::9":  innerTCP6(t, "fd00::5", "fd00::9", 40000, 22, 1, "SSH-2.0-x\r\n"),
 	}
 	decode := func(dst string) Outcome {
-		var seg reassembly.Segment
+		var seg tcp.Segment
 		_, out := d.Decode(&Frame{Data: frames[dst]}, &seg)
 		return out
 	}

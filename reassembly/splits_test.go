@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func runSplit(t *testing.T, tc splitCase, cutReq, cutResp func(string) []string,
 	t.Helper()
 	c := newConv(t, Config{})
 	c.handshake()
-	var rq, rs []Segment
+	var rq, rs []tcp.Segment
 	for _, p := range cutReq(tc.reqs) {
 		rq = append(rq, c.seg(true, 0, p))
 	}
@@ -181,7 +182,7 @@ func TestPureACKsCreateNothing(t *testing.T) {
 	c := newConv(t, Config{})
 	for range 1000 {
 		c.send(c.seg(true, 0, ""))
-		c.send(c.seg(false, FlagFIN, ""))
+		c.send(c.seg(false, tcp.FlagFIN, ""))
 	}
 	if s := c.a.Stats(); s.Flows != 0 || s.FlowsCreated != 0 {
 		t.Fatalf("stats %+v", s)
@@ -289,7 +290,7 @@ func TestCloseDelimitedThenFIN(t *testing.T) {
 	c.client("GET /c HTTP/1.1\r\n\r\n")
 	c.server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of")
 	c.server(" it")
-	c.send(c.seg(false, FlagFIN, ""))
+	c.send(c.seg(false, tcp.FlagFIN, ""))
 	got := c.want(1)
 	if string(got[0].Response.Body) != "all of it" || got[0].Flags != 0 {
 		t.Fatalf("%q %b", got[0].Response.Body, got[0].Flags)
@@ -301,16 +302,16 @@ func TestResponsesBeforeRequestsWithFINs(t *testing.T) {
 	c := newConv(t, Config{})
 	for i := range 10 {
 		c.cseq, c.sseq = uint32(i)*100000+1, uint32(i)*300000+7
-		syn := c.seg(true, FlagSYN, "")
-		syn.Flags = FlagSYN
-		synAck := c.seg(false, FlagSYN, "")
+		syn := c.seg(true, tcp.FlagSYN, "")
+		syn.Flags = tcp.FlagSYN
+		synAck := c.seg(false, tcp.FlagSYN, "")
 		ack := c.seg(true, 0, "")
 		req := c.seg(true, 0, fmt.Sprintf("GET /%d HTTP/1.0\r\n\r\n", i))
 		c.cseq = req.Seq + uint32(len(req.Payload))
 		rsp := c.seg(false, 0, "HTTP/1.0 200 OK\r\n\r\nbody"+fmt.Sprint(i))
-		sfin := c.seg(false, FlagFIN, "")
-		cfin := c.seg(true, FlagFIN, "")
-		for _, s := range []Segment{syn, synAck, rsp, sfin, ack, req, cfin} {
+		sfin := c.seg(false, tcp.FlagFIN, "")
+		cfin := c.seg(true, tcp.FlagFIN, "")
+		for _, s := range []tcp.Segment{syn, synAck, rsp, sfin, ack, req, cfin} {
 			c.send(s)
 		}
 	}

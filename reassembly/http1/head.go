@@ -1,4 +1,4 @@
-package reassembly
+package http1
 
 import (
 	"bytes"
@@ -20,9 +20,7 @@ type head struct {
 
 	contentLength int64 // -1 when absent
 	chunked       bool
-	transferCoded bool // a Transfer-Encoding header is present (chunked or not)
-	closeConn     bool
-	upgrade       bool
+	transferCoded bool   // a Transfer-Encoding header is present (chunked or not)
 	encoding      string // lower-cased Content-Encoding
 	host          string
 }
@@ -181,14 +179,6 @@ func (h *head) noteFraming(name, value string) error {
 		if strings.EqualFold(name, "Host") {
 			h.host = value
 		}
-	case 7:
-		if strings.EqualFold(name, "Upgrade") {
-			h.upgrade = true
-		}
-	case 10:
-		if strings.EqualFold(name, "Connection") && containsTokenFold(value, "close") {
-			h.closeConn = true
-		}
 	case 14:
 		if strings.EqualFold(name, "Content-Length") {
 			n, err := strconv.ParseInt(value, 10, 64)
@@ -208,17 +198,6 @@ func (h *head) noteFraming(name, value string) error {
 		}
 	}
 	return nil
-}
-
-func containsTokenFold(list, token string) bool {
-	for list != "" {
-		var t string
-		t, list, _ = strings.Cut(list, ",")
-		if strings.EqualFold(strings.TrimSpace(t), token) {
-			return true
-		}
-	}
-	return false
 }
 
 // lastToken returns the last element of a comma-separated list, trimmed.

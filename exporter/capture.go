@@ -33,6 +33,9 @@ type CaptureSnapshot struct {
 	// only: the mirror (or a load balancer in front of several appliances) delivers half
 	// of them (metlo_appliance_capture_one_sided_flows_total).
 	OneSidedFlows uint64
+	// FlowsEnded counts every connection that ended, the denominator of OneSidedFlows
+	// (metlo_appliance_capture_flows_ended_total).
+	FlowsEnded uint64
 }
 
 // RegisterCapture makes /metrics report c's snapshot, taken once per scrape.
@@ -43,7 +46,7 @@ func (m *Metrics) RegisterCapture(c CaptureStats) error {
 type captureCollector struct {
 	stats                                CaptureStats
 	up, info, dropped, freezes, rejected *prometheus.Desc
-	bpWaits, bpSeconds, oneSided         *prometheus.Desc
+	bpWaits, bpSeconds, oneSided, ended  *prometheus.Desc
 }
 
 func newCaptureCollector(c CaptureStats) *captureCollector {
@@ -60,11 +63,12 @@ func newCaptureCollector(c CaptureStats) *captureCollector {
 		bpWaits:   d("datapath", "backpressure_waits_total", "Times a capture goroutine waited for the reassembly workers to free a batch."),
 		bpSeconds: d("datapath", "backpressure_seconds_total", "Time capture goroutines spent waiting for the reassembly workers; meanwhile the kernel ring fills."),
 		oneSided:  d("capture", "one_sided_flows_total", "Connections that ended having shown packets in one direction only (asymmetric mirroring)."),
+		ended:     d("capture", "flows_ended_total", "Connections that ended (closed, reset, idle or evicted): the denominator of one_sided_flows_total."),
 	}
 }
 
 func (c *captureCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.info, c.dropped, c.freezes, c.rejected, c.bpWaits, c.bpSeconds, c.oneSided} {
+	for _, d := range []*prometheus.Desc{c.up, c.info, c.dropped, c.freezes, c.rejected, c.bpWaits, c.bpSeconds, c.oneSided, c.ended} {
 		ch <- d
 	}
 }
@@ -83,6 +87,7 @@ func (c *captureCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bpWaits, prometheus.CounterValue, float64(s.BackpressureWaits))
 	ch <- prometheus.MustNewConstMetric(c.bpSeconds, prometheus.CounterValue, s.BackpressureSeconds)
 	ch <- prometheus.MustNewConstMetric(c.oneSided, prometheus.CounterValue, float64(s.OneSidedFlows))
+	ch <- prometheus.MustNewConstMetric(c.ended, prometheus.CounterValue, float64(s.FlowsEnded))
 }
 
 func collectSorted(ch chan<- prometheus.Metric, d *prometheus.Desc, m map[string]uint64) {

@@ -19,6 +19,7 @@ func (fakeCapture) CaptureSnapshot() CaptureSnapshot {
 		BackpressureWaits:   7,
 		BackpressureSeconds: 0.25,
 		OneSidedFlows:       3,
+		FlowsEnded:          40,
 	}
 }
 

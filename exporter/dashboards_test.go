@@ -21,6 +21,9 @@ var metricName = regexp.MustCompile(`\bmetlo_appliance_[a-z0-9_]+`)
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	m := fixedMetrics()
+	if err := m.RegisterCapture(fakeCapture{}); err != nil {
+		t.Fatal(err)
+	}
 	srv := newTestCollector(t)
 	x, err := New(context.Background(), Options{Encoders: 1, Sinks: []string{"metlo:" + srv}, Metlo: fastOpts(), Metrics: m})
 	if err != nil {

@@ -41,6 +41,8 @@ func (s *captureState) CaptureSnapshot() exporter.CaptureSnapshot {
 	d := c.disp.Snapshot()
 	out.BackpressureWaits = d.BackpressureWaits
 	out.BackpressureSeconds = d.BackpressureTime.Seconds()
+	out.OneSidedFlows = d.Reassembly.OneSidedFlows
+	out.FlowsEnded = d.Reassembly.FlowsEnded
 	return out
 }
 

@@ -51,6 +51,10 @@ type Options struct {
 	Huge bool
 	// ClientArgs are extra labclient flags (e.g. "-workers", "8").
 	ClientArgs []string
+	// OneWay mirrors only what the server receives (requests), like a mirror filter with
+	// one direction or a load balancer sending a connection's halves to different
+	// appliances: the asymmetric capture the appliance must report.
+	OneWay bool
 }
 
 // Fixed lab addressing; every lab lives in its own namespaces, so labs never clash.
@@ -188,7 +192,11 @@ func (l *Lab) setup() error {
 	if err := run("ip", "netns", "exec", l.nsSrv, "tc", "qdisc", "add", "dev", l.srvIf, "clsact"); err != nil {
 		return err
 	}
-	for _, dir := range []string{"ingress", "egress"} {
+	dirs := []string{"ingress", "egress"}
+	if l.opt.OneWay {
+		dirs = dirs[:1]
+	}
+	for _, dir := range dirs {
 		if err := run("ip", "netns", "exec", l.nsSrv, "tc", "filter", "add", "dev", l.srvIf, dir, "protocol", "ip",
 			"u32", "match", "ip", "protocol", "6", "0xff", "action", "mirred", "egress", "mirror", "dev", target); err != nil {
 			return err

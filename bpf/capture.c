@@ -9,8 +9,8 @@
 //
 // Every packet bumps COUNTER_RECEIVED and exactly one outcome counter, so the per-CPU
 // counters always add up: received = vxlan + geneve + geneve_vxlan + raw + passed + non_tcp
-// + filtered + malformed + ringbuf_full. COUNTER_TRUNCATED additionally marks captured
-// frames shorter than they were on the wire.
+// + filtered + malformed + ringbuf_full + rejected_source + rejected_vni. COUNTER_TRUNCATED
+// additionally marks captured frames shorter than they were on the wire.
 
 #include "headers/bpf_base.h"
 #include "headers/proto.h"
@@ -30,6 +30,8 @@ enum counter {
 	COUNTER_MALFORMED,
 	COUNTER_RINGBUF_FULL,
 	COUNTER_TRUNCATED,
+	COUNTER_REJECTED_SOURCE, // a tunnel packet from an outer source outside accept_sources
+	COUNTER_REJECTED_VNI,	 // a tunnel packet whose VNI is not in accept_vnis
 	COUNTER_MAX,
 };
 
@@ -68,6 +70,7 @@ const enum encap *unused_encap __attribute__((unused));
 #define MAX_CAPTURE 9216
 #define MAX_TUNNEL_PORTS 4
 #define MAX_FILTER_PORTS 16
+#define MAX_ACCEPT_VNIS 16
 
 // Load-time configuration, set by the Go loader before the program is verified.
 volatile const __u16 vxlan_ports[MAX_TUNNEL_PORTS] = {4789};
@@ -76,6 +79,9 @@ volatile const __u8 raw_mode = 1;	   // capture TCP not addressed to a local add
 volatile const __u8 tcp_only = 0;	   // drop (and count) inner frames that are not TCP
 volatile const __u32 filter_ports_len = 0; // >0: keep only TCP/UDP with a port in filter_ports
 volatile const __u16 filter_ports[MAX_FILTER_PORTS] = {};
+volatile const __u8 accept_sources_on = 0; // tunnels only from an outer source in accept_sources
+volatile const __u32 accept_vnis_len = 0; // >0: tunnels only with one of the first accept_vnis_len VNIs
+volatile const __u32 accept_vnis[MAX_ACCEPT_VNIS] = {};
 
 // One ring buffer per CPU (index = bpf_get_smp_processor_id()); the loader resizes both
 // levels from its configuration.
@@ -173,6 +179,16 @@ static __always_inline int is_local(const struct addr_key *k)
 	return bpf_map_lookup_elem(&local_prefixes, &pk) != 0;
 }
 
+// Outer source addresses tunnels are accepted from (the mirror sources' networks), as
+// prefix_key (IPv4 v4-mapped). Set at load time; consulted only with accept_sources_on.
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct prefix_key);
+	__type(value, __u8);
+} accept_sources SEC(".maps");
+
 // What the parsers learn about an IP packet.
 struct flow {
 	void *l4;	// L4 header (may lie beyond data_end)
@@ -181,6 +197,7 @@ struct flow {
 	__u8 proto;	// L4 protocol
 	__u8 ports_ok;	// sport/dport were read
 	struct addr_key dst;
+	struct prefix_key src; // a full-length accept_sources key: looked up as it is
 };
 
 enum parse_result {
@@ -194,6 +211,27 @@ static __always_inline void count(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
 		*v += 1;
+}
+
+static __always_inline int accepted_source(const struct prefix_key *src)
+{
+	return bpf_map_lookup_elem(&accept_sources, src) != 0;
+}
+
+// vni_rejected tells whether accept_vnis is set and vni is not in it. A list in the
+// program's constants, not a map: no helper call in the middle of the tunnel parsers.
+static __always_inline int vni_rejected(__u32 vni)
+{
+	if (!accept_vnis_len)
+		return 0;
+#pragma unroll
+	for (__u32 i = 0; i < MAX_ACCEPT_VNIS; i++) {
+		if (i >= accept_vnis_len)
+			break;
+		if (accept_vnis[i] == vni)
+			return 0;
+	}
+	return 1;
 }
 
 static __always_inline int verdict(__u32 idx, int action)
@@ -239,9 +277,9 @@ static __always_inline int parse_l2(void **pos, void *end, __u16 *proto)
 }
 
 // parse_l3 reads an IPv4 or IPv6 header at pos and, when present, the L4 ports; f->dst only
-// when want_dst (a constant at each call site).
+// when want_dst, f->src only when want_src (load-time constants at each call site).
 static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct flow *f,
-				    const int want_dst)
+				    const int want_dst, const int want_src)
 {
 	int fragment = 0;
 	// Callers do not zero their flows (a dozen stores per packet): whatever is read later
@@ -249,6 +287,10 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 	f->sport = 0;
 	f->dport = 0;
 	f->ports_ok = 0;
+	// l3_len is read only after PARSE_OK, but clang may carry it in a register through
+	// code shared by several parse sites; after a helper call on one of them the verifier
+	// then sees an uninitialised register spilled (R4 !read_ok). One store settles it.
+	f->l3_len = 0;
 
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = pos;
@@ -266,6 +308,13 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 			f->dst.addr[2] = 0xffff0000U; // ::ffff:a.b.c.d, little-endian load
 			f->dst.addr[3] = ip->daddr;
 		}
+		if (want_src) {
+			f->src.prefixlen = 128;
+			f->src.addr[0] = 0;
+			f->src.addr[1] = 0;
+			f->src.addr[2] = 0xffff0000U;
+			f->src.addr[3] = ip->saddr;
+		}
 		f->proto = ip->protocol;
 		fragment = (ip->frag_off & bpf_htons(0x3fff)) != 0;
 		f->l4 = pos + ihl;
@@ -281,6 +330,13 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 			f->dst.addr[1] = ip6->daddr[1];
 			f->dst.addr[2] = ip6->daddr[2];
 			f->dst.addr[3] = ip6->daddr[3];
+		}
+		if (want_src) {
+			f->src.prefixlen = 128;
+			f->src.addr[0] = ip6->saddr[0];
+			f->src.addr[1] = ip6->saddr[1];
+			f->src.addr[2] = ip6->saddr[2];
+			f->src.addr[3] = ip6->saddr[3];
 		}
 		f->proto = ip6->nexthdr;
 		f->l4 = ip6 + 1;
@@ -437,7 +493,7 @@ static __always_inline int parse_inner(void *inner, void *end, __u8 inner_is_ip,
 	} else if (parse_l2(l3, end, &proto) != PARSE_OK) {
 		return PARSE_BAD;
 	}
-	return parse_l3(*l3, end, proto, f, 0);
+	return parse_l3(*l3, end, proto, f, 0, 0);
 }
 
 #define TCP_FIN 0x01
@@ -533,6 +589,8 @@ static __always_inline int handle_vxlan(struct xdp_md *ctx, void *data, void *en
 	struct vxlanhdr *vx = pos;
 	if ((void *)(vx + 1) > end || !(vx->flags & 0x08))
 		return verdict(COUNTER_MALFORMED, XDP_DROP);
+	if (vni_rejected(vni24(vx->vni)))
+		return verdict(COUNTER_REJECTED_VNI, XDP_DROP);
 	struct flow f;
 	void *l3;
 	int rc = parse_inner(vx + 1, end, 0, &l3, &f);
@@ -565,6 +623,9 @@ static __always_inline int handle_geneve(struct xdp_md *ctx, void *data, void *e
 	    port_in(bpf_ntohs(f.dport), vxlan_ports, MAX_TUNNEL_PORTS)) {
 		struct vxlanhdr *vx = f.l4 + sizeof(struct udphdr);
 		if ((void *)(vx + 1) <= end && (vx->flags & 0x08)) {
+			// The mirror session's VNI is the VXLAN one; GWLB's GENEVE VNI is its own.
+			if (vni_rejected(vni24(vx->vni)))
+				return verdict(COUNTER_REJECTED_VNI, XDP_DROP);
 			struct flow nf;
 			void *nl3;
 			int nrc = parse_inner(vx + 1, end, 0, &nl3, &nf);
@@ -572,6 +633,8 @@ static __always_inline int handle_geneve(struct xdp_md *ctx, void *data, void *e
 				       COUNTER_GENEVE_VXLAN, nrc, nl3, &nf);
 		}
 	}
+	if (vni_rejected(vni))
+		return verdict(COUNTER_REJECTED_VNI, XDP_DROP);
 	return capture(ctx, data, end, inner, inner_is_ip, ENCAP_GENEVE, vni, COUNTER_GENEVE, rc, l3,
 		       &f);
 }
@@ -588,15 +651,21 @@ int xdp_capture(struct xdp_md *ctx)
 	if (parse_l2(&pos, end, &proto) != PARSE_OK)
 		return verdict(COUNTER_PASSED, XDP_PASS);
 	struct flow outer = {};
-	if (parse_l3(pos, end, proto, &outer, raw_mode) != PARSE_OK)
+	if (parse_l3(pos, end, proto, &outer, raw_mode, accept_sources_on) != PARSE_OK)
 		return verdict(COUNTER_PASSED, XDP_PASS);
 
 	if (outer.proto == IPPROTO_UDP && outer.ports_ok) {
 		__u16 dport = bpf_ntohs(outer.dport);
 		void *payload = outer.l4 + sizeof(struct udphdr);
-		if (port_in(dport, vxlan_ports, MAX_TUNNEL_PORTS))
+		int vxlan = port_in(dport, vxlan_ports, MAX_TUNNEL_PORTS);
+		int geneve = !vxlan && port_in(dport, geneve_ports, MAX_TUNNEL_PORTS);
+		// Tunnels are taken only from the mirror sources (forged tunnel packets would
+		// become forged traces); the rest are dropped and counted.
+		if ((vxlan || geneve) && accept_sources_on && !accepted_source(&outer.src))
+			return verdict(COUNTER_REJECTED_SOURCE, XDP_DROP);
+		if (vxlan)
 			return handle_vxlan(ctx, data, end, payload);
-		if (port_in(dport, geneve_ports, MAX_TUNNEL_PORTS))
+		if (geneve)
 			return handle_geneve(ctx, data, end, payload);
 	}
 

@@ -133,6 +133,17 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		_ = c.exp.Close(context.Background())
 		return err
 	}
+	if !c.offline {
+		acc := cfg.tunnelAccept()
+		srcs, vnis := "any", "any"
+		if len(acc.Sources) > 0 {
+			srcs = fmt.Sprint(acc.Sources)
+		}
+		if len(acc.VNIs) > 0 {
+			vnis = fmt.Sprint(acc.VNIs)
+		}
+		log.Info("tunnel packets accepted", "sources", srcs, "vnis", vnis)
+	}
 	c.health.SetReady("capture", true)
 	c.capture.up.Store(true)
 	logCtx, stopLog := context.WithCancel(ctx)
@@ -178,6 +189,7 @@ func (c *collector) dispatcherConfig() datapath.DispatcherConfig {
 	return datapath.DispatcherConfig{
 		Workers: workers,
 		Decoder: dc,
+		Accept:  cfg.tunnelAccept(),
 		Live:    !c.offline,
 		Reassembly: reassembly.Config{
 			BodyCap:         cfg.BodyCap,
@@ -206,7 +218,8 @@ func (c *collector) openSource(ctx context.Context) error {
 		if ring == 0 {
 			ring = datapath.DefaultRingBytes()
 		}
-		s, err := udpsrc.New(udpsrc.Config{VXLANPorts: cfg.VXLANPorts, GENEVEPorts: cfg.GENEVEPorts, RecvBuffer: ring, Logger: c.log})
+		s, err := udpsrc.New(udpsrc.Config{VXLANPorts: cfg.VXLANPorts, GENEVEPorts: cfg.GENEVEPorts, RecvBuffer: ring,
+			BindAddr: cfg.UDPBind, AcceptSources: cfg.tunnelAccept().Sources, Logger: c.log})
 		if err != nil {
 			return err
 		}
@@ -221,6 +234,8 @@ func (c *collector) openSource(ctx context.Context) error {
 			xc := xdp.DefaultConfig(cfg.Interface)
 			xc.VXLANPorts, xc.GENEVEPorts = toPorts(cfg.VXLANPorts), toPorts(cfg.GENEVEPorts)
 			xc.Raw, xc.Mode, xc.Logger, xc.RingBytes = cfg.Raw, mode, c.log, cfg.RingBytes
+			acc := cfg.tunnelAccept()
+			xc.AcceptSources, xc.AcceptVNIs = acc.Sources, acc.VNIs
 			s, err := xdp.Open(xc)
 			if err == nil {
 				if err := c.metrics.Register(s.Collector()); err != nil {

@@ -27,6 +27,9 @@ func (s *captureState) CaptureSnapshot() exporter.CaptureSnapshot {
 		if x, ok := c.src.(*xdp.Source); ok {
 			out.Mode = string(x.Mode())
 		}
+		if out.Method == "udp" {
+			out.Interface = c.cfg.UDPBind
+		}
 		if ss, ok := c.src.(datapath.StatsSource); ok {
 			st := ss.SourceStats()
 			for k, v := range st.Dropped {
@@ -41,6 +44,9 @@ func (s *captureState) CaptureSnapshot() exporter.CaptureSnapshot {
 	d := c.disp.Snapshot()
 	out.BackpressureWaits = d.BackpressureWaits
 	out.BackpressureSeconds = d.BackpressureTime.Seconds()
+	for k, v := range d.Rejected {
+		out.Rejected[k] += v
+	}
 	out.OneSidedFlows = d.Reassembly.OneSidedFlows
 	out.FlowsEnded = d.Reassembly.FlowsEnded
 	return out

@@ -21,18 +21,20 @@ type captureAddrKey struct {
 type captureCounter uint32
 
 const (
-	captureCounterCOUNTER_RECEIVED     captureCounter = 0
-	captureCounterCOUNTER_VXLAN        captureCounter = 1
-	captureCounterCOUNTER_GENEVE       captureCounter = 2
-	captureCounterCOUNTER_GENEVE_VXLAN captureCounter = 3
-	captureCounterCOUNTER_RAW          captureCounter = 4
-	captureCounterCOUNTER_PASSED       captureCounter = 5
-	captureCounterCOUNTER_NON_TCP      captureCounter = 6
-	captureCounterCOUNTER_FILTERED     captureCounter = 7
-	captureCounterCOUNTER_MALFORMED    captureCounter = 8
-	captureCounterCOUNTER_RINGBUF_FULL captureCounter = 9
-	captureCounterCOUNTER_TRUNCATED    captureCounter = 10
-	captureCounterCOUNTER_MAX          captureCounter = 11
+	captureCounterCOUNTER_RECEIVED        captureCounter = 0
+	captureCounterCOUNTER_VXLAN           captureCounter = 1
+	captureCounterCOUNTER_GENEVE          captureCounter = 2
+	captureCounterCOUNTER_GENEVE_VXLAN    captureCounter = 3
+	captureCounterCOUNTER_RAW             captureCounter = 4
+	captureCounterCOUNTER_PASSED          captureCounter = 5
+	captureCounterCOUNTER_NON_TCP         captureCounter = 6
+	captureCounterCOUNTER_FILTERED        captureCounter = 7
+	captureCounterCOUNTER_MALFORMED       captureCounter = 8
+	captureCounterCOUNTER_RINGBUF_FULL    captureCounter = 9
+	captureCounterCOUNTER_TRUNCATED       captureCounter = 10
+	captureCounterCOUNTER_REJECTED_SOURCE captureCounter = 11
+	captureCounterCOUNTER_REJECTED_VNI    captureCounter = 12
+	captureCounterCOUNTER_MAX             captureCounter = 13
 )
 
 type captureEncap uint32
@@ -73,6 +75,7 @@ type capturePrefixKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	captureMapAcceptSources   = "accept_sources"
 	captureMapCounters        = "counters"
 	captureMapLocalAddrs      = "local_addrs"
 	captureMapLocalFilter     = "local_filter"
@@ -80,6 +83,9 @@ const (
 	captureMapRings           = "rings"
 	captureProgXdpBaseline    = "xdp_baseline"
 	captureProgXdpCapture     = "xdp_capture"
+	captureVarAcceptSourcesOn = "accept_sources_on"
+	captureVarAcceptVnis      = "accept_vnis"
+	captureVarAcceptVnisLen   = "accept_vnis_len"
 	captureVarFilterPorts     = "filter_ports"
 	captureVarFilterPortsLen  = "filter_ports_len"
 	captureVarGenevePorts     = "geneve_ports"
@@ -141,6 +147,7 @@ type captureProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureMapSpecs struct {
+	AcceptSources *ebpf.MapSpec `ebpf:"accept_sources"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	LocalAddrs    *ebpf.MapSpec `ebpf:"local_addrs"`
 	LocalFilter   *ebpf.MapSpec `ebpf:"local_filter"`
@@ -152,6 +159,9 @@ type captureMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureVariableSpecs struct {
+	AcceptSourcesOn *ebpf.VariableSpec `ebpf:"accept_sources_on"`
+	AcceptVnis      *ebpf.VariableSpec `ebpf:"accept_vnis"`
+	AcceptVnisLen   *ebpf.VariableSpec `ebpf:"accept_vnis_len"`
 	FilterPorts     *ebpf.VariableSpec `ebpf:"filter_ports"`
 	FilterPortsLen  *ebpf.VariableSpec `ebpf:"filter_ports_len"`
 	GenevePorts     *ebpf.VariableSpec `ebpf:"geneve_ports"`
@@ -183,6 +193,7 @@ func (o *captureObjects) Close() error {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureMaps struct {
+	AcceptSources *ebpf.Map `ebpf:"accept_sources"`
 	Counters      *ebpf.Map `ebpf:"counters"`
 	LocalAddrs    *ebpf.Map `ebpf:"local_addrs"`
 	LocalFilter   *ebpf.Map `ebpf:"local_filter"`
@@ -192,6 +203,7 @@ type captureMaps struct {
 
 func (m *captureMaps) Close() error {
 	return _CaptureClose(
+		m.AcceptSources,
 		m.Counters,
 		m.LocalAddrs,
 		m.LocalFilter,
@@ -204,6 +216,9 @@ func (m *captureMaps) Close() error {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureVariables struct {
+	AcceptSourcesOn *ebpf.Variable `ebpf:"accept_sources_on"`
+	AcceptVnis      *ebpf.Variable `ebpf:"accept_vnis"`
+	AcceptVnisLen   *ebpf.Variable `ebpf:"accept_vnis_len"`
 	FilterPorts     *ebpf.Variable `ebpf:"filter_ports"`
 	FilterPortsLen  *ebpf.Variable `ebpf:"filter_ports_len"`
 	GenevePorts     *ebpf.Variable `ebpf:"geneve_ports"`

@@ -26,6 +26,10 @@ const (
 const (
 	maxTunnelPorts = 4
 	maxFilterPorts = 16
+	// maxAcceptSources is the size of the accept_sources trie.
+	maxAcceptSources = 1024
+	// maxAcceptVNIs is the length of the accept_vnis list.
+	maxAcceptVNIs = 16
 	// MaxCapture is the longest inner frame copied into a ring; longer frames are truncated
 	// and counted (reason "truncated").
 	MaxCapture = 9216
@@ -43,6 +47,12 @@ type Config struct {
 	// LocalAddrs are the appliance's own addresses, never captured in raw mode; default:
 	// every address configured on the host (a superset of the interface's).
 	LocalAddrs []netip.Addr
+	// AcceptSources, when set, are the only outer source addresses tunnel packets are
+	// taken from; others are dropped and counted (rejected_source). Up to 1024 prefixes.
+	AcceptSources []netip.Prefix
+	// AcceptVNIs, when set, are the only VNIs taken (for VXLAN inside GENEVE, the VXLAN
+	// one); others are dropped and counted (rejected_vni). Up to 16.
+	AcceptVNIs []uint32
 	TCPOnly    bool     // drop (and count) inner frames that are not TCP
 	Ports      []uint16 // if set, keep only inner TCP/UDP frames with one of these ports
 	// RingBytes is each CPU's ring size, rounded up to a power of two; 0 picks
@@ -91,6 +101,22 @@ func (c Config) withDefaults() (Config, error) {
 			if p == 0 {
 				errs = append(errs, errors.New("port 0 is not a valid port"))
 			}
+		}
+	}
+	if len(c.AcceptSources) > maxAcceptSources {
+		errs = append(errs, fmt.Errorf("at most %d accepted source prefixes, got %d", maxAcceptSources, len(c.AcceptSources)))
+	}
+	for _, p := range c.AcceptSources {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("invalid accepted source prefix %v", p))
+		}
+	}
+	if len(c.AcceptVNIs) > maxAcceptVNIs {
+		errs = append(errs, fmt.Errorf("at most %d accepted VNIs, got %d", maxAcceptVNIs, len(c.AcceptVNIs)))
+	}
+	for _, v := range c.AcceptVNIs {
+		if v >= 1<<24 {
+			errs = append(errs, fmt.Errorf("vni %d does not fit 24 bits", v))
 		}
 	}
 	if c.RingBytes < 4096 || c.RingBytes > 1<<30 {

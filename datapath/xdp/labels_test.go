@@ -25,7 +25,7 @@ func TestCounterLabelsFollowTheEnum(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"received", "vxlan", "geneve", "geneve_vxlan", "raw", "passed", "non_tcp",
-		"filtered", "malformed", "ringbuf_full", "truncated"}
+		"filtered", "malformed", "ringbuf_full", "truncated", "rejected_source", "rejected_vni"}
 	if !slices.Equal(labels, want) {
 		t.Errorf("labels = %v, want %v", labels, want)
 	}
@@ -104,6 +104,8 @@ metlo_appliance_xdp_packets_total{reason="non_tcp"} 0
 metlo_appliance_xdp_packets_total{reason="passed"} 1
 metlo_appliance_xdp_packets_total{reason="raw"} 0
 metlo_appliance_xdp_packets_total{reason="received"} 4
+metlo_appliance_xdp_packets_total{reason="rejected_source"} 0
+metlo_appliance_xdp_packets_total{reason="rejected_vni"} 0
 metlo_appliance_xdp_packets_total{reason="ringbuf_full"} 0
 metlo_appliance_xdp_packets_total{reason="truncated"} 0
 metlo_appliance_xdp_packets_total{reason="vxlan"} 3

@@ -26,6 +26,7 @@ type Objects struct {
 	LocalAddrs    *ebpf.Map     // the appliance's own addresses (v4-mapped keys)
 	localPrefixes *ebpf.Map     // local routes wider than one address (LPM trie)
 	localBits     *ebpf.Map     // local_filter: the bit of every local address, prefix count
+	acceptSources *ebpf.Map     // outer source prefixes tunnels are taken from
 	Rings         []*ebpf.Map   // one ring buffer per possible CPU
 	rings         *ebpf.Map     // the array of ring buffers the program indexes
 	labels        []string      // metric label of each counter, from the C enum
@@ -92,6 +93,7 @@ func load(cfg Config, withBaseline bool) (*Objects, error) {
 		LocalAddrs:    coll.DetachMap(captureMapLocalAddrs),
 		localPrefixes: coll.DetachMap(captureMapLocalPrefixes),
 		localBits:     coll.DetachMap(captureMapLocalFilter),
+		acceptSources: coll.DetachMap(captureMapAcceptSources),
 		rings:         coll.DetachMap(captureMapRings),
 		labels:        labels,
 	}
@@ -113,6 +115,11 @@ func (o *Objects) fill(cfg Config, ncpu int, ringSpec *ebpf.MapSpec) error {
 	set.Addrs = slices.Compact(set.Addrs)
 	if err := o.SetLocal(set); err != nil {
 		return err
+	}
+	for _, p := range cfg.AcceptSources {
+		if err := o.acceptSources.Put(prefixKey(p), uint8(1)); err != nil {
+			return fmt.Errorf("store accepted source %s: %w", p, err)
+		}
 	}
 	for cpu := range ncpu {
 		rs := ringSpec.Copy()
@@ -223,7 +230,7 @@ func (o *Objects) Close() error {
 			errs = append(errs, p.Close())
 		}
 	}
-	for _, m := range append([]*ebpf.Map{o.Counters, o.LocalAddrs, o.localPrefixes, o.localBits, o.rings}, o.Rings...) {
+	for _, m := range append([]*ebpf.Map{o.Counters, o.LocalAddrs, o.localPrefixes, o.localBits, o.acceptSources, o.rings}, o.Rings...) {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -243,13 +250,18 @@ func setConstants(spec *ebpf.CollectionSpec, cfg Config) error {
 	copy(vxlan[:], cfg.VXLANPorts)
 	copy(geneve[:], cfg.GENEVEPorts)
 	copy(filter[:], cfg.Ports)
+	var vnis [maxAcceptVNIs]uint32
+	copy(vnis[:], cfg.AcceptVNIs)
 	values := map[string]any{
-		captureVarVxlanPorts:     vxlan,
-		captureVarGenevePorts:    geneve,
-		captureVarRawMode:        boolByte(cfg.Raw),
-		captureVarTcpOnly:        boolByte(cfg.TCPOnly),
-		captureVarFilterPorts:    filter,
-		captureVarFilterPortsLen: uint32(len(cfg.Ports)),
+		captureVarVxlanPorts:      vxlan,
+		captureVarGenevePorts:     geneve,
+		captureVarRawMode:         boolByte(cfg.Raw),
+		captureVarTcpOnly:         boolByte(cfg.TCPOnly),
+		captureVarFilterPorts:     filter,
+		captureVarFilterPortsLen:  uint32(len(cfg.Ports)),
+		captureVarAcceptSourcesOn: boolByte(len(cfg.AcceptSources) > 0),
+		captureVarAcceptVnis:      vnis,
+		captureVarAcceptVnisLen:   uint32(len(cfg.AcceptVNIs)),
 	}
 	for name, v := range values {
 		vs, ok := spec.Variables[name]

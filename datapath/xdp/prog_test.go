@@ -149,6 +149,11 @@ func TestProgram(t *testing.T) {
 	noRaw := Config{Raw: false, LocalAddrs: local}
 	tcpOnly := Config{Raw: true, LocalAddrs: local, TCPOnly: true}
 	port80 := Config{Raw: true, LocalAddrs: local, Ports: []uint16{80}}
+	// Tunnels only from the mirror sources' networks (mirrorV4 is 10.0.0.1, mirrorV6 fd00::1)
+	// and with the sessions' VNIs.
+	accept := Config{Raw: true, LocalAddrs: local, AcceptSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/64")},
+		AcceptVNIs: []uint32{4242, 77}}
+	stranger4, stranger6 := netip.MustParseAddr("192.0.2.66"), netip.MustParseAddr("2001:db8::66")
 
 	get := "GET /api/users/7 HTTP/1.1\r\nHost: api\r\n\r\n"
 	inner4 := tcpFrame(t, clientV4, serverV4, 51234, 80, get)
@@ -276,6 +281,55 @@ func TestProgram(t *testing.T) {
 			deltas: map[string]uint64{"received": 1, "filtered": 1},
 		},
 		{
+			name: "accepted source and vni", cfg: accept, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 4242, inner4),
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 4242},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "accepted ipv6 source", cfg: accept, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV6, applianceV6, 4242, inner6),
+			record: &want{data: inner6, encap: datapath.EncapVXLAN, vni: 4242},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "vxlan from a stranger", cfg: accept, action: actDrop,
+			frame:  vxlanFrame(t, stranger4, applianceV4, 4242, inner4),
+			deltas: map[string]uint64{"received": 1, "rejected_source": 1},
+		},
+		{
+			name: "geneve from an ipv6 stranger", cfg: accept, action: actDrop,
+			frame:  udpFrame(t, stranger6, applianceV6, 50000, 6081, genevePayload(4242, 0x6558, 0, inner4)),
+			deltas: map[string]uint64{"received": 1, "rejected_source": 1},
+		},
+		{
+			name: "vxlan with another vni", cfg: accept, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 4243, inner4),
+			deltas: map[string]uint64{"received": 1, "rejected_vni": 1},
+		},
+		{
+			name: "geneve with another vni", cfg: accept, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(5, 0x6558, 32, inner4)),
+			deltas: map[string]uint64{"received": 1, "rejected_vni": 1},
+		},
+		{
+			name: "vxlan in geneve: the vxlan vni decides", cfg: accept, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(5, 0x0800, 32, vxInGeneve)),
+			record: &want{data: inner4, encap: datapath.EncapGENEVEVXLAN, vni: 77},
+			deltas: map[string]uint64{"received": 1, "geneve_vxlan": 1},
+		},
+		{
+			name: "raw tcp is no tunnel: no source or vni filter", cfg: accept, action: actDrop,
+			frame:  tcpFrame(t, stranger4, serverV4, 51234, 80, get),
+			record: &want{data: tcpFrame(t, stranger4, serverV4, 51234, 80, get), encap: datapath.EncapRaw},
+			deltas: map[string]uint64{"received": 1, "raw": 1},
+		},
+		{
+			name: "udp from a stranger to another port is no tunnel", cfg: accept, action: actPass,
+			frame:  udpFrame(t, stranger4, applianceV4, 40000, 53, []byte("dns")),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
 			name: "geneve ethernet with options", cfg: raw, action: actDrop,
 			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(0x123456, 0x6558, 32, inner4)),
 			record: &want{data: inner4, encap: datapath.EncapGENEVE, vni: 0x123456},
@@ -371,7 +425,9 @@ func TestProgram(t *testing.T) {
 	}
 }
 
-func cfgKey(c Config) string { return fmt.Sprintf("raw=%v tcp=%v ports=%v", c.Raw, c.TCPOnly, c.Ports) }
+func cfgKey(c Config) string {
+	return fmt.Sprintf("raw=%v tcp=%v ports=%v src=%v vni=%v", c.Raw, c.TCPOnly, c.Ports, c.AcceptSources, c.AcceptVNIs)
+}
 
 func checkDeltas(t *testing.T, got, want map[string]uint64) {
 	t.Helper()

@@ -145,9 +145,11 @@ func (s *Source) Interface() string { return s.iface }
 // SourceStats reports what the program could not put into a full ring and records the
 // readers could not decode.
 func (s *Source) SourceStats() datapath.SourceStats {
-	st := datapath.SourceStats{Dropped: map[string]uint64{datapath.DropBadRecord: s.badRecords.Load()}}
+	st := datapath.SourceStats{Dropped: map[string]uint64{datapath.DropBadRecord: s.badRecords.Load()}, Rejected: map[string]uint64{}}
 	if c, err := s.objs.CounterValues(); err == nil {
 		st.Dropped[datapath.DropRingBufferFull] = c["ringbuf_full"]
+		st.Rejected[datapath.RejectSource] = c["rejected_source"]
+		st.Rejected[datapath.RejectVNI] = c["rejected_vni"]
 	}
 	return st
 }

@@ -78,6 +78,9 @@ type Lab struct {
 	CollectorIf string
 	// CollectorIP is the collector's address: the VXLAN remote in VXLAN mode.
 	CollectorIP netip.Addr
+	// MirrorIP is where the mirror comes from: the outer source of the VXLAN packets, on
+	// the server namespace's link to the collector.
+	MirrorIP netip.Addr
 	// Server is the lab HTTP server's address (in the server namespace).
 	Server netip.AddrPort
 	// Client is the lab client's address.
@@ -106,7 +109,7 @@ func New(t testing.TB, opt Options) *Lab {
 	p := ns.Prefix()
 	l := &Lab{
 		Mode: opt.Mode, VNI: opt.VNI,
-		CollectorNetns: ns.NS("col"), CollectorIf: p + "k", CollectorIP: collectorIP,
+		CollectorNetns: ns.NS("col"), CollectorIf: p + "k", CollectorIP: collectorIP, MirrorIP: tapIP,
 		Server: netip.AddrPortFrom(serverIP, serverPort), Client: clientIP,
 		t: t, opt: opt, bin: t.TempDir(),
 		nsCli: ns.NS("cli"), nsSrv: ns.NS("srv"), cliIf: p + "c", srvIf: p + "s", tapIf: p + "t",
@@ -229,6 +232,19 @@ func (l *Lab) collectorMAC() (string, error) {
 // starts run elsewhere and stay in the test's own namespace.
 func (l *Lab) InCollector(fn func() error) error {
 	return netnstest.Do(l.CollectorNetns, fn)
+}
+
+// InServer runs fn on a thread switched into the server's namespace, which also holds the
+// mirror's link to the collector (MirrorIP): sockets fn opens there reach the collector
+// directly, as another host in the mirror's subnet would.
+func (l *Lab) InServer(fn func() error) error {
+	return netnstest.Do(l.nsSrv, fn)
+}
+
+// AddMirrorSideAddr gives the server namespace's link to the collector one more address,
+// a stranger in the mirror's subnet.
+func (l *Lab) AddMirrorSideAddr(prefix netip.Prefix) error {
+	return run("ip", "-n", l.nsSrv, "addr", "add", prefix.String(), "dev", l.tapIf)
 }
 
 // CollectorCommand returns a command that runs inside the collector's namespace.

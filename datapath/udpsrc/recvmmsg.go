@@ -45,7 +45,19 @@ type reader struct {
 	// readFn is r.readBatch bound once, so RawConn.Read does not allocate a closure per call.
 	readFn func(fd uintptr) bool
 	err    error // set by readBatch for run
+
+	lastData time.Time // when the last datagram arrived
+	lingered bool      // readBatch found the queue empty while lingering: sleep, then look again
 }
+
+// Reader pacing, as for the XDP rings: while datagrams keep coming, a reader that empties
+// its queue sleeps linger and drains what came meanwhile instead of waiting to be woken
+// for nearly every datagram (15 us of CPU per datagram at 50 000/s, mostly wake-ups);
+// after idleAfter without datagrams it waits to be woken, costing nothing while idle.
+const (
+	linger    = time.Millisecond
+	idleAfter = 20 * time.Millisecond
+)
 
 func newReader(so *socket, batch, maxDgm int, accept []netip.Prefix) (*reader, error) {
 	rc, err := so.conn.SyscallConn()
@@ -84,6 +96,10 @@ func (r *reader) run(newHandler func() datapath.FrameHandler) error {
 	r.handler = newHandler()
 	defer r.handler.Flush()
 	for {
+		if r.lingered {
+			time.Sleep(linger)
+			r.lingered = false
+		}
 		r.err = nil
 		err := r.rc.Read(r.readFn)
 		if err == nil {
@@ -112,6 +128,10 @@ func (r *reader) readBatch(fd uintptr) bool {
 			if r.pending {
 				r.handler.Flush()
 				r.pending = false
+			}
+			if time.Since(r.lastData) < idleAfter {
+				r.lingered = true
+				return true // back to run, which sleeps and reads again
 			}
 			return false
 		case unix.EINTR:
@@ -161,6 +181,7 @@ func (r *reader) deliver(n int) {
 	if rejected > 0 {
 		r.so.stats.rejected.Add(rejected)
 	}
+	r.lastData = time.Unix(0, now)
 	r.so.stats.packets.Add(handed)
 	r.so.stats.bytes.Add(bytes)
 	if truncated > 0 {

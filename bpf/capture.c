@@ -9,7 +9,8 @@
 //
 // Every packet bumps COUNTER_RECEIVED and exactly one outcome counter, so the per-CPU
 // counters always add up: received = vxlan + geneve + geneve_vxlan + raw + passed + non_tcp
-// + filtered + malformed + ringbuf_full + rejected_source + rejected_vni. COUNTER_TRUNCATED
+// + filtered + malformed + ringbuf_full + rejected_source + rejected_vni + whole.
+// COUNTER_TRUNCATED
 // additionally marks captured frames shorter than they were on the wire.
 
 #include "headers/bpf_base.h"
@@ -32,6 +33,7 @@ enum counter {
 	COUNTER_TRUNCATED,
 	COUNTER_REJECTED_SOURCE, // a tunnel packet from an outer source outside accept_sources
 	COUNTER_REJECTED_VNI,	 // a tunnel packet whose VNI is not in accept_vnis
+	COUNTER_WHOLE,		 // a frame in an encapsulation the Go decoder opens: handed on whole
 	COUNTER_MAX,
 };
 
@@ -45,6 +47,7 @@ enum encap {
 
 #define FRAME_FLAG_INNER_IP 0x01	 // data starts at an IP header (GENEVE 0x0800/0x86DD)
 #define FRAME_FLAG_COARSE_TIME 0x02 // timestamp from the coarse clock (see may_start_message)
+#define FRAME_FLAG_WHOLE 0x04	    // the whole received frame, tunnel and all: Go decodes it from the start
 
 // Header in front of every ring-buffer record. The inner frame starts data_off bytes from
 // the start of the record (not always right after the header: up to 7 bytes of alignment
@@ -639,6 +642,25 @@ static __always_inline int handle_geneve(struct xdp_md *ctx, void *data, void *e
 		       &f);
 }
 
+// capture_whole hands the received frame on whole, for encapsulations the Go decoder opens
+// and this program does not (GRE with ERSPAN or Ethernet inside, MPLS): better decoded in
+// Go than passed to a kernel that would drop them.
+static __always_inline int capture_whole(struct xdp_md *ctx)
+{
+	__u32 total = bpf_xdp_get_buff_len(ctx);
+	struct frame_meta m = {};
+	m.wire_len = total;
+	m.cap_len = total > MAX_CAPTURE ? MAX_CAPTURE : total;
+	m.encap = ENCAP_RAW;
+	m.flags = FRAME_FLAG_WHOLE;
+	m.timestamp = bpf_ktime_get_ns();
+	if (emit(ctx, &m, 0) < 0)
+		return verdict(COUNTER_RINGBUF_FULL, XDP_DROP);
+	if (m.wire_len > m.cap_len)
+		count(COUNTER_TRUNCATED);
+	return verdict(COUNTER_WHOLE, XDP_DROP);
+}
+
 SEC("xdp.frags")
 int xdp_capture(struct xdp_md *ctx)
 {
@@ -650,9 +672,28 @@ int xdp_capture(struct xdp_md *ctx)
 	count(COUNTER_RECEIVED);
 	if (parse_l2(&pos, end, &proto) != PARSE_OK)
 		return verdict(COUNTER_PASSED, XDP_PASS);
+	// MPLS-labelled frames in raw mode: mirrored traffic of an MPLS network (the host runs
+	// none); the Go decoder pops the labels.
+	if (raw_mode && proto == bpf_htons(ETH_P_MPLS_UC))
+		return capture_whole(ctx);
 	struct flow outer = {};
 	if (parse_l3(pos, end, proto, &outer, raw_mode, accept_sources_on) != PARSE_OK)
 		return verdict(COUNTER_PASSED, XDP_PASS);
+
+	if (outer.proto == IPPROTO_GRE) {
+		struct grehdr *gre = outer.l4;
+		if ((void *)(gre + 1) <= end) {
+			__u16 gp = gre->proto;
+			// ERSPAN and Ethernet over GRE are mirror encapsulations, wherever they go.
+			// IP over GRE is left to the kernel: it is how a host's own tunnels look.
+			if (gp == bpf_htons(ETH_P_ERSPAN) || gp == bpf_htons(ETH_P_ERSPAN3) ||
+			    gp == bpf_htons(ETH_P_TEB)) {
+				if (accept_sources_on && !accepted_source(&outer.src))
+					return verdict(COUNTER_REJECTED_SOURCE, XDP_DROP);
+				return capture_whole(ctx);
+			}
+		}
+	}
 
 	if (outer.proto == IPPROTO_UDP && outer.ports_ok) {
 		__u16 dport = bpf_ntohs(outer.dport);

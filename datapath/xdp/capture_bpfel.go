@@ -34,7 +34,8 @@ const (
 	captureCounterCOUNTER_TRUNCATED       captureCounter = 10
 	captureCounterCOUNTER_REJECTED_SOURCE captureCounter = 11
 	captureCounterCOUNTER_REJECTED_VNI    captureCounter = 12
-	captureCounterCOUNTER_MAX             captureCounter = 13
+	captureCounterCOUNTER_WHOLE           captureCounter = 13
+	captureCounterCOUNTER_MAX             captureCounter = 14
 )
 
 type captureEncap uint32

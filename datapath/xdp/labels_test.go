@@ -25,7 +25,7 @@ func TestCounterLabelsFollowTheEnum(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"received", "vxlan", "geneve", "geneve_vxlan", "raw", "passed", "non_tcp",
-		"filtered", "malformed", "ringbuf_full", "truncated", "rejected_source", "rejected_vni"}
+		"filtered", "malformed", "ringbuf_full", "truncated", "rejected_source", "rejected_vni", "whole"}
 	if !slices.Equal(labels, want) {
 		t.Errorf("labels = %v, want %v", labels, want)
 	}
@@ -109,6 +109,7 @@ metlo_appliance_xdp_packets_total{reason="rejected_vni"} 0
 metlo_appliance_xdp_packets_total{reason="ringbuf_full"} 0
 metlo_appliance_xdp_packets_total{reason="truncated"} 0
 metlo_appliance_xdp_packets_total{reason="vxlan"} 3
+metlo_appliance_xdp_packets_total{reason="whole"} 0
 `
 	if err := testutil.CollectAndCompare(NewCollector(h.objs), strings.NewReader(want)); err != nil {
 		t.Error(err)

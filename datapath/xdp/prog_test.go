@@ -125,7 +125,8 @@ type want struct {
 	encap   datapath.Encap
 	vni     uint32
 	innerIP bool
-	wire    int // 0: len(data)
+	whole   bool // the whole frame, for the Go decoder to open (not Decapsulated)
+	wire    int  // 0: len(data)
 }
 
 const (
@@ -330,6 +331,45 @@ func TestProgram(t *testing.T) {
 			deltas: map[string]uint64{"received": 1, "passed": 1},
 		},
 		{
+			name: "erspan II over gre: whole, for the go decoder", cfg: raw, action: actDrop,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x88be, erspan2(inner4)),
+			record: &want{data: greFrame(t, mirrorV4, applianceV4, 0x88be, erspan2(inner4)), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "erspan III over gre, raw mode off: whole", cfg: noRaw, action: actDrop,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x22eb, append(make([]byte, 12), inner4...)),
+			record: &want{data: greFrame(t, mirrorV4, applianceV4, 0x22eb, append(make([]byte, 12), inner4...)), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "ethernet over gre: whole", cfg: raw, action: actDrop,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x6558, inner4),
+			record: &want{data: greFrame(t, mirrorV4, applianceV4, 0x6558, inner4), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "ip over gre is the host's own tunnel: passed", cfg: raw, action: actPass,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x0800, ip4),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "erspan from a stranger", cfg: accept, action: actDrop,
+			frame:  greFrame(t, stranger4, applianceV4, 0x88be, erspan2(inner4)),
+			deltas: map[string]uint64{"received": 1, "rejected_source": 1},
+		},
+		{
+			name: "mpls in raw mode: whole", cfg: raw, action: actDrop,
+			frame:  mplsFrame(ip4),
+			record: &want{data: mplsFrame(ip4), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "mpls with raw mode off: passed", cfg: noRaw, action: actPass,
+			frame:  mplsFrame(ip4),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
 			name: "geneve ethernet with options", cfg: raw, action: actDrop,
 			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(0x123456, 0x6558, 32, inner4)),
 			record: &want{data: inner4, encap: datapath.EncapGENEVE, vni: 0x123456},
@@ -465,9 +505,9 @@ func checkRecords(t *testing.T, recs [][]byte, w *want) {
 	if !bytes.Equal(f.Data, w.data) {
 		t.Errorf("data differs: got %d bytes % x…, want %d bytes % x…", len(f.Data), head(f.Data), len(w.data), head(w.data))
 	}
-	if f.Encap != w.encap || f.Tunnel != w.vni || f.InnerIsIP != w.innerIP || f.WireLen != wire || !f.Decapsulated {
-		t.Errorf("frame = {encap %v vni %d innerIP %v wire %d decap %v}, want {encap %v vni %d innerIP %v wire %d decap true}",
-			f.Encap, f.Tunnel, f.InnerIsIP, f.WireLen, f.Decapsulated, w.encap, w.vni, w.innerIP, wire)
+	if f.Encap != w.encap || f.Tunnel != w.vni || f.InnerIsIP != w.innerIP || f.WireLen != wire || f.Decapsulated == w.whole {
+		t.Errorf("frame = {encap %v vni %d innerIP %v wire %d decap %v}, want {encap %v vni %d innerIP %v wire %d decap %v}",
+			f.Encap, f.Tunnel, f.InnerIsIP, f.WireLen, f.Decapsulated, w.encap, w.vni, w.innerIP, wire, !w.whole)
 	}
 	if f.Timestamp <= 0 {
 		t.Errorf("timestamp = %d, want the monotonic clock", f.Timestamp)

@@ -12,6 +12,7 @@ const metaSize = 32
 const (
 	flagInnerIP    = 0x01 // FRAME_FLAG_INNER_IP
 	flagCoarseTime = 0x02 // FRAME_FLAG_COARSE_TIME: timestamp within a tick, not exact
+	flagWhole      = 0x04 // FRAME_FLAG_WHOLE: the whole received frame, tunnel included
 )
 
 // decodeRecord fills f from one ring record (frame_meta, alignment gap, inner frame); f.Data
@@ -29,7 +30,7 @@ func decodeRecord(raw []byte, clockOffset int64, f *datapath.Frame) bool {
 		Data:         raw[off : off+capLen : off+capLen],
 		WireLen:      int(binary.LittleEndian.Uint32(raw[8:])),
 		Timestamp:    int64(binary.LittleEndian.Uint64(raw[0:])) + clockOffset,
-		Decapsulated: true,
+		Decapsulated: raw[21]&flagWhole == 0, // a whole frame is decoded from its outer Ethernet
 		InnerIsIP:    raw[21]&flagInnerIP != 0,
 		Encap:        datapath.Encap(raw[20]),
 		Tunnel:       binary.LittleEndian.Uint32(raw[12:]),

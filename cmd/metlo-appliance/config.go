@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"reflect"
@@ -19,7 +20,11 @@ import (
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/exporter"
+	"github.com/metlo-labs/metlo-appliance/exporter/spool"
 )
+
+// discardLogger keeps validation quiet: building a sink to check its spec logs nothing.
+var discardLogger = slog.New(slog.DiscardHandler)
 
 // Config is the appliance's whole configuration. Keys (yaml, env METLO_<KEY>, flag --<key>)
 // are the mapstructure tags; defaults come from defaultConfig.
@@ -48,19 +53,28 @@ type Config struct {
 	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // emit a request without response after this long
 
 	// Export
-	Environment      string        `mapstructure:"environment"`        // meta.environment of every trace
-	MetloHost        string        `mapstructure:"metlo-host"`         // Metlo collector URL; adds a metlo: sink when no sink is given (env METLO_HOST)
-	MetloKey         string        `mapstructure:"metlo-key"`          // Metlo API key (env METLO_KEY)
-	CredentialsFile  string        `mapstructure:"credentials-file"`   // Metlo's KEY=VALUE credentials file (METLO_HOST, METLO_KEY)
-	QueueTraces      int           `mapstructure:"queue-traces"`       // intake queue between capture and encoding, in traces
-	QueueBytes       int64         `mapstructure:"queue-bytes"`        // intake queue, in bytes
-	MetloQueueTraces int           `mapstructure:"metlo-queue-traces"` // traces waiting for the Metlo backend
-	MetloQueueBytes  int64         `mapstructure:"metlo-queue-bytes"`  // bytes waiting for the Metlo backend
-	BatchSize        int           `mapstructure:"batch-size"`         // traces per POST to the Metlo backend (a batch also closes after 1s)
-	RateLimit        float64       `mapstructure:"rate-limit"`         // traces/s sent to the Metlo backend; 0 = unlimited
-	FlushTimeout     time.Duration `mapstructure:"flush-timeout"`      // how long shutdown waits for queued traces to be delivered
-	RedactHeaders    []string      `mapstructure:"redact-headers"`     // header names whose values are replaced by [REDACTED]
-	RedactFields     []string      `mapstructure:"redact-fields"`      // query parameter / JSON body field names whose values are replaced
+	Environment      string        `mapstructure:"environment"`           // meta.environment of every trace
+	MetloHost        string        `mapstructure:"metlo-host"`            // Metlo collector URL; adds a metlo: sink when no sink is given (env METLO_HOST)
+	MetloKey         string        `mapstructure:"metlo-key"`             // Metlo API key (env METLO_KEY)
+	CredentialsFile  string        `mapstructure:"credentials-file"`      // Metlo's KEY=VALUE credentials file (METLO_HOST, METLO_KEY)
+	QueueTraces      int           `mapstructure:"queue-traces"`          // intake queue between capture and encoding, in traces
+	QueueBytes       int64         `mapstructure:"queue-bytes"`           // intake queue, in bytes
+	MetloQueueTraces int           `mapstructure:"metlo-queue-traces"`    // traces waiting for the Metlo backend
+	MetloQueueBytes  int64         `mapstructure:"metlo-queue-bytes"`     // bytes waiting for the Metlo backend
+	BatchSize        int           `mapstructure:"batch-size"`            // traces per POST to the Metlo backend (a batch also closes after 1s)
+	RateLimit        float64       `mapstructure:"rate-limit"`            // traces/s sent to the Metlo backend; 0 = unlimited
+	RateBurst        int           `mapstructure:"rate-burst"`            // traces that may go at once above rate-limit
+	MaxInFlight      int           `mapstructure:"max-inflight"`          // POSTs to the Metlo backend outstanding at once
+	MaxLag           time.Duration `mapstructure:"max-lag"`               // shed repeats when the backlog would take longer than this to send; 0 = never
+	RequestTimeout   time.Duration `mapstructure:"request-timeout"`       // bound on one request to the Metlo backend
+	SpoolDir         string        `mapstructure:"spool-dir"`             // durable spool of traces for the Metlo backend; "" = memory only
+	SpoolMaxBytes    int64         `mapstructure:"spool-max-bytes"`       // spool size on disk; 0 = a quarter of its file system
+	SpoolFull        string        `mapstructure:"spool-full"`            // drop-oldest|drop-newest when the spool is full
+	FlushTimeout     time.Duration `mapstructure:"flush-timeout"`         // how long shutdown waits for queued traces to be delivered
+	OfflineTimeout   time.Duration `mapstructure:"offline-flush-timeout"` // how long an offline run keeps delivering after its input ends
+	Redact           bool          `mapstructure:"redact"`                // mask credentials (headers, sensitive fields); false sends them verbatim
+	RedactHeaders    []string      `mapstructure:"redact-headers"`        // header names masked besides the built-in credential headers
+	RedactFields     []string      `mapstructure:"redact-fields"`         // field names masked besides the built-in sensitive names
 
 	// Operations
 	MetricsAddr     string        `mapstructure:"metrics-addr"`     // Prometheus /metrics, /healthz, /readyz; "" disables
@@ -87,7 +101,16 @@ func defaultConfig() Config {
 		MetloQueueTraces: 100_000,
 		MetloQueueBytes:  256 << 20,
 		BatchSize:        500,
+		RateLimit:        60,
+		RateBurst:        500,
+		MaxInFlight:      2,
+		MaxLag:           5 * time.Minute,
+		RequestTimeout:   10 * time.Second,
+		SpoolDir:         "/var/lib/metlo-appliance/spool",
+		SpoolFull:        "drop-oldest",
 		FlushTimeout:     30 * time.Second,
+		OfflineTimeout:   10 * time.Minute,
+		Redact:           true,
 		MetricsAddr:      ":9731",
 		SummaryInterval:  time.Minute,
 		LogLevel:         "info",
@@ -169,8 +192,14 @@ var keyHelp = map[string]string{
 	"credentials-file": "Metlo credentials file with METLO_HOST/METLO_KEY lines", "queue-traces": "intake queue size in traces",
 	"queue-bytes": "intake queue size in bytes", "metlo-queue-traces": "Metlo sink queue size in traces",
 	"metlo-queue-bytes": "Metlo sink queue size in bytes", "batch-size": "traces per POST to the Metlo backend",
-	"rate-limit": "max traces/s sent to the Metlo backend (0 = unlimited)", "flush-timeout": "how long shutdown waits to deliver queued traces",
-	"redact-headers": "header names whose values are replaced by [REDACTED]", "redact-fields": "query parameter and JSON body field names whose values are replaced",
+	"rate-limit": "max traces/s sent to the Metlo backend (0 = unlimited); see docs/configuration.md for sizing", "flush-timeout": "how long shutdown waits to deliver queued traces",
+	"rate-burst": "traces that may go at once above rate-limit", "max-inflight": "POSTs to the Metlo backend outstanding at once",
+	"max-lag":         "shed repeated endpoints when the backlog would take longer than this to send (0 = never)",
+	"request-timeout": "bound on one request to the Metlo backend", "spool-dir": "durable spool for the Metlo backend (\"\" = memory only)",
+	"spool-max-bytes": "spool size on disk (0 = a quarter of its file system)", "spool-full": "drop-oldest|drop-newest when the spool is full",
+	"offline-flush-timeout": "how long --pcap/--sample runs keep delivering after the input ends",
+	"redact":                "mask credentials in traces (false sends them verbatim)",
+	"redact-headers":        "header names masked besides the built-in credential headers", "redact-fields": "query/body field names masked besides the built-in sensitive names",
 	"metrics-addr": "listen address of /metrics, /healthz, /readyz (empty disables)", "log-level": "debug|info|warn|error",
 	"summary-interval": "while capturing live, log one summary line (rates, exchanges, drops) this often (0 disables)",
 }
@@ -318,6 +347,12 @@ func (c *Config) validate() error {
 		positive("queue-traces", int64(c.QueueTraces)), positive("queue-bytes", c.QueueBytes),
 		positive("metlo-queue-traces", int64(c.MetloQueueTraces)), positive("metlo-queue-bytes", c.MetloQueueBytes),
 		positive("batch-size", int64(c.BatchSize)), positive("flush-timeout", int64(c.FlushTimeout)),
+		positive("rate-burst", int64(c.RateBurst)), positive("max-inflight", int64(c.MaxInFlight)),
+		positive("request-timeout", int64(c.RequestTimeout)), positive("offline-flush-timeout", int64(c.OfflineTimeout)),
+		oneOf("spool-full", c.SpoolFull, "drop-oldest", "drop-newest"),
+	}
+	if c.MaxLag < 0 || c.SpoolMaxBytes < 0 {
+		errs = append(errs, errors.New("config: max-lag and spool-max-bytes must be 0 or more"))
 	}
 	if c.SummaryInterval < 0 {
 		errs = append(errs, fmt.Errorf("config: summary-interval must be 0 (off) or more, got %v", c.SummaryInterval))
@@ -366,10 +401,10 @@ func (c *Config) validate() error {
 		}
 	}
 	for _, s := range c.Sinks {
-		if _, err := exporter.ParseSink(s, exporter.Options{}); err != nil {
+		if _, err := exporter.ParseSink(s, exporter.Options{Logger: discardLogger}); err != nil {
 			errs = append(errs, fmt.Errorf("config: sink: %w", err))
 		} else if strings.HasPrefix(s, "metlo:") && c.MetloKey == "" {
-			errs = append(errs, fmt.Errorf("config: sink %s needs metlo-key (METLO_KEY or %s)", s, c.CredentialsFile))
+			errs = append(errs, fmt.Errorf("config: sink %s needs metlo-key (METLO_KEY or %s)", exporter.MaskURL(s), c.CredentialsFile))
 		}
 	}
 	return errors.Join(errs...)
@@ -409,6 +444,7 @@ func (c *Config) tunnelAccept() datapath.TunnelAccept {
 // exporterOptions turns the export keys into exporter.Options; the caller adds Metrics,
 // Ready and Logger.
 func (c *Config) exporterOptions() exporter.Options {
+	full, _ := spool.ParseFullPolicy(c.SpoolFull) // validated
 	return exporter.Options{
 		Sinks:         c.Sinks,
 		Environment:   c.Environment,
@@ -416,12 +452,20 @@ func (c *Config) exporterOptions() exporter.Options {
 		QueueBytes:    c.QueueBytes,
 		RedactHeaders: c.RedactHeaders,
 		RedactFields:  c.RedactFields,
+		NoRedact:      !c.Redact,
 		Metlo: exporter.MetloOptions{
-			Key:         c.MetloKey,
-			BatchTraces: c.BatchSize,
-			QueueTraces: c.MetloQueueTraces,
-			QueueBytes:  c.MetloQueueBytes,
-			RateLimit:   c.RateLimit,
+			Key:            c.MetloKey,
+			BatchTraces:    c.BatchSize,
+			QueueTraces:    c.MetloQueueTraces,
+			QueueBytes:     c.MetloQueueBytes,
+			RateLimit:      c.RateLimit,
+			RateBurst:      c.RateBurst,
+			MaxInFlight:    c.MaxInFlight,
+			MaxLag:         c.MaxLag,
+			RequestTimeout: c.RequestTimeout,
+			SpoolDir:       c.SpoolDir,
+			SpoolMaxBytes:  c.SpoolMaxBytes,
+			SpoolFull:      full,
 		},
 	}
 }

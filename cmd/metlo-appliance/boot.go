@@ -157,6 +157,9 @@ func (o *bootOptions) render(ctx context.Context, log *slog.Logger) (*bootSettin
 	if err != nil {
 		return nil, err
 	}
+	if cloud == "aws" {
+		o.awsTunnelDefaults(ctx, st, log)
+	}
 	if err := o.write(ctx, st); err != nil {
 		return nil, err
 	}

@@ -34,12 +34,14 @@ type bootIMDS struct {
 	upstream string // the awsemu IMDS
 	userData string
 	tags     map[string]string
+	vpcCIDRs string // vpc-ipv4-cidr-blocks of every interface, "" = not served
 }
 
 func (b *bootIMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	up, _ := url.Parse(b.upstream)
 	tagPath, isTag := strings.CutPrefix(r.URL.Path, "/latest/meta-data/tags/instance")
-	if r.URL.Path != "/latest/user-data" && !isTag {
+	isCIDRs := b.vpcCIDRs != "" && strings.HasSuffix(r.URL.Path, "/vpc-ipv4-cidr-blocks")
+	if r.URL.Path != "/latest/user-data" && !isTag && !isCIDRs {
 		httputil.NewSingleHostReverseProxy(up).ServeHTTP(w, r)
 		return
 	}
@@ -56,6 +58,8 @@ func (b *bootIMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case isCIDRs:
+		fmt.Fprint(w, b.vpcCIDRs)
 	case !isTag:
 		fmt.Fprint(w, b.userData)
 	case tagPath == "" || tagPath == "/":
@@ -246,7 +250,11 @@ func TestBootAWS(t *testing.T) {
 		fmt.Fprintf(&ud, "export %s=%q\n", k, v)
 	}
 	fmt.Fprintf(&ud, "METLO_AWS_ENDPOINT=%s\nMETLO_AWS_MAX_ATTEMPTS=2\nMETLO_TARGET=eni\n", w.api)
+	// The sessions get the sample capture's VNI, and the emulated VPC is loopback, where
+	// the replay comes from: the tunnel accept lists boot derives must let it in.
+	ud.WriteString("METLO_AWS_VNI=4242\n")
 	md.userData = ud.String()
+	md.vpcCIDRs = "127.0.0.0/8\n10.99.0.0/16"
 	md.tags = map[string]string{"Name": "metlo", "METLO_SOURCES": "instance:i-0web000000000001", "METLO_TARGET": "nlb"}
 	srv := httptest.NewServer(md)
 	defer srv.Close()
@@ -256,7 +264,8 @@ func TestBootAWS(t *testing.T) {
 
 	cfg, prov := readRendered(t, b.dir)
 	want := map[string]any{"capture": "udp", "interface": "eth9", "metlo-key": testMetloKey, "metlo-host": "http://metlo.internal:8081",
-		"vxlan-ports": []any{cs.vxlan}, "sink": []any{"jsonl:" + cs.traces}}
+		"vxlan-ports": []any{cs.vxlan}, "sink": []any{"jsonl:" + cs.traces},
+		"accept-vnis": []any{4242}, "accept-sources": []any{"127.0.0.0/8", "10.99.0.0/16"}}
 	for k, v := range want {
 		if fmt.Sprint(cfg[k]) != fmt.Sprint(v) {
 			t.Errorf("config %s = %v, want %v", k, cfg[k], v)

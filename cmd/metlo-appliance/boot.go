@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/metlo-labs/metlo-appliance/provision"
 	"github.com/metlo-labs/metlo-appliance/provision/cloudmeta"
 )
 
@@ -449,6 +450,12 @@ func (o *bootOptions) provision(ctx context.Context, log *slog.Logger, out io.Wr
 		if err == nil {
 			log.Info("provisioning done", "cloud", st.Cloud, "attempt", attempt)
 			return nil
+		}
+		var inc *provision.IncompleteError
+		if errors.As(err, &inc) && inc.Permanent() {
+			// Retrying cannot make the cloud mirror these; the reconcile timer looks again later.
+			log.Warn("provisioning incomplete: some sources cannot be mirrored; not retrying", "cloud", st.Cloud, "missing", len(inc.Missing), "err", err)
+			return fmt.Errorf("provision: %w", err)
 		}
 		if o.once {
 			return fmt.Errorf("provision: %w", err)

@@ -473,3 +473,28 @@ func TestDefaultRouteInterfaceMissingFile(t *testing.T) {
 		t.Errorf("route from a missing file: %q", ifc)
 	}
 }
+
+// TestBootProvisionStopsOnPermanentGaps: a source AWS can never mirror (a T2 instance) makes
+// boot provision fail at once instead of retrying for --max-time, and never log "done".
+func TestBootProvisionStopsOnPermanentGaps(t *testing.T) {
+	w := newAWSWorld(t)
+	w.emu.AddInstance(awsemu.Instance{ID: "i-0old000000000001", Type: "t2.micro"})
+	dir := t.TempDir()
+	st := bootSettings{Cloud: "aws", Provision: map[string][]string{"source": {"instance:i-0old000000000001"},
+		"aws-endpoint": {w.api}, "aws-imds-endpoint": {w.imdsURL}}}
+	b, _ := yaml.Marshal(st)
+	if err := os.WriteFile(filepath.Join(dir, "provision.yaml"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	root := newRootCmd()
+	root.SetArgs([]string{"boot", "provision", "--config-dir", dir, "--retry-min", "10ms", "--max-time", "30s"})
+	root.SetOut(&out)
+	root.SetErr(&out)
+	start := time.Now()
+	err := root.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "t2.micro") || strings.Contains(out.String(), "provisioning done") ||
+		strings.Contains(out.String(), "provisioning failed; retrying") || time.Since(start) > 10*time.Second {
+		t.Fatalf("err = %v after %s\n%s", err, time.Since(start), out.String())
+	}
+}

@@ -340,8 +340,12 @@ func defaultSpoolBytes(dir string) int64 {
 func (s *MetloSink) queueStats() QueueStats {
 	st := s.q.Stats()
 	_, isSpool := s.q.(*spool.Spool)
-	return QueueStats{Traces: st.Records, Bytes: st.Bytes, LimitBytes: st.MaxBytes, UsedBytes: st.DiskBytes,
+	qs := QueueStats{Traces: st.Records, Bytes: st.Bytes, LimitBytes: st.MaxBytes, UsedBytes: st.DiskBytes,
 		CorruptSegments: st.CorruptSegments, Corrupt: st.CorruptBytes, Replayed: st.ReplayedRecords, Spool: isSpool}
+	if !isSpool {
+		qs.LimitTraces = int64(s.opts.QueueTraces) // the memory backlog's count bound
+	}
+	return qs
 }
 
 func (s *MetloSink) setReady(ok bool) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -52,9 +53,9 @@ func (s *captureState) CaptureSnapshot() exporter.CaptureSnapshot {
 	return out
 }
 
-// lossReasons are the reassembly drop reasons that lose data (duplicates and late copies
-// of closed connections are not losses).
-var lossReasons = []string{"flow_table_full", "flow_buffer_full", "buffer_full", "pending_full", "header_too_large", "body_memory"}
+// notLoss are the reassembly drop reasons that lose nothing: duplicates and late copies of
+// closed connections. Every other reason, present or future, is a loss.
+var notLoss = []string{"duplicate", "closed_flow"}
 
 // pulse is one reading of the counters the live summary line compares.
 type pulse struct {
@@ -74,8 +75,10 @@ func (s *captureState) pulse() pulse {
 	}
 	r := d.Reassembly
 	p.exchanges = r.Exchanges["complete"] + r.Exchanges["truncated"] + r.Exchanges["no_response"]
-	for _, k := range lossReasons {
-		p.reassemblyDrops += r.Drops[k]
+	for k, n := range r.Drops {
+		if !slices.Contains(notLoss, k) {
+			p.reassemblyDrops += n
+		}
 	}
 	if ss, ok := s.c.src.(datapath.StatsSource); ok {
 		for _, v := range ss.SourceStats().Dropped {

@@ -377,7 +377,7 @@ func TestCollectorCapabilities(t *testing.T) {
 		cmd := exec.Command("ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 			"--inh-caps="+set, "--ambient-caps="+set, "--bounding-set="+set, "--no-new-privs",
 			bin, "collect", "--capture", capture, "-i", "v0", "--metrics-addr", "127.0.0.1:"+strconv.Itoa(port),
-			"--sink", "jsonl:-", "--credentials-file", "/nonexistent", "--config", "/dev/null")
+			"--sink", "jsonl:-", "--credentials-file", "", "--config", "/dev/null")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -79,9 +80,39 @@ type collector struct {
 	local *datapath.LocalSet
 	// capture reports the live capture's state and losses to /metrics and the log.
 	capture *captureState
+	// in is the --pcap file, opened before anything else.
+	in *captureFile
+	// metricsServed says whether /metrics is served (an offline run serves it only when
+	// metrics-addr was given for the run).
+	metricsServed bool
+	// notify talks to systemd (Type=notify).
+	notify notifier
 }
 
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
+	// The input first: a mistake in its name is then the only thing the run prints.
+	var in *captureFile
+	switch {
+	case cfg.Pcap != "":
+		var err error
+		if in, err = openCapture(cfg.Pcap); err != nil {
+			return err
+		}
+		defer in.Close()
+	case cfg.Sample:
+	case cfg.Capture == "udp":
+	case cfg.Interface == "":
+		return usageError(fmt.Errorf("--capture %s needs an interface: add -i IFACE (or use --pcap FILE / --capture udp)", cfg.Capture))
+	default:
+		if err := checkInterface(cfg.Interface); err != nil {
+			return err
+		}
+	}
+	var progress *terminal
+	if width := terminalWidth(stderr); in != nil && width > 0 {
+		progress = &terminal{w: stderr, width: width}
+		stderr = progress // log lines clear the progress line first
+	}
 	log := newLogger(cfg.LogLevel, stderr)
 	memSource := cfg.resolveMemory()
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -95,18 +126,18 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	}
 	log.Log(ctx, level, "memory budget", "memory-limit", cfg.MemoryLimit, "from", memSource,
 		"buffer-bytes", cfg.BufferBytes, "queue-bytes", cfg.QueueBytes, "metlo-queue-bytes", cfg.MetloQueueBytes)
-	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now()}
-	if !c.offline && len(cfg.Sinks) == 1 && cfg.Sinks[0] == "jsonl:-" && cfg.MetloHost == "" {
-		log.Warn("no sink configured: traces go to stdout; set --sink metlo:URL (or METLO_HOST) to ship them")
-	}
-	c.metrics = exporter.NewMetrics(version)
+	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now(), in: in, notify: notifier{log}}
+	c.metrics = exporter.NewBuildMetrics(buildVersion())
 	c.health = exporter.NewHealth()
 	if err := c.metrics.RegisterRuntime(); err != nil {
 		return err
 	}
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSrv()
-	if cfg.MetricsAddr != "" && !c.offline {
+	// An offline run serves /metrics only when metrics-addr was given for it (flag or
+	// environment): the config file's address is the live service's, which holds it.
+	c.metricsServed = cfg.MetricsAddr != "" && (!c.offline || cfg.explicit("metrics-addr"))
+	if c.metricsServed {
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			return fmt.Errorf("listen for metrics on %s: %w", cfg.MetricsAddr, err)
@@ -126,6 +157,11 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		// spool the run queues in memory, and it never sheds.
 		opts.Block, opts.QueueTraces = true, min(opts.QueueTraces, 4096)
 		opts.Metlo.SpoolFallback, opts.Metlo.MaxLag = true, 0
+		if cfg.Workers == 1 {
+			// One worker emits exchanges in a fixed order; one encoder keeps it, so a
+			// replay writes the same bytes every time.
+			opts.Encoders = 1
+		}
 	}
 	if !cfg.Redact {
 		log.Warn("redaction is off (redact: false): credentials in headers, query strings and bodies are exported verbatim")
@@ -153,6 +189,9 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		_ = c.exp.Close(context.Background())
 		return err
 	}
+	if !c.offline && len(cfg.Sinks) == 1 && cfg.Sinks[0] == "jsonl:-" && cfg.MetloHost == "" {
+		log.Warn("no sink configured: traces go to stdout; set --sink metlo:URL (or METLO_HOST) to ship them")
+	}
 	if !c.offline {
 		acc := cfg.tunnelAccept()
 		srcs, vnis := "any", "any"
@@ -167,11 +206,26 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	c.health.SetReady("capture", true)
 	c.capture.up.Store(true)
 	logCtx, stopLog := context.WithCancel(ctx)
-	if cfg.SummaryInterval > 0 {
-		go c.capture.logSummaries(logCtx, log, cfg.SummaryInterval)
+	var bg sync.WaitGroup
+	if cfg.SummaryInterval > 0 && !c.offline {
+		bg.Go(func() { c.capture.logSummaries(logCtx, log, cfg.SummaryInterval) })
+	}
+	if !c.offline {
+		c.notify.ready(c.capture.statusLine())
+		bg.Go(func() { c.notify.watchdog(logCtx, c.capture.alive) })
+	}
+	if progress != nil {
+		bg.Go(func() { showProgress(logCtx, progress, in, progressInterval, c.progressReading) })
 	}
 	runErr := c.src.Run(ctx, c.disp.NewHandler)
 	stopLog()
+	bg.Wait()
+	if !c.offline {
+		c.notify.stopping()
+	}
+	if runErr != nil && c.offline {
+		runErr = fmt.Errorf("capture file %s: %w", c.inputName(), runErr)
+	}
 	c.capture.up.Store(false)
 	c.health.SetReady("capture", false)
 	c.captureLine = captureStats(c.src)
@@ -198,25 +252,6 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	}
 	return expErr
 }
-
-// Exit codes of an offline run (--pcap, --sample) that finished but did not deliver
-// everything; other failures exit 1.
-const (
-	exitDropped = 3 // traces were dropped or shed (the summary says why, per sink)
-	exitSpooled = 4 // nothing dropped, but traces wait in the spool for the next run
-)
-
-// exitError carries a process exit code through cobra to main.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-// ExitCode is the status the process exits with.
-func (e *exitError) ExitCode() int { return e.code }
 
 // deliveryOutcome turns the sinks' summaries into the offline run's exit status.
 func deliveryOutcome(sums []exporter.SinkSummary) error {
@@ -310,7 +345,7 @@ func (c *collector) openSource(ctx context.Context) error {
 		c.src = pcapsrc.New(pcapsrc.Config{Path: "-", Stdin: bytes.NewReader(sampleCapture), Logger: c.log})
 		return nil
 	case cfg.Pcap != "":
-		c.src = pcapsrc.New(pcapsrc.Config{Path: cfg.Pcap, Logger: c.log})
+		c.src = pcapsrc.New(pcapsrc.Config{Path: cfg.Pcap, Reader: c.in, Logger: c.log})
 		return nil
 	case cfg.Capture == "udp":
 		ring := cfg.RingBytes
@@ -324,9 +359,6 @@ func (c *collector) openSource(ctx context.Context) error {
 		}
 		c.src, c.closeSrc = s, s.Close
 		return nil
-	}
-	if cfg.Interface == "" {
-		return fmt.Errorf("--capture %s needs an interface: add -i IFACE (or use --pcap FILE / --capture udp)", cfg.Capture)
 	}
 	if cfg.Capture == "xdp" || cfg.Capture == "auto" {
 		for _, mode := range []xdp.Mode{xdp.ModeNative, xdp.ModeGeneric} {
@@ -427,6 +459,31 @@ func (c *collector) printSummary(w io.Writer) {
 		}
 		fmt.Fprintf(w, "delivery  %s:%s\n", exporter.MaskURL(s.Name), line)
 	}
+	if c.offline && !c.metricsServed && c.cfg.MetricsAddr != "" {
+		fmt.Fprintf(w, "metrics   not served: an offline run serves /metrics only when --metrics-addr (or METLO_METRICS_ADDR) is given for it\n")
+	}
+}
+
+// inputName names an offline run's input in errors.
+func (c *collector) inputName() string {
+	if c.in != nil {
+		return c.in.name
+	}
+	return "(the bundled sample)"
+}
+
+// progressReading is the packets and exchanges so far, for the progress line.
+func (c *collector) progressReading() progressReading {
+	s := c.disp.Snapshot()
+	var r progressReading
+	for e := range s.Packets {
+		for o := range s.Packets[e] {
+			r.packets += s.Packets[e][o]
+		}
+	}
+	x := s.Reassembly.Exchanges
+	r.exchanges = x["complete"] + x["truncated"] + x["no_response"]
+	return r
 }
 
 // pipelineStats adapts the dispatcher's snapshot to the exporter's metrics collector.

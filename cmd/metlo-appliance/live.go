@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync/atomic"
@@ -103,9 +104,11 @@ func (s *captureState) logSummaries(ctx context.Context, log *slog.Logger, inter
 		}
 		now := s.pulse()
 		secs := max(now.at.Sub(last.at).Seconds(), 1e-9)
+		pps, eps := int64(float64(now.packets-last.packets)/secs), int64(float64(now.exchanges-last.exchanges)/secs)
+		s.c.notify.status(fmt.Sprintf("%s: %d packets/s, %d exchanges/s, %d exchanges", s.statusLine(), pps, eps, now.exchanges))
 		log.Info("capture",
-			"packets_per_s", int64(float64(now.packets-last.packets)/secs),
-			"exchanges_per_s", int64(float64(now.exchanges-last.exchanges)/secs),
+			"packets_per_s", pps,
+			"exchanges_per_s", eps,
 			"exchanges", now.exchanges,
 			"capture_drops", now.captureDrops-last.captureDrops,
 			"reassembly_drops", now.reassemblyDrops-last.reassemblyDrops,
@@ -113,4 +116,24 @@ func (s *captureState) logSummaries(ctx context.Context, log *slog.Logger, inter
 			"flows", s.c.disp.Snapshot().Reassembly.Flows)
 		last = now
 	}
+}
+
+// statusLine says how the collector captures: "capturing on ens5 with xdp (native)".
+func (s *captureState) statusLine() string {
+	snap := s.CaptureSnapshot()
+	line := "capturing with " + snap.Method
+	if snap.Mode != "" {
+		line += " (" + snap.Mode + ")"
+	}
+	if snap.Interface != "" {
+		line += " on " + snap.Interface
+	}
+	return line
+}
+
+// alive is the watchdog's check: the capture is open and the pipeline's counters can be
+// read (a deadlocked dispatcher would block here and miss the ping).
+func (s *captureState) alive() bool {
+	_ = s.pulse()
+	return s.up.Load()
 }

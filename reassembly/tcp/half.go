@@ -3,26 +3,22 @@ package tcp
 // half is one direction of a connection: where its stream stands and the segments that
 // arrived ahead of a hole.
 type half struct {
-	f       *Conn
-	dir     Dir
-	synced  bool   // nextSeq is known
-	synSeen bool   // a SYN was seen: isn holds its sequence number
-	isn     uint32 // initial sequence number, to tell a new connection on the same 5-tuple
-	fin     bool
-	nextSeq uint32
-
-	// The segment being processed, passed on with what it delivers.
-	ack    uint32
-	hasAck bool
-	flags  uint8
-	ts     int64
-
+	f        *Conn
 	ooo      []oooSeg
-	oooBytes int
-
+	ts       int64 // of the segment being processed, passed on with what it delivers
+	oooBytes int32
+	isn      uint32 // initial sequence number, to tell a new connection on the same 5-tuple
+	nextSeq  uint32
+	ack      uint32 // of the segment being processed
 	// The highest acknowledgement the other side sent for this direction: the receiver
 	// had every byte before it, so a hole below it was lost by the mirror, not the network.
 	peerAck    uint32
+	dir        Dir
+	flags      uint8 // of the segment being processed
+	hasAck     bool  // of the segment being processed
+	synced     bool  // nextSeq is known
+	synSeen    bool  // a SYN was seen: isn holds its sequence number
+	fin        bool
 	hasPeerAck bool
 }
 
@@ -55,18 +51,22 @@ func (h *half) acked(ack uint32) {
 }
 
 // ackedHoleSegments is how many later segments of the same direction must have arrived
-// before an acknowledged hole is given up. The acknowledgement alone proves little: the
-// other direction often travels another queue and overtakes, and mirror paths (NLB, GWLB)
-// reorder a direction's own packets by a few places. Sixteen later segments of the same
-// direction, with the receiver's word that it had the bytes, are evidence enough.
+// before an acknowledged hole is given up, and it must have waited half the reorder timeout.
+// The acknowledgement alone proves little: the other direction often travels another queue
+// and overtakes; mirror paths (NLB, GWLB) reorder a direction's own packets by a few places;
+// and a sender that moves between CPUs spreads one direction over two of XDP's per-CPU
+// rings, one of which a busy host can drain late. Sixteen later segments, half the reorder
+// timeout and the receiver's word that it had the bytes are evidence enough.
 const ackedHoleSegments = 16
 
 // skipAckedHoles declares gaps for the holes before buffered data that the receiver has
 // already acknowledged, delivering the data behind them without waiting for the reorder
 // timeout.
 func (h *half) skipAckedHoles() {
+	wait := int64(h.f.a.cfg.ReorderTimeout) / 2
 	for h.synced && h.hasPeerAck && len(h.ooo) >= ackedHoleSegments && !h.f.closed &&
-		int32(h.ooo[0].seq-h.nextSeq) > 0 && int32(h.peerAck-h.ooo[0].seq) >= 0 {
+		int32(h.ooo[0].seq-h.nextSeq) > 0 && int32(h.peerAck-h.ooo[0].seq) >= 0 &&
+		h.f.a.now-h.ooo[0].arrived >= wait {
 		h.f.a.c.gapsAcked.Add(1)
 		h.skipTo(h.ooo[0].seq)
 		h.drainOOO()
@@ -75,8 +75,13 @@ func (h *half) skipAckedHoles() {
 
 // checkReorderTimeout gives up on a hole whose bytes have been awaited long enough.
 func (h *half) checkReorderTimeout() {
-	if len(h.ooo) > 0 && h.f.a.now-h.ooo[0].arrived > int64(h.f.a.cfg.ReorderTimeout) {
+	if len(h.ooo) == 0 {
+		return
+	}
+	if h.f.a.now-h.ooo[0].arrived > int64(h.f.a.cfg.ReorderTimeout) {
 		h.forceDrain()
+	} else {
+		h.skipAckedHoles()
 	}
 }
 
@@ -93,7 +98,7 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 	}
 	overflow := NumDrops
 	switch {
-	case h.oooBytes+len(payload) > a.cfg.FlowBufferBytes:
+	case int(h.oooBytes)+len(payload) > a.cfg.FlowBufferBytes:
 		overflow = DropFlowBufferFull
 	case !a.budget.Fits(len(payload)):
 		overflow = DropBufferFull
@@ -125,14 +130,18 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 	h.ooo = append(h.ooo, oooSeg{})
 	copy(h.ooo[i+1:], h.ooo[i:])
 	h.ooo[i] = s
-	h.oooBytes += len(payload)
+	h.oooBytes += int32(len(payload))
 	a.budget.Charge(len(payload))
 	a.pendAdd(h.f)
 	h.skipAckedHoles()
 }
 
-// drainOOO delivers buffered segments that have become contiguous.
+// drainOOO delivers buffered segments that have become contiguous, each with its own ACK
+// and time, then gives the direction back the segment it was processing: a drain can
+// happen in the middle of a segment (a timeout or an ACK noticed first), which must then be
+// delivered with its own ACK, not the last buffered one's (pairing checks it).
 func (h *half) drainOOO() {
+	ack, hasAck, flags, ts := h.ack, h.hasAck, h.flags, h.ts
 	for len(h.ooo) > 0 && int32(h.ooo[0].seq-h.nextSeq) <= 0 && !h.f.closed {
 		s := h.popOOO()
 		h.ack, h.hasAck, h.flags, h.ts = s.ack, s.hasAck, s.flags, s.ts
@@ -140,6 +149,7 @@ func (h *half) drainOOO() {
 			h.deliver(data, missing, fin)
 		}
 	}
+	h.ack, h.hasAck, h.flags, h.ts = ack, hasAck, flags, ts
 }
 
 // trimDelivered cuts off the front of a segment starting at seq that the stream has
@@ -167,7 +177,7 @@ func (h *half) popOOO() oooSeg {
 	if len(h.ooo) == 0 {
 		h.ooo = nil
 	}
-	h.oooBytes -= len(s.data)
+	h.oooBytes -= int32(len(s.data))
 	h.f.a.budget.Release(len(s.data))
 	return s
 }
@@ -211,7 +221,7 @@ func (h *half) releaseOOO() {
 func (h *half) forgetOOOBytes() {
 	for i := range h.ooo {
 		s := &h.ooo[i]
-		h.oooBytes -= len(s.data)
+		h.oooBytes -= int32(len(s.data))
 		h.f.a.budget.Release(len(s.data))
 		s.missing += len(s.data)
 		s.data = nil

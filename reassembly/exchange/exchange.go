@@ -18,8 +18,9 @@ type Request struct {
 	Target   string // request-target as sent, e.g. "/api/users?page=2"
 	Path     string // Target without the query
 	RawQuery string // Target after '?', still percent-encoded
-	Proto    string // "HTTP/1.1"
-	Host     string // Host header (empty when absent)
+	Proto    string // "HTTP/1.1", "HTTP/2.0"
+	Scheme   string // HTTP/2's :scheme ("http", or "https" behind a TLS-terminating proxy); empty for HTTP/1
+	Host     string // Host header, or HTTP/2's :authority (empty when absent)
 	Headers  []Header
 	Body     []byte // decoded (de-chunked, decompressed) body, at most the configured cap
 	// BodySize is the body length on the wire (after de-chunking, before decompression).
@@ -52,6 +53,10 @@ const (
 	FlagDecodeError
 	// FlagIncomplete marks a message cut short by connection close or eviction.
 	FlagIncomplete
+	// FlagHeadersUnknown marks an HTTP/2 exchange some of whose header fields referenced
+	// HPACK table entries the capture never saw (it joined the connection mid-way, or lost
+	// a header block): those fields are missing.
+	FlagHeadersUnknown
 )
 
 // Exchange is one HTTP request paired with its response.

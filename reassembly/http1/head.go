@@ -23,6 +23,7 @@ type head struct {
 	transferCoded bool   // a Transfer-Encoding header is present (chunked or not)
 	encoding      string // lower-cased Content-Encoding
 	host          string
+	upgradeH2C    bool // Upgrade lists h2c: the client asks to switch to HTTP/2
 }
 
 var (
@@ -186,6 +187,10 @@ func (h *head) noteFraming(name, value string) error {
 				return errBadLength
 			}
 			h.contentLength = n
+		}
+	case 7:
+		if strings.EqualFold(name, "Upgrade") {
+			h.upgradeH2C = h.upgradeH2C || listHas(value, "h2c")
 		}
 	case 16:
 		if strings.EqualFold(name, "Content-Encoding") {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/metlo-labs/metlo-appliance/reassembly/content"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
@@ -138,6 +139,9 @@ func (h *side) feed(data []byte, seq uint32) {
 		case stResync:
 			n = h.resync(data)
 		case stIgnore:
+			if h.s.next != nil { // switched protocols: the rest belongs to the new stream
+				h.s.next.Data(h.dir, data, tcp.Meta{Seq: seq, Ack: h.ack, HasAck: h.hasAck, Timestamp: h.ts})
+			}
 			return
 		}
 		if n < 0 {
@@ -156,6 +160,12 @@ func (h *side) startMessage(data []byte, seq uint32) int {
 	}
 	if n == len(data) {
 		return n
+	}
+	if h.isClient() && h.s.p.up != nil && isH2Preface(data[n:]) {
+		if st := h.s.pendingH2C(); st != nil {
+			h.s.upgrade(st, h.dir, false) // the client's preface overtook the server's 101
+			return n
+		}
 	}
 	if !h.isClient() {
 		if k := classifyStart(data[n:]); k == startResponse || (k == startNeedMore && h.isServer()) {
@@ -292,6 +302,7 @@ func (h *side) onRequestHead(hd *head) {
 	req.Method, req.Target, req.Proto, req.Host, req.Headers = hd.method, hd.target, hd.proto, hd.host, hd.headers
 	req.Time = time.Unix(0, h.msgTS)
 	req.Path, req.RawQuery = splitTarget(hd.target, &req.Host)
+	st.h2c = hd.upgradeH2C
 	h.s.setExchangeAddrs(st, h.dir)
 	h.cur = st
 	h.msg = messageBody{body: &req.Body, size: &req.BodySize, truncated: &req.BodyTruncated, encoding: hd.encoding}
@@ -350,6 +361,11 @@ func (h *side) onResponseHead(hd *head) {
 		h.cur = st
 		h.msg = messageBody{body: &resp.Body, size: &resp.BodySize, truncated: &resp.BodyTruncated, encoding: hd.encoding}
 	}
+	if hd.status == 101 && st != nil && st.h2c && s.p.up != nil {
+		h.cur, h.msg = nil, messageBody{}
+		s.upgrade(st, tcp.Dir(1-h.dir), true)
+		return
+	}
 	switch {
 	case hd.status == 101 || (method == "CONNECT" && hd.status < 300):
 		h.endMessage()
@@ -406,7 +422,7 @@ func (h *side) finishSide() {
 		return
 	}
 	if m := &h.msg; m.body != nil && m.encoding != "" && m.encoding != "identity" && len(*m.body) > 0 {
-		dec, cut, err := decodeBody(*m.body, m.encoding, h.s.p.cfg.BodyCap, *m.truncated)
+		dec, cut, err := content.Decode(*m.body, m.encoding, h.s.p.cfg.BodyCap, *m.truncated)
 		if err != nil {
 			st.ex.Flags |= exchange.FlagDecodeError
 		} else {

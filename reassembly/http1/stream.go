@@ -19,6 +19,7 @@ type stream struct {
 	httpSeen       bool // at least one message parsed: later garbage is an error, not "not HTTP"
 
 	pending []*exState // requests awaiting a response, oldest first
+	next    tcp.Stream // the stream the connection switched to (h2c upgrade)
 }
 
 // exState is an exchange under construction.
@@ -28,6 +29,7 @@ type exState struct {
 	reqTime  int64
 	reqDone  bool
 	respDone bool
+	h2c      bool // the request offers Upgrade: h2c
 }
 
 // clientDir is the client's direction: from the handshake when it was seen, else from the

@@ -61,6 +61,10 @@ func (f *Conn) Ignore() {
 	f.half[1].forgetOOOBytes()
 }
 
+// SetStream hands the connection to another consumer from the next delivery on: a
+// protocol switch (HTTP/1.1 upgraded to HTTP/2), or the end of protocol detection.
+func (f *Conn) SetStream(s Stream) { f.stream = s }
+
 // segment sequences one segment of this connection.
 func (f *Conn) segment(s *Segment) {
 	h := &f.half[s.Dir]

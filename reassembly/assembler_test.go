@@ -220,7 +220,7 @@ func TestOutOfOrderAndDuplicates(t *testing.T) {
 	if string(got[0].Request.Body) != "abcdefghijklmnopqrstuvwxyz" {
 		t.Fatalf("body %q", got[0].Request.Body)
 	}
-	s := c.a.Stats()
+	s := c.forgotten()
 	if s.OutOfOrderSegments == 0 || s.Drops["duplicate"] == 0 || s.BufferedBytes != 0 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -248,15 +248,45 @@ func TestTruncatedCaptureKeepsFraming(t *testing.T) {
 	}
 }
 
-func TestNoResponseTimeout(t *testing.T) {
+func TestSlowResponseIsNotLost(t *testing.T) {
+	// A long poll answered after 35 s (past every timeout), and a 40 s event stream: both
+	// paired, and the duration runs to the end of the response.
 	c := newConv(t, Config{ResponseTimeout: 5 * time.Second})
 	c.handshake()
-	c.client("GET /void HTTP/1.1\r\n\r\n")
-	c.a.Advance(c.ts + int64(3*time.Second))
-	if len(c.got) != 0 {
-		t.Fatal("emitted before the timeout")
+	c.client("GET /poll HTTP/1.1\r\n\r\n")
+	c.a.Advance(c.ts + int64(35*time.Second))
+	c.ts += int64(35 * time.Second)
+	c.want(0)
+	c.server(resp(200, "Content-Length: 4\r\n", "news"))
+	got := c.want(1)
+	if got[0].Response.Status != 200 || string(got[0].Response.Body) != "news" || got[0].Flags != 0 {
+		t.Fatalf("got %d %q flags %b", got[0].Response.Status, got[0].Response.Body, got[0].Flags)
 	}
-	c.a.Advance(c.ts + int64(7*time.Second))
+	if d := got[0].Duration(); d < 35*time.Second || d > 36*time.Second {
+		t.Fatalf("duration %v", d)
+	}
+
+	c.client("GET /events HTTP/1.1\r\n\r\n")
+	c.server("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+	for range 4 {
+		c.ts += int64(10 * time.Second)
+		c.a.Advance(c.ts)
+		c.server("6\r\ndata:1\r\n")
+	}
+	c.server("0\r\n\r\n")
+	got = c.want(2)
+	if d, ttfb := got[1].Duration(), got[1].TimeToFirstByte(); d < 40*time.Second || ttfb > time.Second {
+		t.Fatalf("event stream: duration %v, time to first byte %v", d, ttfb)
+	}
+}
+
+func TestUnansweredRequestEmittedAtClose(t *testing.T) {
+	c := newConv(t, Config{})
+	c.handshake()
+	c.client("GET /void HTTP/1.1\r\n\r\n")
+	c.a.Advance(c.ts + int64(time.Minute))
+	c.want(0)
+	c.close()
 	got := c.want(1)
 	if got[0].Response.Status != 0 || got[0].Flags&exchange.FlagNoResponse == 0 {
 		t.Fatalf("got %+v", got[0])
@@ -414,7 +444,7 @@ func TestOutOfOrderCapSkipsTheGap(t *testing.T) {
 	if string(got[1].Response.Body) != "n" {
 		t.Fatalf("lost sync: %q", got[1].Response.Body)
 	}
-	s := c.a.Stats()
+	s := c.forgotten()
 	if s.Drops["flow_buffer_full"] == 0 || s.Gaps == 0 || s.BufferedBytes != 0 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -437,7 +467,7 @@ func TestHeldResponsesCountAgainstTheCaps(t *testing.T) {
 		t.Fatalf("stats %+v", s.Exchanges)
 	}
 	c.close()
-	if s := c.a.Stats(); s.BufferedBytes != 0 {
+	if s := c.forgotten(); s.BufferedBytes != 0 {
 		t.Fatalf("%d bytes still buffered after close", s.BufferedBytes)
 	}
 }

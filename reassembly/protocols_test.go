@@ -222,6 +222,7 @@ func TestUpgradeH2C(t *testing.T) {
 			if string(second.Response.Body) != "second" || second.Flags != 0 {
 				t.Fatalf("second: %+v", second)
 			}
+			c.a.FlushAll()
 			s := c.a.Stats()
 			if s.Protocols["http1"] != 1 || s.Protocols["http2"] != 1 || s.HTTP2Events["h2c_upgrade"] != 1 || s.Exchanges["parse_error"] != 0 || s.BufferedBytes != 0 {
 				t.Fatalf("stats %+v", s)

@@ -2,12 +2,29 @@ package http1
 
 import "bytes"
 
+// preallocBody sizes the body for its announced length, up to preallocBytes: a
+// Content-Length is a promise the capture may not keep (a flood of requests announcing
+// 64 KiB and sending 900 bytes must not hold 64 KiB each). Longer bodies grow as they come.
 func (h *side) preallocBody(n int64) {
 	if h.cur != nil && n > 0 {
-		*h.msg.body = make([]byte, 0, min(n, int64(h.s.p.cfg.BodyCap)))
+		size := min(int(min(n, int64(h.s.p.cfg.BodyCap), preallocBytes)), h.s.p.budget.Room())
+		*h.msg.body = make([]byte, 0, size)
+		h.charge(size)
 	}
 }
 
+// preallocBytes bounds what a Content-Length alone makes the parser allocate.
+const preallocBytes = 4 << 10
+
+// charge adds n bytes (negative to return them) to what the current exchange holds.
+func (h *side) charge(n int) {
+	h.cur.charged += n
+	h.s.p.budget.Charge(n)
+}
+
+// appendBody keeps body bytes up to the cap. Bodies of exchanges not yet emitted share the
+// memory budget with everything else, charged by capacity (what the heap really holds),
+// so requests that are never answered cannot pile up memory across many connections.
 func (h *side) appendBody(b []byte) {
 	m := &h.msg
 	if m.size == nil {
@@ -15,22 +32,32 @@ func (h *side) appendBody(b []byte) {
 	}
 	p := h.s.p
 	*m.size += int64(len(b))
-	room := p.cfg.BodyCap - len(*m.body)
-	if len(b) > room {
+	body := *m.body
+	if room := p.cfg.BodyCap - len(body); len(b) > room {
 		b = b[:max(room, 0)]
 		*m.truncated = true
 	}
-	// Bodies of exchanges not yet emitted share one budget, so requests that are never
-	// answered cannot pile up memory across many connections.
-	if spare := p.budget.Room(); len(b) > spare {
-		b = b[:max(spare, 0)]
-		*m.truncated = true
-		p.c.drops[DropBodyMemory].Add(1)
+	if need := len(body) + len(b); need > cap(body) {
+		// Grow as append would (doubling, bounded by the cap), or exactly when that does
+		// not fit, or as far as the budget allows.
+		size := min(max(need, 2*cap(body)), p.cfg.BodyCap)
+		if !p.budget.Fits(size - cap(body)) {
+			size = need
+		}
+		if spare := p.budget.Room(); size-cap(body) > spare {
+			size = cap(body) + spare
+			b = b[:max(size-len(body), 0)]
+			*m.truncated = true
+			p.c.drops[DropBodyMemory].Add(1)
+		}
+		if size > cap(body) {
+			grown := make([]byte, len(body), size)
+			copy(grown, body)
+			h.charge(size - cap(body))
+			body = grown
+		}
 	}
-	if len(b) > 0 {
-		*m.body = append(*m.body, b...)
-		p.budget.Charge(len(b))
-	}
+	*m.body = append(body, b...)
 }
 
 // readLine handles chunk-size and trailer lines.

@@ -32,20 +32,51 @@ func TestParseHeadResponse(t *testing.T) {
 	}
 }
 
-func TestParseHeadRejects(t *testing.T) {
+func TestParseHeadRejectsStartLines(t *testing.T) {
 	for _, block := range []string{
-		"GET /\r\n",                           // no protocol
-		"GET / HTTP/2.0\r\n",                  // not HTTP/1
-		"HTTP/1.1 20 OK\r\n",                  // two-digit status
-		"HTTP/1.1 abc OK\r\n",                 // not a number
-		"GET / HTTP/1.1\r\nBad Name: x\r\n",   // space in a field name
-		"GET / HTTP/1.1\r\n folded-first\r\n", // continuation without a field
-		"GET / HTTP/1.1\r\nContent-Length: -1\r\n",
-		"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n",
-		"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n", // a request that cannot be framed
+		"GET /\r\n",           // no protocol
+		"GET / HTTP/2.0\r\n",  // not HTTP/1
+		"HTTP/1.1 20 OK\r\n",  // two-digit status
+		"HTTP/1.1 abc OK\r\n", // not a number
 	} {
 		if _, err := parseHead([]byte(block)); err == nil {
 			t.Errorf("accepted %q", block)
+		}
+	}
+}
+
+// Framing a server must refuse is reported with the framing RFC 9112 §6.3 gives a
+// recipient, never dropped.
+func TestParseHeadFramingErrors(t *testing.T) {
+	for _, tc := range []struct {
+		block      string
+		malformed  bool
+		length     int64
+		chunked    bool
+		untilClose bool
+		fields     int
+	}{
+		{"GET / HTTP/1.1\r\nContent-Length: 42, 42\r\n", false, 42, false, false, 1},
+		{"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n", false, 1, false, false, 2},
+		{"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n", true, -1, false, true, 2},
+		{"GET / HTTP/1.1\r\nContent-Length: -1\r\n", true, -1, false, true, 1},
+		{"GET / HTTP/1.1\r\nContent-Length: +1\r\n", true, -1, false, true, 1},
+		{"GET / HTTP/1.1\r\nContent-Length:\r\n", true, -1, false, true, 1},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\nContent-Length: 3\r\n", true, -1, false, true, 2},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n", true, -1, false, true, 1},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n", true, -1, true, false, 2},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n", false, -1, false, true, 1},
+		{"GET / HTTP/1.1\r\nHost : a\r\nContent-Length : 2\r\n", true, 2, false, false, 2},
+		{"GET / HTTP/1.1\r\nBad Name: x\r\nNo colon here\r\n", true, -1, false, false, 0},
+		{"GET / HTTP/1.1\r\n folded-first\r\nA: b\r\n", true, -1, false, false, 1},
+	} {
+		h, err := parseHead([]byte(tc.block))
+		if err != nil {
+			t.Errorf("%q: %v", tc.block, err)
+			continue
+		}
+		if h.malformed != tc.malformed || h.contentLength != tc.length || h.chunked != tc.chunked || h.untilClose != tc.untilClose || len(h.headers) != tc.fields {
+			t.Errorf("%q: malformed %v length %d chunked %v untilClose %v fields %d", tc.block, h.malformed, h.contentLength, h.chunked, h.untilClose, len(h.headers))
 		}
 	}
 }
@@ -97,14 +128,21 @@ func TestParseChunkSize(t *testing.T) {
 }
 
 func TestSplitTarget(t *testing.T) {
+	host := ""
+	if p, q := splitTarget("CONNECT", "db.internal:5432", &host); p != "/" || q != "" || host != "db.internal:5432" {
+		t.Errorf("CONNECT authority form: %q %q host %q", p, q, host)
+	}
 	for _, tc := range []struct{ target, host, path, query, wantHost string }{
 		{"/a/b?c=d", "h", "/a/b", "c=d", "h"},
 		{"http://api.example:8080/x?y", "", "/x", "y", "api.example:8080"},
 		{"http://api.example", "", "/", "", "api.example"},
 		{"https://other/x", "kept", "/x", "", "kept"},
+		{"http://api.example?q=1", "", "/", "q=1", "api.example"},
+		{"*", "h", "/*", "", "h"},
+		{"relative/path?x", "h", "/relative/path", "x", "h"},
 	} {
 		host := tc.host
-		p, q := splitTarget(tc.target, &host)
+		p, q := splitTarget("GET", tc.target, &host)
 		if p != tc.path || q != tc.query || host != tc.wantHost {
 			t.Errorf("splitTarget(%q) = %q %q host %q", tc.target, p, q, host)
 		}

@@ -1,6 +1,8 @@
 package http1
 
 import (
+	"unsafe"
+
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
@@ -22,8 +24,16 @@ func NewParser(cfg Config, budget *tcp.Budget, out exchange.Handler) *Parser {
 	return &Parser{cfg: cfg.WithDefaults(), budget: budget, out: out}
 }
 
+// The memory a connection's parser state and a waiting exchange cost the budget, besides
+// the buffers and bodies charged as they grow.
+const (
+	streamCost  = int(unsafe.Sizeof(stream{}))
+	exStateCost = int(unsafe.Sizeof(exState{}))
+)
+
 // NewStream returns the consumer of one connection's bytes.
 func (p *Parser) NewStream(c *tcp.Conn) tcp.Stream {
+	p.budget.Require(streamCost)
 	s := &stream{p: p, tc: c, inferredClient: dirUnknown}
 	s.side[0] = side{s: s, dir: tcp.LoToHi}
 	s.side[1] = side{s: s, dir: tcp.HiToLo}
@@ -36,7 +46,7 @@ func (p *Parser) Stats() Stats { return p.c.snapshot() }
 // emit hands a finished exchange on and counts its outcome; its bodies leave the budget.
 func (p *Parser) emit(st *exState) {
 	ex := &st.ex
-	p.budget.Release(len(ex.Request.Body) + len(ex.Response.Body))
+	p.budget.Release(st.charged)
 	switch {
 	case ex.Flags&exchange.FlagNoResponse != 0:
 		p.c.outcomes[OutNoResponse].Add(1)

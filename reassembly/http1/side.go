@@ -52,6 +52,9 @@ type side struct {
 	msgHasAck bool
 	gapInMsg  bool
 	lostSync  bool // a gap may have swallowed whole messages: realign pairing by ACKs
+	// The body of a response whose request is unknown is about to start: if a status line
+	// comes instead, it answered a HEAD (or was another bodiless reply) and had no body.
+	orphanBody bool
 
 	holdSeq   uint32
 	holdTS    int64
@@ -65,6 +68,7 @@ type messageBody struct {
 	body      *[]byte
 	size      *int64
 	truncated *bool
+	decoded   *string
 	encoding  string
 }
 
@@ -91,6 +95,12 @@ func (h *side) dropBuffers() {
 // feed parses in-order bytes; seq is the sequence number of data[0].
 func (h *side) feed(data []byte, seq uint32) {
 	for len(data) > 0 {
+		if h.orphanBody {
+			h.orphanBody = false
+			if classifyStart(data) == startResponse {
+				h.endMessage()
+			}
+		}
 		var n int
 		switch h.state {
 		case stStart:
@@ -267,6 +277,9 @@ func (h *side) headerTooLarge() {
 // protocolError abandons the current message and hunts for the next one.
 func (h *side) protocolError() {
 	h.s.p.c.outcomes[OutParseError].Add(1)
+	if h.isServer() { // framing was lost: the responses that follow may not be the next ones'
+		h.lostSync = true
+	}
 	h.abandon()
 }
 
@@ -279,7 +292,7 @@ func (h *side) abandon() {
 	}
 	h.buf = nil
 	h.cur, h.msg = nil, messageBody{}
-	h.state = stResync
+	h.state, h.orphanBody = stResync, false
 }
 
 func (h *side) onHead(block []byte) {
@@ -289,24 +302,35 @@ func (h *side) onHead(block []byte) {
 		return
 	}
 	h.s.httpSeen = true
+	if hd.malformed {
+		h.s.p.c.outcomes[OutFramingError].Add(1)
+	}
 	if hd.response {
 		h.onResponseHead(&hd)
 	} else {
-		h.onRequestHead(&hd)
+		h.onRequestHead(&hd, len(block))
 	}
 }
 
-func (h *side) onRequestHead(hd *head) {
-	st := &exState{startSeq: h.msgSeq, reqTime: h.msgTS}
+// onRequestHead starts an exchange; headSize is what its header block holds in memory,
+// charged to the budget while the exchange waits for its response.
+func (h *side) onRequestHead(hd *head, headSize int) {
+	st := &exState{startSeq: h.msgSeq, reqTime: h.msgTS, charged: exStateCost + headSize}
+	h.s.p.budget.Require(st.charged)
 	req := &st.ex.Request
 	req.Method, req.Target, req.Proto, req.Host, req.Headers = hd.method, hd.target, hd.proto, hd.host, hd.headers
 	req.Time = time.Unix(0, h.msgTS)
-	req.Path, req.RawQuery = splitTarget(hd.target, &req.Host)
+	req.Path, req.RawQuery = splitTarget(hd.method, hd.target, &req.Host)
 	st.h2c = hd.upgradeH2C
+	if hd.malformed {
+		st.ex.Flags |= exchange.FlagFramingError
+	}
 	h.s.setExchangeAddrs(st, h.dir)
 	h.cur = st
-	h.msg = messageBody{body: &req.Body, size: &req.BodySize, truncated: &req.BodyTruncated, encoding: hd.encoding}
+	h.msg = messageBody{body: &req.Body, size: &req.BodySize, truncated: &req.BodyTruncated, decoded: &req.BodyDecoded, encoding: hd.encoding}
 	switch {
+	case hd.untilClose:
+		h.state = stBodyClose
 	case hd.chunked:
 		h.state = stChunkSize
 	case hd.contentLength > 0:
@@ -322,19 +346,18 @@ func (h *side) onRequestHead(hd *head) {
 
 func (h *side) onResponseHead(hd *head) {
 	s := h.s
-	var st *exState
 	if h.lostSync && h.msgHasAck {
-		// Responses were lost in a gap. A server answers a request before the client sends
-		// the next one unless it pipelines, so a response that acknowledges the next
-		// request's bytes belongs to a later request: the ones before it went unanswered.
-		for len(s.pending) > 1 && s.pending[0].reqDone && int32(h.msgAck-s.pending[1].startSeq) > 0 {
-			old := s.popPending()
-			old.ex.Flags |= exchange.FlagNoResponse | exchange.FlagGap
-			s.p.emit(old)
-		}
+		s.realign(h.msgAck)
 	}
 	h.lostSync = false
-	if len(s.pending) > 0 {
+	method, owed := "", false
+	var st *exState
+	switch {
+	case len(s.owed) > 0 && (!h.msgHasAck || int32(h.msgAck-s.owed[0].startSeq) > 0):
+		// The answer to a request emitted before its response came: counted, not paired
+		// with the request after it.
+		method, owed = s.owed[0].method, true
+	case len(s.pending) > 0:
 		st = s.pending[0]
 		// A response sent before the server had received any of the request cannot be
 		// its answer (we joined mid-connection or the request was lost).
@@ -342,7 +365,6 @@ func (h *side) onResponseHead(hd *head) {
 			st = nil
 		}
 	}
-	method := ""
 	if st != nil {
 		method = st.ex.Request.Method
 	}
@@ -350,16 +372,27 @@ func (h *side) onResponseHead(hd *head) {
 		h.state = stStart // informational (100 Continue): the final response follows
 		return
 	}
-	if st == nil {
+	switch {
+	case owed:
+		s.owed = s.owed[1:]
+		if len(s.owed) == 0 {
+			s.owed = nil
+		}
+		s.p.c.outcomes[OutLateResponse].Add(1)
+		h.cur, h.msg = nil, messageBody{}
+	case st == nil:
 		s.p.c.outcomes[OutOrphanResponse].Add(1)
 		h.cur, h.msg = nil, messageBody{}
-	} else {
+	default:
 		s.popPending()
 		resp := &st.ex.Response
 		resp.Status, resp.Reason, resp.Proto, resp.Headers = hd.status, hd.reason, hd.proto, hd.headers
 		resp.Time = time.Unix(0, h.msgTS)
+		if hd.malformed {
+			st.ex.Flags |= exchange.FlagFramingError
+		}
 		h.cur = st
-		h.msg = messageBody{body: &resp.Body, size: &resp.BodySize, truncated: &resp.BodyTruncated, encoding: hd.encoding}
+		h.msg = messageBody{body: &resp.Body, size: &resp.BodySize, truncated: &resp.BodyTruncated, decoded: &resp.BodyDecoded, encoding: hd.encoding}
 	}
 	if hd.status == 101 && st != nil && st.h2c && s.p.up != nil {
 		h.cur, h.msg = nil, messageBody{}
@@ -384,21 +417,40 @@ func (h *side) onResponseHead(hd *head) {
 	default:
 		h.state = stBodyClose
 	}
+	// Without its request the method is unknown: a reply to HEAD announces a body it
+	// never sends, which the next bytes will show.
+	h.orphanBody = method == "" && (h.state == stBodyLength || h.state == stChunkSize)
 }
 
-// splitTarget separates path and query, reducing an absolute-form target to its path
-// (and using its authority as the host when the Host header is missing).
-func splitTarget(target string, host *string) (path, query string) {
-	if i := strings.Index(target, "://"); i > 0 && !strings.HasPrefix(target, "/") {
-		rest := target[i+3:]
-		auth, p, found := strings.Cut(rest, "/")
+// splitTarget separates path and query. Every path starts with '/': an absolute-form
+// target is reduced to its path (its authority becomes the host when the Host header is
+// missing), the asterisk form (OPTIONS *) becomes "/*", the authority form of CONNECT
+// becomes "/" with the authority as host, and any other target is prefixed with '/'.
+func splitTarget(method, target string, host *string) (path, query string) {
+	switch {
+	case strings.HasPrefix(target, "/"):
+	case target == "*":
+		return "/*", ""
+	case strings.Contains(target, "://"):
+		rest := target[strings.Index(target, "://")+3:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
 		if *host == "" {
-			*host = auth
+			*host = rest[:end]
 		}
-		target = "/"
-		if found {
-			target = "/" + p
+		target = rest[end:]
+		if !strings.HasPrefix(target, "/") {
+			target = "/" + target
 		}
+	case method == "CONNECT":
+		if *host == "" {
+			*host = target
+		}
+		return "/", ""
+	default:
+		target = "/" + target
 	}
 	path, query, _ = strings.Cut(target, "?")
 	return path, query
@@ -408,7 +460,7 @@ func splitTarget(target string, host *string) (path, query string) {
 func (h *side) endMessage() {
 	h.finishSide()
 	h.cur, h.msg = nil, messageBody{}
-	h.state = stStart
+	h.state, h.orphanBody = stStart, false
 	if len(h.buf) == 0 && cap(h.buf) > 4<<10 {
 		h.buf = nil
 	}
@@ -426,8 +478,8 @@ func (h *side) finishSide() {
 		if err != nil {
 			st.ex.Flags |= exchange.FlagDecodeError
 		} else {
-			h.s.p.budget.Charge(len(dec) - len(*m.body))
-			*m.body, *m.truncated = dec, cut
+			h.charge(cap(dec) - cap(*m.body)) // the decoded body replaces the encoded one
+			*m.body, *m.truncated, *m.decoded = dec, cut, m.encoding
 		}
 	}
 	if h.gapInMsg {
@@ -437,6 +489,9 @@ func (h *side) finishSide() {
 		st.reqDone = true
 	} else {
 		st.respDone = true
+		if !st.ex.Response.Time.IsZero() {
+			st.ex.Response.EndTime = time.Unix(0, h.ts)
+		}
 	}
 	if st.reqDone && st.respDone {
 		h.s.p.emit(st)
@@ -445,6 +500,7 @@ func (h *side) finishSide() {
 
 // gap reports n bytes of this direction lost (capture truncation or loss).
 func (h *side) gap(n int) {
+	h.orphanBody = false
 	if h.state == stHold {
 		// The held bytes still await their request: keep the gap in its place among them,
 		// so a truncated packet does not orphan the response.

@@ -13,10 +13,12 @@ const (
 	OutOrphanResponse                // response whose request was never seen; counted, not emitted
 	OutParseError                    // malformed HTTP; the stream resyncs on the next message
 	OutNonHTTP                       // a connection that does not speak HTTP/1.x; ignored
+	OutFramingError                  // a message with framing a server must refuse; reported, flagged
+	OutLateResponse                  // a response to a request emitted before it came (pending bound hit)
 	NumOutcomes
 )
 
-var outcomeNames = [NumOutcomes]string{"complete", "no_response", "truncated", "orphan_response", "parse_error", "non_http"}
+var outcomeNames = [NumOutcomes]string{"complete", "no_response", "truncated", "orphan_response", "parse_error", "non_http", "framing_error", "late_response"}
 
 // String is the outcome's metric label.
 func (o Outcome) String() string { return outcomeNames[o] }

@@ -20,13 +20,28 @@ type stream struct {
 
 	pending []*exState // requests awaiting a response, oldest first
 	next    tcp.Stream // the stream the connection switched to (h2c upgrade)
+	// owed are requests emitted before their response came (the pending bound was hit),
+	// oldest first, all older than pending[0]: their responses are recognised by position
+	// and counted, so they are not paired with the requests after them.
+	owed []owedResponse
 }
+
+// owedResponse is what is kept of a request emitted without its response: where it
+// started (pairing checks the response's ACK against it) and its method (framing).
+type owedResponse struct {
+	startSeq uint32
+	method   string
+}
+
+// maxOwedFactor bounds owed responses per connection, as a multiple of MaxPending.
+const maxOwedFactor = 64
 
 // exState is an exchange under construction.
 type exState struct {
 	ex       exchange.Exchange
 	startSeq uint32 // client sequence number of the request's first byte
 	reqTime  int64
+	charged  int // bytes charged to the budget until emitted: this state, the header block, body capacity
 	reqDone  bool
 	respDone bool
 	h2c      bool // the request offers Upgrade: h2c
@@ -83,17 +98,19 @@ func (s *stream) Close() {
 		}
 		s.p.emit(st)
 	}
-	s.pending = nil
+	s.pending, s.owed = nil, nil
 	s.side[0].dropBuffers()
 	s.side[1].dropBuffers()
+	s.p.budget.Release(streamCost)
 }
 
-// Expire implements tcp.Stream. A held response waits for its request as long as a
-// request waits for its response. Not just the reorder timeout: a live source with several
-// rings (AF_PACKET fanout splits a VXLAN flow's two directions by outer UDP port) can
-// process one direction seconds behind the other when the host is busy, while the other
-// ring's packets move the clock on. Held bytes stay under the caps, and the next request
-// on the connection releases them anyway.
+// Expire implements tcp.Stream. Requests have no timer: they wait for their response as
+// long as the connection lives (a long poll answers after tens of seconds), within the
+// memory budget. Held responses wait for their request ResponseTimeout. Not just the
+// reorder timeout: a live source with several rings (AF_PACKET fanout splits a VXLAN
+// flow's two directions by outer UDP port) can process one direction seconds behind the
+// other when the host is busy, while the other ring's packets move the clock on. Held
+// bytes stay under the caps, and the next request on the connection releases them anyway.
 func (s *stream) Expire(now int64) bool {
 	timeout := int64(s.p.cfg.ResponseTimeout)
 	for i := range s.side {
@@ -101,20 +118,21 @@ func (s *stream) Expire(now int64) bool {
 			sd.releaseHold(true)
 		}
 	}
-	for len(s.pending) > 0 && s.pending[0].reqDone && s.pending[0].reqTime < now-timeout {
-		st := s.popPending()
-		st.ex.Flags |= exchange.FlagNoResponse
-		s.p.emit(st)
-	}
-	return len(s.pending) > 0 || s.side[0].state == stHold || s.side[1].state == stHold
+	return s.side[0].state == stHold || s.side[1].state == stHold
 }
 
-// enqueue adds a request to the FIFO that responses are paired from.
+// enqueue adds a request to the FIFO that responses are paired from. Past MaxPending the
+// oldest is emitted without its response, which stays owed: when it comes it is counted
+// against that request, and the requests after it keep pairing with theirs.
 func (s *stream) enqueue(st *exState) {
 	if len(s.pending) >= s.p.cfg.MaxPending {
 		old := s.popPending()
 		old.ex.Flags |= exchange.FlagNoResponse
 		s.p.c.drops[DropPendingFull].Add(1)
+		if len(s.owed) >= maxOwedFactor*s.p.cfg.MaxPending {
+			s.owed = s.owed[1:] // its response, if it comes, may be misplaced: bounded memory first
+		}
+		s.owed = append(s.owed, owedResponse{startSeq: old.startSeq, method: old.ex.Request.Method})
 		if old.reqDone {
 			s.p.emit(old)
 		} else {
@@ -122,7 +140,6 @@ func (s *stream) enqueue(st *exState) {
 		}
 	}
 	s.pending = append(s.pending, st)
-	s.tc.Wake()
 	if c := s.clientDir(); c != dirUnknown {
 		if srv := &s.side[1-c]; srv.state == stHold {
 			srv.releaseHold(false)
@@ -164,4 +181,31 @@ func (s *stream) setExchangeAddrs(st *exState, client tcp.Dir) {
 		c, srv = k.Hi, k.Lo
 	}
 	st.ex.Tunnel, st.ex.Client, st.ex.Server = k.Tunnel, c.AddrPort(), srv.AddrPort()
+}
+
+// realign drops the requests a gap in the server's direction left unanswered. A server
+// answers a request before the client sends the next one unless it pipelines, so a
+// response that acknowledges the next request's bytes belongs to a later request: the
+// ones before it went unanswered (owed ones are forgotten, pending ones emitted).
+func (s *stream) realign(ack uint32) {
+	for len(s.owed) > 0 {
+		next := uint32(0)
+		switch {
+		case len(s.owed) > 1:
+			next = s.owed[1].startSeq
+		case len(s.pending) > 0:
+			next = s.pending[0].startSeq
+		default:
+			return
+		}
+		if int32(ack-next) <= 0 {
+			return
+		}
+		s.owed = s.owed[1:]
+	}
+	for len(s.pending) > 1 && s.pending[0].reqDone && int32(ack-s.pending[1].startSeq) > 0 {
+		old := s.popPending()
+		old.ex.Flags |= exchange.FlagNoResponse | exchange.FlagGap
+		s.p.emit(old)
+	}
 }

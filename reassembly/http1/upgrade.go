@@ -12,10 +12,11 @@ import (
 // "Upgrade: h2c" (RFC 7540 §3.2).
 type Upgrader interface {
 	// UpgradeH2C returns the stream that consumes the connection from now on. req is the
-	// request that asked for the switch (HTTP/2 stream 1, answered in HTTP/2; its body is
-	// charged to the budget and now owned by the new stream); client is the client's
-	// direction; switched is true when the server's 101 was seen (its next bytes are
-	// HTTP/2), false when the client's preface came first (the 101 is still to come).
+	// request that asked for the switch (HTTP/2 stream 1, answered in HTTP/2; this parser
+	// no longer charges the budget for it: the new stream charges what it keeps); client
+	// is the client's direction; switched is true when the server's 101 was seen (its next
+	// bytes are HTTP/2), false when the client's preface came first (the 101 is still to
+	// come).
 	UpgradeH2C(c *tcp.Conn, req *exchange.Exchange, client tcp.Dir, switched bool) tcp.Stream
 }
 
@@ -52,7 +53,7 @@ func (s *stream) upgrade(st *exState, client tcp.Dir, switched bool) {
 		if old.reqDone {
 			s.p.emit(old)
 		} else {
-			s.p.budget.Release(len(old.ex.Request.Body) + len(old.ex.Response.Body))
+			s.p.budget.Release(old.charged)
 		}
 	}
 	for i := range s.side {
@@ -61,6 +62,10 @@ func (s *stream) upgrade(st *exState, client tcp.Dir, switched bool) {
 		sd.state = stIgnore
 		sd.dropBuffers()
 	}
+	// This parser is done with the connection: Close will not reach it.
+	s.p.budget.Release(st.charged + streamCost)
+	st.charged = 0
+	s.pending, s.owed = nil, nil
 	st.ex.Response = exchange.Response{}
 	s.next = s.p.up.UpgradeH2C(s.tc, &st.ex, client, switched)
 	s.tc.SetStream(s.next)

@@ -33,6 +33,22 @@ type h2stream struct {
 	msg     [2]message // by role
 	created int64      // packet time it was first seen, for the response timeout
 	reqSeen bool       // the request's headers were seen: the stream can be emitted
+	charged int        // bytes charged to the budget until emitted: this state, header fields, body capacity
+}
+
+// charge adds n bytes the stream cannot do without (state, header fields) to the budget.
+func (st *h2stream) charge(p *Parser, n int) {
+	p.budget.Require(n)
+	st.charged += n
+}
+
+// headersCost is what header fields hold in memory.
+func headersCost(hs []exchange.Header) int {
+	n := cap(hs) * headerCost
+	for i := range hs {
+		n += len(hs[i].Name) + len(hs[i].Value)
+	}
+	return n
 }
 
 // flagUnfinished marks what a stream ended early lacks.
@@ -156,9 +172,19 @@ func (st *h2stream) setRequest(s *stream, h *side, fields []field, client tcp.Di
 		}
 	}
 	req.Headers = regular(fields, nil)
-	req.Path, req.RawQuery, _ = strings.Cut(req.Target, "?")
-	if req.Method == "CONNECT" && req.Target == "" {
-		req.Target = req.Host
+	st.charge(s.p, headersCost(req.Headers))
+	switch {
+	case strings.HasPrefix(req.Target, "/"):
+		req.Path, req.RawQuery, _ = strings.Cut(req.Target, "?")
+	case req.Target == "*": // OPTIONS *
+		req.Path = "/*"
+	case req.Target == "": // CONNECT names only the authority (or :path was unknown)
+		req.Path = "/"
+		if req.Method == "CONNECT" {
+			req.Target = req.Host
+		}
+	default:
+		req.Path, req.RawQuery, _ = strings.Cut("/"+req.Target, "?")
 	}
 	req.Proto = "HTTP/2.0"
 	req.Time = time.Unix(0, h.blockTS)
@@ -168,7 +194,7 @@ func (st *h2stream) setRequest(s *stream, h *side, fields []field, client tcp.Di
 }
 
 // setResponse fills the response from its (final) header block.
-func (st *h2stream) setResponse(_ *stream, h *side, fields []field) {
+func (st *h2stream) setResponse(s *stream, h *side, fields []field) {
 	resp := &st.ex.Response
 	m := &st.msg[roleResponse]
 	for i := range fields {
@@ -183,6 +209,7 @@ func (st *h2stream) setResponse(_ *stream, h *side, fields []field) {
 		}
 	}
 	resp.Headers = regular(fields, nil)
+	st.charge(s.p, headersCost(resp.Headers))
 	resp.Proto = "HTTP/2.0"
 	resp.Time = time.Unix(0, h.blockTS)
 	st.role[h.dir] = roleResponse
@@ -195,12 +222,16 @@ func (st *h2stream) setResponse(_ *stream, h *side, fields []field) {
 // addTrailers appends a trailer block to the headers of the message it ends: Metlo traces
 // have no separate trailers, and gRPC's status lives there.
 func (st *h2stream) addTrailers(h *side, fields []field) {
+	hs := &st.ex.Response.Headers
 	switch st.role[h.dir] {
 	case roleRequest:
-		st.ex.Request.Headers = regular(fields, st.ex.Request.Headers)
-	case roleResponse:
-		st.ex.Response.Headers = regular(fields, st.ex.Response.Headers)
+		hs = &st.ex.Request.Headers
+	case roleNone:
+		return
 	}
+	before := headersCost(*hs)
+	*hs = regular(fields, *hs)
+	st.charge(h.s.p, headersCost(*hs)-before)
 }
 
 func parseStatus(v string) int {
@@ -228,28 +259,51 @@ func (st *h2stream) bodyOf(role int8) (body *[]byte, size *int64, truncated *boo
 	return &r.Body, &r.BodySize, &r.BodyTruncated
 }
 
-// appendBody keeps DATA bytes up to the cap; unemitted bodies share the memory budget.
+// decodedOf returns the exchange field naming the encoding undone on role's body.
+func (st *h2stream) decodedOf(role int8) *string {
+	if role == roleRequest {
+		return &st.ex.Request.BodyDecoded
+	}
+	return &st.ex.Response.BodyDecoded
+}
+
+// appendBody keeps DATA bytes up to the cap. Bodies of streams not yet emitted share the
+// memory budget, charged by capacity (what the heap holds); past it bodies are cut.
 func (st *h2stream) appendBody(h *side, b []byte) {
 	role := st.role[h.dir]
 	if role == roleNone {
 		return
 	}
-	body, size, truncated := st.bodyOf(role)
+	bodyp, size, truncated := st.bodyOf(role)
 	p := h.s.p
 	*size += int64(len(b))
-	if room := p.cfg.BodyCap - len(*body); len(b) > room {
+	body := *bodyp
+	if room := p.cfg.BodyCap - len(body); len(b) > room {
 		b = b[:max(room, 0)]
 		*truncated = true
 	}
-	if spare := p.budget.Room(); len(b) > spare {
-		b = b[:max(spare, 0)]
-		*truncated = true
-		p.c.drops[DropBodyMemory].Add(1)
+	if need := len(body) + len(b); need > cap(body) {
+		// Grow as append would (doubling, bounded by the cap), or exactly when that does
+		// not fit, or as far as the budget allows.
+		size := min(max(need, 2*cap(body), 512), p.cfg.BodyCap)
+		if !p.budget.Fits(size - cap(body)) {
+			size = need
+		}
+		if spare := p.budget.Room(); size-cap(body) > spare {
+			size = cap(body) + spare
+			b = b[:max(size-len(body), 0)]
+			*truncated = true
+			p.c.drops[DropBodyMemory].Add(1)
+		}
+		if size > cap(body) {
+			grown := make([]byte, len(body), size)
+			copy(grown, body)
+			p.budget.Charge(size - cap(body))
+			st.charged += size - cap(body)
+			body = grown
+		}
 	}
-	if len(b) > 0 {
-		*body = append(*body, b...)
-		p.budget.Charge(len(b))
-	}
+	*bodyp = append(body, b...)
 }
 
 // lostBody notes n DATA bytes lost in a gap.
@@ -272,7 +326,7 @@ func (st *h2stream) finishBodies(p *Parser) {
 		if len(*body) == 0 {
 			continue
 		}
-		before := len(*body)
+		before := cap(*body)
 		if m.encoding != "" && m.encoding != "identity" {
 			dec, cut, err := content.Decode(*body, m.encoding, p.cfg.BodyCap, *truncated)
 			if err != nil {
@@ -280,6 +334,7 @@ func (st *h2stream) finishBodies(p *Parser) {
 				continue
 			}
 			*body, *truncated = dec, cut
+			*st.decodedOf(role) = m.encoding
 		}
 		if m.grpc {
 			out, cut, n, bad := renderGRPC(*body, m, p.cfg.BodyCap, *truncated)
@@ -289,7 +344,8 @@ func (st *h2stream) finishBodies(p *Parser) {
 				st.ex.Flags |= exchange.FlagDecodeError
 			}
 		}
-		p.budget.Charge(len(*body) - before)
+		p.budget.Charge(cap(*body) - before) // the decoded body replaces the wire bytes
+		st.charged += cap(*body) - before
 	}
 }
 

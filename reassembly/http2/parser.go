@@ -34,8 +34,8 @@ func (p *Parser) NewStream(c *tcp.Conn) tcp.Stream {
 // Upgrade describes an HTTP/1.1 connection that switched to HTTP/2 with "Upgrade: h2c".
 type Upgrade struct {
 	// Request is the HTTP/1.1 request that asked for the switch, with its endpoints set.
-	// It becomes HTTP/2 stream 1, whose response arrives as HTTP/2; its body, if any, is
-	// already charged to the budget and now belongs to the HTTP/2 stream.
+	// It becomes HTTP/2 stream 1, whose response arrives as HTTP/2; the HTTP/2 stream
+	// charges the budget for what it keeps of it.
 	Request *exchange.Exchange
 	// Client is the client's direction.
 	Client tcp.Dir
@@ -59,17 +59,16 @@ func (p *Parser) NewUpgradedStream(c *tcp.Conn, u Upgrade) tcp.Stream {
 	st := s.newH2Stream(1, c.Now())
 	st.ex = *u.Request
 	st.ex.Response = exchange.Response{}
-	st.ex.Request.Proto = "HTTP/2.0"
 	st.role[u.Client] = roleRequest
+	st.charge(p, headersCost(st.ex.Request.Headers)+cap(st.ex.Request.Body))
 	st.msg[roleRequest].started, st.msg[roleRequest].ended = true, true
 	st.reqSeen = true
 	s.maxRequestID = 1
 	return s
 }
 
-// emit hands a finished exchange on and counts its outcome; its bodies leave the budget.
+// emit hands a finished exchange on and counts its outcome.
 func (p *Parser) emit(ex *exchange.Exchange) {
-	p.budget.Release(len(ex.Request.Body) + len(ex.Response.Body))
 	switch {
 	case ex.Flags&exchange.FlagNoResponse != 0:
 		p.c.outcomes[OutNoResponse].Add(1)

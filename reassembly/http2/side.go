@@ -63,8 +63,10 @@ type side struct {
 	blockEnd      bool // END_STREAM on the HEADERS frame
 	blockLost     bool // bytes of the block are missing: its fields are lost and so is the table
 	blockTS       int64
+	blockCharged  int // capacity of block charged to the budget
 
-	dec hpackDecoder
+	dec          hpackDecoder
+	tableCharged int // the decoding table's memory charged to the budget
 
 	prefN    int    // preface bytes matched
 	skipTail uint32 // last four bytes seen while skipping the 101 response
@@ -283,11 +285,26 @@ func (h *side) content(b []byte) {
 		if !h.inBlock || h.blockLost {
 			return
 		}
-		if len(h.block)+len(b) > h.s.p.cfg.MaxHeaderBytes {
-			h.s.p.c.drops[DropHeaderTooLarge].Add(1)
+		p := h.s.p
+		need := len(h.block) + len(b)
+		if need > p.cfg.MaxHeaderBytes {
+			p.c.drops[DropHeaderTooLarge].Add(1)
 			h.blockLost = true
 			h.block = h.block[:0]
 			return
+		}
+		if need > cap(h.block) {
+			size := min(max(need, 2*cap(h.block), 256), p.cfg.MaxHeaderBytes)
+			if !p.budget.Fits(size - h.blockCharged) {
+				p.c.drops[DropHeaderMemory].Add(1)
+				h.blockLost = true
+				h.block = h.block[:0]
+				return
+			}
+			grown := make([]byte, len(h.block), size)
+			copy(grown, h.block)
+			p.budget.Charge(size - h.blockCharged)
+			h.block, h.blockCharged = grown, size
 		}
 		h.block = append(h.block, b...)
 	default:
@@ -367,9 +384,31 @@ func (h *side) finishBlock() {
 		}
 		h.s.headers(h, fields, err != nil || st.unknown+st.invalid > 0)
 	}
+	h.chargeTable(false)
 	if cap(h.block) > 16<<10 {
-		h.block = nil
+		h.releaseBlock() // keep idle connections small
 	}
+}
+
+// releaseBlock gives the header block buffer back.
+func (h *side) releaseBlock() {
+	h.s.p.budget.Release(h.blockCharged)
+	h.block, h.blockCharged = nil, 0
+}
+
+// chargeTable brings the budget's share of the decoding table up to date (to nothing
+// when the connection is done).
+func (h *side) chargeTable(done bool) {
+	want := 0
+	if !done {
+		want = int(h.dec.size) + cap(h.dec.ring)*entryCost
+	}
+	if d := want - h.tableCharged; d > 0 {
+		h.s.p.budget.Require(d)
+	} else {
+		h.s.p.budget.Release(-d)
+	}
+	h.tableCharged = want
 }
 
 // abandonBlock gives up a header block cut off by another frame: its entries are lost.

@@ -29,10 +29,11 @@ const (
 	DropHeaderTooLarge Drop = iota // header block over MaxHeaderBytes: fields lost, HPACK table forgotten
 	DropBodyMemory                 // a body cut short because the memory budget is spent
 	DropStreamLimit                // more than MaxStreams open streams: the oldest emitted early
+	DropHeaderMemory               // a header block dropped because the memory budget is spent (HPACK table forgotten)
 	NumDrops
 )
 
-var dropNames = [NumDrops]string{"header_too_large", "body_memory", "stream_limit"}
+var dropNames = [NumDrops]string{"header_too_large", "body_memory", "stream_limit", "header_memory"}
 
 // String is the drop's metric label.
 func (d Drop) String() string { return dropNames[d] }

@@ -1,6 +1,9 @@
 package http2
 
 import (
+	"time"
+	"unsafe"
+
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
@@ -21,7 +24,17 @@ type stream struct {
 	maxPushID    uint32      // highest promised stream id
 }
 
+// The memory a connection's state and a stream's cost the budget, besides the header
+// fields, bodies and buffers charged as they grow.
+const (
+	connCost     = int(unsafe.Sizeof(stream{}))
+	h2streamCost = int(unsafe.Sizeof(h2stream{}))
+	headerCost   = int(unsafe.Sizeof(exchange.Header{}))
+	entryCost    = int(unsafe.Sizeof(entry{}))
+)
+
 func (p *Parser) newStream(c *tcp.Conn) *stream {
+	p.budget.Require(connCost)
 	s := &stream{p: p, tc: c, clientDir: dirUnknown}
 	if d, ok := c.ClientDir(); ok {
 		s.clientDir = int8(d)
@@ -70,23 +83,33 @@ func (s *stream) Close() {
 	for i := range s.side {
 		h := &s.side[i]
 		h.releaseResync()
-		h.block, h.ctrl = nil, nil
+		h.releaseBlock()
+		h.chargeTable(true)
+		h.ctrl = nil
 	}
+	s.p.budget.Release(connCost)
 }
 
-// Expire implements tcp.Stream: streams unfinished after the response timeout are emitted
-// as they stand (long-lived streams too, so they are reported while they last).
+// Expire implements tcp.Stream. A response whose request has not been seen waits for it
+// ResponseTimeout (the client's direction may be on a slower capture queue), then counts
+// as an orphan. Requests have no timer, as in HTTP/1: a stream is reported when it ends
+// (a long poll, a streaming call), when it is reset, or when its connection closes, is
+// evicted or goes idle; MaxStreams and the memory budget bound what waits.
 func (s *stream) Expire(now int64) bool {
 	before := now - int64(s.p.cfg.ResponseTimeout)
+	waiting := false
 	for i := 0; i < len(s.streams); {
-		if st := s.streams[i]; st.created < before {
-			st.flagUnfinished()
-			s.finish(st)
-			continue
+		st := s.streams[i]
+		if !st.reqSeen {
+			if st.created < before {
+				s.finish(st)
+				continue
+			}
+			waiting = true
 		}
 		i++
 	}
-	return len(s.streams) > 0
+	return waiting
 }
 
 // find returns the stream with id sid, or nil.
@@ -111,10 +134,10 @@ func (s *stream) newH2Stream(sid uint32, now int64) *h2stream {
 		old.flagUnfinished()
 		s.finish(old)
 	}
-	st := &h2stream{id: sid, created: now, role: [2]int8{roleNone, roleNone}}
+	s.p.budget.Require(h2streamCost)
+	st := &h2stream{id: sid, created: now, role: [2]int8{roleNone, roleNone}, charged: h2streamCost}
 	s.streams = append(s.streams, st)
 	s.last = st
-	s.tc.Wake()
 	return st
 }
 
@@ -144,11 +167,12 @@ func (s *stream) finish(st *h2stream) {
 		if st.msg[roleResponse].started {
 			s.p.c.outcomes[OutOrphanResponse].Add(1)
 		}
-		s.p.budget.Release(len(st.ex.Request.Body) + len(st.ex.Response.Body))
+		s.p.budget.Release(st.charged)
 		return
 	}
 	st.finishBodies(s.p)
 	st.mapGRPCStatus()
+	s.p.budget.Release(st.charged)
 	s.p.emit(&st.ex)
 }
 
@@ -171,6 +195,9 @@ func (s *stream) endMessage(st *h2stream, d tcp.Dir) {
 		return
 	}
 	st.msg[r].ended = true
+	if r == roleResponse && st.msg[r].started {
+		st.ex.Response.EndTime = time.Unix(0, s.side[d].ts)
+	}
 	if st.reqSeen && st.msg[roleRequest].ended && st.msg[roleResponse].ended {
 		s.finish(st)
 	}
@@ -281,6 +308,7 @@ func (s *stream) headers(h *side, fields []field, unknown bool) {
 				return
 			}
 			st = s.newH2Stream(sid, s.tc.Now())
+			s.tc.Wake() // the response waits ResponseTimeout for its request
 		}
 		if st.msg[roleResponse].started {
 			s.p.c.outcomes[OutParseError].Add(1)

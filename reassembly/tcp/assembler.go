@@ -1,6 +1,13 @@
 package tcp
 
-import "time"
+import (
+	"time"
+	"unsafe"
+)
+
+// connCost is what one tracked connection costs the budget besides its buffers: the Conn
+// and its map entry (key, pointer, bucket overhead).
+const connCost = int(unsafe.Sizeof(Conn{})) + int(unsafe.Sizeof(FlowKey{})) + 32
 
 // scanInterval is how much packet time passes between timeout scans.
 const scanInterval = int64(time.Second)
@@ -17,13 +24,16 @@ type Assembler struct {
 	pendHead         *Conn // flows waiting on a timer: out-of-order data, a reset, a linger, or their stream's
 
 	now, lastScan int64
+	current       *Conn // the connection being worked on: never evicted to make room
 	c             counters
 }
 
 // NewAssembler returns an assembler whose out-of-order buffers are charged to budget and
 // whose connections are consumed by the streams the factory picks.
 func NewAssembler(cfg Config, budget *Budget, streams StreamFactory) *Assembler {
-	return &Assembler{cfg: cfg.WithDefaults(), budget: budget, streams: streams, flows: make(map[FlowKey]*Conn)}
+	a := &Assembler{cfg: cfg.WithDefaults(), budget: budget, streams: streams, flows: make(map[FlowKey]*Conn)}
+	budget.reclaim = a.reclaim
+	return a
 }
 
 // Stats returns a snapshot of the counters; safe to call from any goroutine.
@@ -51,7 +61,9 @@ func (a *Assembler) Segment(s *Segment) {
 		a.lruPush(f)
 	}
 	f.lastSeen = a.now
+	a.current = f
 	f.segment(s)
+	a.current = nil
 	a.maybeScan()
 }
 
@@ -88,8 +100,26 @@ func (a *Assembler) maybeScan() {
 	}
 	for f := a.pendHead; f != nil; {
 		next := f.pnext
+		a.current = f
 		f.expire()
 		f = next
+	}
+	a.current = nil
+}
+
+// reclaim evicts the least recently seen connections, except the one being worked on,
+// until need bytes fit the budget: their streams are closed (emitting what they hold) and
+// their state is freed.
+func (a *Assembler) reclaim(need int) {
+	for f := a.lruTail; f != nil && !a.budget.Fits(need); {
+		prev := f.prev
+		if f != a.current {
+			f.finish()
+			a.removeFlow(f)
+			a.c.drops[DropMemoryFull].Add(1)
+			a.c.flowsEvicted.Add(1)
+		}
+		f = prev
 	}
 }
 
@@ -101,6 +131,7 @@ func (a *Assembler) newFlow(k FlowKey) *Conn {
 		a.c.drops[DropFlowTableFull].Add(1)
 		a.c.flowsEvicted.Add(1)
 	}
+	a.budget.Require(connCost)
 	f := &Conn{key: k, a: a, clientDir: dirUnknown}
 	f.half[0].init(f, LoToHi)
 	f.half[1].init(f, HiToLo)
@@ -112,6 +143,7 @@ func (a *Assembler) newFlow(k FlowKey) *Conn {
 }
 
 func (a *Assembler) removeFlow(f *Conn) {
+	a.budget.Release(connCost)
 	f.half[0].releaseOOO()
 	f.half[1].releaseOOO()
 	a.pendRemove(f)

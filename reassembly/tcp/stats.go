@@ -12,10 +12,11 @@ const (
 	DropBufferFull                 // out-of-order data over the memory budget: hole declared a gap
 	DropDuplicate                  // retransmitted or duplicated segment, already seen
 	DropClosedFlow                 // data on a connection already closed (late duplicate copies)
+	DropMemoryFull                 // least recently seen connection evicted to keep within the memory budget
 	NumDrops
 )
 
-var dropNames = [NumDrops]string{"flow_table_full", "flow_buffer_full", "buffer_full", "duplicate", "closed_flow"}
+var dropNames = [NumDrops]string{"flow_table_full", "flow_buffer_full", "buffer_full", "duplicate", "closed_flow", "memory_full"}
 
 // String is the drop's metric label.
 func (d Drop) String() string { return dropNames[d] }

@@ -99,6 +99,9 @@ func (l *link) handshake() {
 	l.send(syn, l.seg(false, FlagSYN, ""), l.seg(true, 0, ""))
 }
 
+// held is what the budget holds besides the connections' own state: buffered bytes.
+func (l *link) held() int { return l.budget.Used() - connCost*int(l.a.Stats().Flows) }
+
 // stream returns the only connection's recorder.
 func (l *link) stream() *recorder {
 	l.t.Helper()
@@ -161,8 +164,8 @@ func TestReorderedAndDuplicated(t *testing.T) {
 	l.send(segs...) // a second copy of everything (both ENIs mirrored)
 	l.want(text, "")
 	s := l.a.Stats()
-	if s.OutOfOrderSegments != 4 || s.Drops[DropDuplicate] != uint64(2+len(segs)) || l.budget.Used() != 0 {
-		t.Fatalf("stats %+v, budget %d", s, l.budget.Used())
+	if s.OutOfOrderSegments != 4 || s.Drops[DropDuplicate] != uint64(2+len(segs)) || l.held() != 0 {
+		t.Fatalf("stats %+v, budget %d", s, l.held())
 	}
 }
 
@@ -203,8 +206,8 @@ func TestHoleBecomesGapAfterReorderTimeout(t *testing.T) {
 	l.want("before ", "")
 	l.a.Advance(l.ts + int64(3*time.Second))
 	l.want("before <gap 4> after", "")
-	if s := l.a.Stats(); s.Gaps != 1 || l.budget.Used() != 0 {
-		t.Fatalf("stats %+v budget %d", s, l.budget.Used())
+	if s := l.a.Stats(); s.Gaps != 1 || l.held() != 0 {
+		t.Fatalf("stats %+v budget %d", s, l.held())
 	}
 }
 
@@ -216,23 +219,23 @@ func TestPerDirectionCapDeclaresTheGap(t *testing.T) {
 	l.want("", "")
 	l.send(l.seg(true, 0, "ABCDEFGHIJ")) // 30 bytes would wait: over the cap
 	l.want("<gap 4>0123456789abcdefghijABCDEFGHIJ", "")
-	if s := l.a.Stats(); s.Drops[DropFlowBufferFull] != 1 || l.budget.Used() != 0 {
+	if s := l.a.Stats(); s.Drops[DropFlowBufferFull] != 1 || l.held() != 0 {
 		t.Fatalf("stats %+v", s)
 	}
 }
 
 func TestBudgetDeclaresTheGap(t *testing.T) {
-	l := newLink(t, Config{}, 15)
+	l := newLink(t, Config{}, connCost+15)
 	l.handshake()
 	_ = l.seg(true, 0, "LOST")
 	l.send(l.seg(true, 0, "0123456789"))
-	if l.budget.Used() != 10 {
-		t.Fatalf("budget %d", l.budget.Used())
+	if l.held() != 10 {
+		t.Fatalf("budget %d", l.held())
 	}
 	l.send(l.seg(true, 0, "abcdefghij"))
 	l.want("<gap 4>0123456789abcdefghij", "")
-	if s := l.a.Stats(); s.Drops[DropBufferFull] != 1 || l.budget.Used() != 0 {
-		t.Fatalf("stats %+v budget %d", s, l.budget.Used())
+	if s := l.a.Stats(); s.Drops[DropBufferFull] != 1 || l.held() != 0 {
+		t.Fatalf("stats %+v budget %d", s, l.held())
 	}
 }
 
@@ -257,7 +260,7 @@ func TestGapsAtClose(t *testing.T) {
 	if r := l.stream(); r.closed != 1 {
 		t.Fatalf("closed %d times", r.closed)
 	}
-	if s := l.a.Stats(); s.Flows != 0 || l.budget.Used() != 0 {
+	if s := l.a.Stats(); s.Flows != 0 || l.held() != 0 {
 		t.Fatalf("stats %+v", s)
 	}
 }
@@ -340,12 +343,12 @@ func TestIgnoreStopsDeliveryButNotSequencing(t *testing.T) {
 	r := l.stream()
 	_ = l.seg(true, 0, "LOST")
 	l.send(l.seg(true, 0, "buffered"))
-	if l.budget.Used() != 8 {
-		t.Fatalf("budget %d", l.budget.Used())
+	if l.held() != 8 {
+		t.Fatalf("budget %d", l.held())
 	}
 	r.conn.Ignore()
-	if l.budget.Used() != 0 {
-		t.Fatalf("ignored connection still holds %d bytes", l.budget.Used())
+	if l.held() != 0 {
+		t.Fatalf("ignored connection still holds %d bytes", l.held())
 	}
 	l.send(l.seg(true, 0, "more"), l.seg(true, FlagFIN, ""), l.seg(false, FlagFIN, ""))
 	l.a.Advance(l.ts + int64(2*time.Second)) // the hole is given up; both FINs are then in order
@@ -462,4 +465,52 @@ func TestFastOpenDataInSYN(t *testing.T) {
 	if r := l.stream(); r.seqs[LoToHi][0] != 1001 {
 		t.Fatalf("SYN data delivered at %d", r.seqs[LoToHi][0])
 	}
+}
+
+func TestMemoryPressureEvictsLeastRecentlySeen(t *testing.T) {
+	// Room for three connections' state: a fourth evicts the least recently seen one
+	// (closing its stream first), never the one being worked on.
+	l := newLink(t, Config{}, 3*connCost+100)
+	for i := range 3 {
+		l.cli.Port = uint16(50000 + i)
+		l.handshake()
+		l.send(l.seg(true, 0, "x"))
+	}
+	l.cli.Port = 50000
+	l.send(l.seg(true, 0, "y")) // 50000 is now the most recently seen
+	l.cli.Port = 50003
+	l.handshake()
+	s := l.a.Stats()
+	if s.Flows != 3 || s.Drops[DropMemoryFull] != 1 || l.f.made[1].closed != 1 || l.f.made[0].closed != 0 {
+		t.Fatalf("stats %+v; closed %d %d", s, l.f.made[0].closed, l.f.made[1].closed)
+	}
+	if l.budget.Used() > 3*connCost+100 {
+		t.Fatalf("budget %d over its limit", l.budget.Used())
+	}
+}
+
+// TestOverlapPolicy pins what happens when copies of a range carry different bytes:
+// delivered bytes are never replaced; an in-order segment wins over buffered copies of its
+// range; among buffered segments the one starting lower wins.
+func TestOverlapPolicy(t *testing.T) {
+	l := newLink(t, Config{}, 1<<20)
+	l.handshake()
+	base := l.cseq
+	at := func(off int, p string) Segment {
+		k, d := NewKey(7, l.cli, l.srv)
+		l.ts += 1000
+		return Segment{Key: k, Dir: d, Seq: base + uint32(off), Ack: l.sseq, Flags: FlagACK, Payload: []byte(p), Timestamp: l.ts}
+	}
+	l.send(
+		at(0, "AAAA"),     // delivered: 0-3
+		at(2, "bbbbbb"),   // 2-3 already delivered: only 4-7 are new
+		at(12, "XXXX"),    // buffered: 12-15
+		at(10, "yyyyyy"),  // buffered, starts lower: wins 12-15 over XXXX
+		at(8, "cccccccc"), // in order: 8-15, wins over both buffered copies
+		at(16, "D"),
+		at(22, "XXXX"),   // buffered: 22-25
+		at(20, "yyyyyy"), // buffered, starts lower: wins 22-25
+		at(17, "eee"),    // in order: 17-19, then the buffered ones drain
+	)
+	l.want("AAAAbbbbccccccccDeeeyyyyyy", "")
 }

@@ -71,6 +71,13 @@ type TraceMeta struct {
 	ResponseBodyDecoded   string  `json:"responseBodyDecoded,omitempty"`
 	Trimmed               bool    `json:"trimmed,omitempty"`
 	OriginalSource        string  `json:"originalSource,omitempty"`
+	Protocol              string  `json:"protocol,omitempty"`
+	Scheme                string  `json:"scheme,omitempty"`
+	HeadersUnknown        bool    `json:"headersUnknown,omitempty"`
+	GRPCService           string  `json:"grpcService,omitempty"`
+	GRPCMethod            string  `json:"grpcMethod,omitempty"`
+	GRPCStatus            *int    `json:"grpcStatus,omitempty"`
+	GRPCMessage           string  `json:"grpcMessage,omitempty"`
 }
 
 // NewTrace builds the Trace for x without redaction or trimming; strings keep the bytes
@@ -117,6 +124,7 @@ func NewTrace(x *exchange.Exchange, environment string) Trace {
 			OriginalSource:        originalSource(x.Request.Headers),
 		},
 	}
+	setProtocolMeta(&t.Meta, x)
 	var scratch []byte
 	forEachParam(x.Request.RawQuery, func(name, value string) {
 		var n, v string

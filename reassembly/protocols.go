@@ -229,10 +229,12 @@ func (s *sniffer) Gap(d tcp.Dir, n int, _ tcp.Meta) {
 // End implements tcp.Stream.
 func (s *sniffer) End(d tcp.Dir) { s.dir[d].ended = true }
 
-// Close implements tcp.Stream: a connection that never proved a protocol is counted as
-// another protocol.
+// Close implements tcp.Stream: a connection whose bytes never proved a protocol is
+// counted as another protocol (one that carried no bytes at all is not counted).
 func (s *sniffer) Close() {
-	s.a.protocols[ProtoOther].Add(1)
+	if s.scanned > 0 {
+		s.a.protocols[ProtoOther].Add(1)
+	}
 	for i := range s.dir {
 		s.a.budget.Release(len(s.dir[i].buf))
 		s.dir[i].buf = nil

@@ -154,6 +154,16 @@ func TestMidStreamJoinHTTP1(t *testing.T) {
 	}
 }
 
+func TestEmptyConnectionsAreNotCounted(t *testing.T) {
+	c := newConv(t, Config{})
+	c.handshake()
+	c.close()
+	c.a.FlushAll()
+	if s := c.a.Stats(); s.Protocols["http1"]+s.Protocols["http2"]+s.Protocols["other"] != 0 {
+		t.Fatalf("protocols %v", s.Protocols)
+	}
+}
+
 func TestMidStreamNothingRecognised(t *testing.T) {
 	c := midStream(t, []string{strings.Repeat("\x17\x03\x03 encrypted", 100)}, []string{strings.Repeat("\x17\x03\x03 more", 100)})
 	c.want(0)

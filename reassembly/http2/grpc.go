@@ -35,6 +35,33 @@ func grpcHTTPStatus(code int) int {
 	return 500
 }
 
+// looksLikeGRPC reports whether b is framed as gRPC messages: one or more, each a flag
+// byte of 0 or 1 and a length that the bytes match exactly (the last may be cut when the
+// body was).
+func looksLikeGRPC(b []byte, cut bool) bool {
+	if len(b) < 5 {
+		return false
+	}
+	for len(b) > 0 {
+		if len(b) < 5 {
+			return cut
+		}
+		if b[0] > 1 {
+			return false
+		}
+		n := uint64(binary.BigEndian.Uint32(b[1:5]))
+		if n > uint64(len(b)-5) {
+			return cut
+		}
+		b = b[5+n:]
+	}
+	return true
+}
+
+// gzipMagic begins every gzip stream: how a compressed message whose grpc-encoding the
+// capture could not decode is recognised.
+const gzipMagic = "\x1f\x8b"
+
 // renderGRPC turns a gRPC body into JSON (see appendMessage for the form of a message): a
 // single message as itself, several as an array. Compressed messages are decompressed
 // (gzip, deflate; others are kept as {"$compressed": encoding, "$bytes": base64}). The
@@ -67,8 +94,12 @@ func renderGRPC(raw []byte, m *message, limit int, rawCut bool) (out []byte, cut
 			out = append(out, '}')
 			continue
 		case flag&1 != 0:
-			dec, dcut, err := content.Decode(msg, m.grpcEncoding, limit, cut)
-			if err != nil || m.grpcEncoding == "" || m.grpcEncoding == "identity" {
+			enc := m.grpcEncoding
+			if enc == "" && len(msg) >= 2 && string(msg[:2]) == gzipMagic {
+				enc = "gzip"
+			}
+			dec, dcut, err := content.Decode(msg, enc, limit, cut)
+			if err != nil || enc == "" || enc == "identity" {
 				out = append(out, `{"$compressed":`...)
 				out = appendJSONString(out, []byte(m.grpcEncoding))
 				out = append(out, `,"$bytes":`...)

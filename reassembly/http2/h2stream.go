@@ -336,6 +336,11 @@ func (st *h2stream) finishBodies(p *Parser) {
 			*body, *truncated = dec, cut
 			*st.decodedOf(role) = m.encoding
 		}
+		if !m.grpc && st.ex.Flags&exchange.FlagHeadersUnknown != 0 && looksLikeGRPC(*body, *truncated) {
+			// Content-Type was among the fields the capture could not decode (it joined
+			// mid-connection), and the body is framed exactly as gRPC messages are.
+			m.grpc = true
+		}
 		if m.grpc {
 			out, cut, n, bad := renderGRPC(*body, m, p.cfg.BodyCap, *truncated)
 			*body, *truncated = out, cut

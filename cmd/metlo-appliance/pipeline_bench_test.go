@@ -57,6 +57,13 @@ func BenchmarkPipelineExchanges(b *testing.B) {
 	benchPasses(b, synth.Build(200, 50, synth.MixedAPI), exchange.HandlerFunc(func(*exchange.Exchange) { n++ }), &n)
 }
 
+// BenchmarkPipelineExchangesHTTP2: the same API traffic as cleartext HTTP/2 (prior
+// knowledge, 8 streams in flight per connection) → Exchange values, one goroutine.
+func BenchmarkPipelineExchangesHTTP2(b *testing.B) {
+	n := 0
+	benchPasses(b, synth.BuildHTTP2(200, 48, 8, synth.MixedAPI), exchange.HandlerFunc(func(*exchange.Exchange) { n++ }), &n)
+}
+
 // BenchmarkPipelineJSONL: as above plus encoding each exchange as a JSONL trace.
 func BenchmarkPipelineJSONL(b *testing.B) {
 	var enc exporter.TraceEncoder

@@ -32,35 +32,35 @@ const maxLineBytes = 8 << 10
 
 // side is one direction of a connection: the HTTP parser reading it.
 type side struct {
-	s       *stream
-	dir     tcp.Dir
-	started bool // bytes or a gap were delivered
-	ended   bool // the sender closed (FIN)
-	eofDone bool
-	ack     uint32 // of the segment being parsed
-	hasAck  bool
-	ts      int64
-
-	state     parseState
-	buf       []byte // partial header block, chunk line, or held response bytes
-	remaining int64
-	cur       *exState // message being read; nil for orphan responses (bytes counted, not kept)
+	// Fields are ordered by size so that the struct packs tightly: there are two per
+	// connection, and idle connections are what floods are made of.
+	s         *stream
+	cur       *exState   // message being read; nil for orphan responses (bytes counted, not kept)
+	buf       []byte     // partial header block, chunk line, or held response bytes
+	holdMarks []holdMark // where each held segment starts, with its ACK and time
 	msg       messageBody
-	msgSeq    uint32 // sequence number of the current message's first byte
+	ts        int64 // of the segment being parsed
+	remaining int64
 	msgTS     int64
+	holdTS    int64
+	heldBytes int    // held bytes and marks charged to the caps
+	ack       uint32 // of the segment being parsed
+	msgSeq    uint32 // sequence number of the current message's first byte
 	msgAck    uint32
+	holdSeq   uint32
+	dir       tcp.Dir
+	state     parseState
+	started   bool // bytes or a gap were delivered
+	ended     bool // the sender closed (FIN)
+	eofDone   bool
+	hasAck    bool
 	msgHasAck bool
 	gapInMsg  bool
 	lostSync  bool // a gap may have swallowed whole messages: realign pairing by ACKs
 	// The body of a response whose request is unknown is about to start: if a status line
 	// comes instead, it answered a HEAD (or was another bodiless reply) and had no body.
 	orphanBody bool
-
-	holdSeq   uint32
-	holdTS    int64
-	holdMarks []holdMark // where each held segment starts, with its ACK and time
-	heldBytes int        // held bytes and marks charged to the caps
-	noHold    bool       // replaying held bytes as orphans: never hold them again
+	noHold     bool // replaying held bytes as orphans: never hold them again
 }
 
 // messageBody points at the side of an exchange whose body is being read.

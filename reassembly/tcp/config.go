@@ -27,8 +27,12 @@ func (c Config) WithDefaults() Config {
 	orDefault(&c.FlowBufferBytes, d.FlowBufferBytes)
 	orDefault(&c.IdleTimeout, d.IdleTimeout)
 	orDefault(&c.ReorderTimeout, d.ReorderTimeout)
+	c.FlowBufferBytes = min(c.FlowBufferBytes, maxFlowBufferBytes)
 	return c
 }
+
+// maxFlowBufferBytes caps the per-direction buffer (its count is kept in 32 bits).
+const maxFlowBufferBytes = 1 << 30
 
 // orDefault sets *v to def when it is zero or negative.
 func orDefault[T int | time.Duration](v *T, def T) {

@@ -15,16 +15,15 @@ type Conn struct {
 	a            *Assembler
 	prev, next   *Conn // LRU
 	pprev, pnext *Conn // timer list
-	inPend       bool
+	stream       Stream
+	half         [2]half
 	lastSeen     int64
-
-	half      [2]half
-	clientDir int8  // direction of the client, from the handshake, or dirUnknown
-	closed    bool  // finished; late copies of its segments are dropped
-	closedAt  int64 // packet time it finished
-	resetAt   int64 // packet time of an RST; the connection finishes a reorder timeout later
-	ignored   bool  // the stream wants no more bytes: sequencing continues, delivery stops
-	stream    Stream
+	closedAt     int64 // packet time it finished
+	resetAt      int64 // packet time of an RST; the connection finishes a reorder timeout later
+	clientDir    int8  // direction of the client, from the handshake, or dirUnknown
+	inPend       bool
+	closed       bool // finished; late copies of its segments are dropped
+	ignored      bool // the stream wants no more bytes: sequencing continues, delivery stops
 }
 
 // Key is the connection's flow key.

@@ -3,26 +3,22 @@ package tcp
 // half is one direction of a connection: where its stream stands and the segments that
 // arrived ahead of a hole.
 type half struct {
-	f       *Conn
-	dir     Dir
-	synced  bool   // nextSeq is known
-	synSeen bool   // a SYN was seen: isn holds its sequence number
-	isn     uint32 // initial sequence number, to tell a new connection on the same 5-tuple
-	fin     bool
-	nextSeq uint32
-
-	// The segment being processed, passed on with what it delivers.
-	ack    uint32
-	hasAck bool
-	flags  uint8
-	ts     int64
-
+	f        *Conn
 	ooo      []oooSeg
-	oooBytes int
-
+	ts       int64 // of the segment being processed, passed on with what it delivers
+	oooBytes int32
+	isn      uint32 // initial sequence number, to tell a new connection on the same 5-tuple
+	nextSeq  uint32
+	ack      uint32 // of the segment being processed
 	// The highest acknowledgement the other side sent for this direction: the receiver
 	// had every byte before it, so a hole below it was lost by the mirror, not the network.
 	peerAck    uint32
+	dir        Dir
+	flags      uint8 // of the segment being processed
+	hasAck     bool  // of the segment being processed
+	synced     bool  // nextSeq is known
+	synSeen    bool  // a SYN was seen: isn holds its sequence number
+	fin        bool
 	hasPeerAck bool
 }
 
@@ -93,7 +89,7 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 	}
 	overflow := NumDrops
 	switch {
-	case h.oooBytes+len(payload) > a.cfg.FlowBufferBytes:
+	case int(h.oooBytes)+len(payload) > a.cfg.FlowBufferBytes:
 		overflow = DropFlowBufferFull
 	case !a.budget.Fits(len(payload)):
 		overflow = DropBufferFull
@@ -125,7 +121,7 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 	h.ooo = append(h.ooo, oooSeg{})
 	copy(h.ooo[i+1:], h.ooo[i:])
 	h.ooo[i] = s
-	h.oooBytes += len(payload)
+	h.oooBytes += int32(len(payload))
 	a.budget.Charge(len(payload))
 	a.pendAdd(h.f)
 	h.skipAckedHoles()
@@ -167,7 +163,7 @@ func (h *half) popOOO() oooSeg {
 	if len(h.ooo) == 0 {
 		h.ooo = nil
 	}
-	h.oooBytes -= len(s.data)
+	h.oooBytes -= int32(len(s.data))
 	h.f.a.budget.Release(len(s.data))
 	return s
 }
@@ -211,7 +207,7 @@ func (h *half) releaseOOO() {
 func (h *half) forgetOOOBytes() {
 	for i := range h.ooo {
 		s := &h.ooo[i]
-		h.oooBytes -= len(s.data)
+		h.oooBytes -= int32(len(s.data))
 		h.f.a.budget.Release(len(s.data))
 		s.missing += len(s.data)
 		s.data = nil

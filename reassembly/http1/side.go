@@ -25,6 +25,7 @@ const (
 	stHold                         // response bytes waiting for their request to be seen
 	stResync                       // framing lost: hunting for the next message start
 	stIgnore                       // not parsed any more
+	stSwitched                     // handed to another protocol's stream: the rest of a delivery goes there
 )
 
 // maxLineBytes bounds chunk-size and trailer lines.
@@ -149,9 +150,9 @@ func (h *side) feed(data []byte, seq uint32) {
 		case stResync:
 			n = h.resync(data)
 		case stIgnore:
-			if h.s.next != nil { // switched protocols: the rest belongs to the new stream
-				h.s.next.Data(h.dir, data, tcp.Meta{Seq: seq, Ack: h.ack, HasAck: h.hasAck, Timestamp: h.ts})
-			}
+			return
+		case stSwitched: // the rest of this delivery belongs to the stream that took over
+			h.s.tc.Stream().Data(h.dir, data, tcp.Meta{Seq: seq, Ack: h.ack, HasAck: h.hasAck, Timestamp: h.ts})
 			return
 		}
 		if n < 0 {
@@ -541,7 +542,7 @@ func (h *side) gap(n int) {
 			*h.msg.size += int64(n)
 			*h.msg.truncated = true
 		}
-	case stIgnore, stResync:
+	case stIgnore, stSwitched, stResync:
 	case stStart:
 		h.state = stResync
 	default:

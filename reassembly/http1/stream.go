@@ -19,7 +19,6 @@ type stream struct {
 	httpSeen       bool // at least one message parsed: later garbage is an error, not "not HTTP"
 
 	pending []*exState // requests awaiting a response, oldest first
-	next    tcp.Stream // the stream the connection switched to (h2c upgrade)
 	// owed are requests emitted before their response came (the pending bound was hit),
 	// oldest first, all older than pending[0]: their responses are recognised by position
 	// and counted, so they are not paired with the requests after them.
@@ -61,7 +60,7 @@ func (s *stream) Data(d tcp.Dir, b []byte, m tcp.Meta) {
 	sd := &s.side[d]
 	sd.begin()
 	sd.ack, sd.hasAck, sd.ts = m.Ack, m.HasAck, m.Timestamp
-	if sd.state != stIgnore {
+	if sd.state != stIgnore && sd.state != stSwitched {
 		sd.feed(b, m.Seq)
 	}
 }

@@ -42,7 +42,7 @@ func (s *stream) pendingH2C() *exState {
 
 // upgrade hands the connection to the HTTP/2 stream: the upgrade request goes with it,
 // requests still pending before it are emitted unanswered, parsing stops here and the
-// bytes after the switch point are forwarded (see feed's stIgnore).
+// bytes after the switch point are forwarded (see feed's stSwitched).
 func (s *stream) upgrade(st *exState, client tcp.Dir, switched bool) {
 	for len(s.pending) > 0 {
 		old := s.popPending()
@@ -59,7 +59,7 @@ func (s *stream) upgrade(st *exState, client tcp.Dir, switched bool) {
 	for i := range s.side {
 		sd := &s.side[i]
 		sd.cur, sd.msg = nil, messageBody{}
-		sd.state = stIgnore
+		sd.state = stSwitched
 		sd.dropBuffers()
 	}
 	// This parser is done with the connection: Close will not reach it.
@@ -67,8 +67,7 @@ func (s *stream) upgrade(st *exState, client tcp.Dir, switched bool) {
 	st.charged = 0
 	s.pending, s.owed = nil, nil
 	st.ex.Response = exchange.Response{}
-	s.next = s.p.up.UpgradeH2C(s.tc, &st.ex, client, switched)
-	s.tc.SetStream(s.next)
+	s.tc.SetStream(s.p.up.UpgradeH2C(s.tc, &st.ex, client, switched))
 }
 
 // listHas reports whether a comma-separated header value lists token (case-insensitive).

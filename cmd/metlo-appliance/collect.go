@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,10 +42,11 @@ request/response pair as a Metlo trace.
 Live capture (--capture): auto tries XDP in native then generic mode, then AF_PACKET;
 udp listens on the VXLAN/GENEVE ports with plain sockets (no root needed).
 Offline: --pcap FILE (pcap or pcapng, '-' = stdin) or --sample (a bundled capture)
-processes the input as fast as possible, prints a summary to stderr and exits.`,
+processes the input as fast as possible, prints a summary to stderr and exits; it
+exits 3 when traces were dropped and 4 when undelivered traces wait in the spool.`,
 		Example: `  metlo-appliance collect --sample
   metlo-appliance collect --pcap mirror.pcapng --sink jsonl:traces.jsonl
-  metlo-appliance collect --capture auto -i eth0 --sink metlo:http://metlo:8081`,
+  metlo-appliance collect --capture auto -i eth0 --sink metlo:https://metlo.internal:8081`,
 		Args: cobra.NoArgs,
 	}
 	addConfigFlags(cmd.Flags())
@@ -75,6 +78,18 @@ type collector struct {
 
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	log := newLogger(cfg.LogLevel, stderr)
+	memSource := cfg.resolveMemory()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The budgets take about two thirds of the limit; the garbage collector works
+		// harder as the heap nears it, instead of letting garbage grow past it.
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
+	level := slog.LevelInfo
+	if cfg.Pcap != "" || cfg.Sample {
+		level = slog.LevelDebug // an offline run's stderr is its summary
+	}
+	log.Log(ctx, level, "memory budget", "memory-limit", cfg.MemoryLimit, "from", memSource,
+		"buffer-bytes", cfg.BufferBytes, "queue-bytes", cfg.QueueBytes, "metlo-queue-bytes", cfg.MetloQueueBytes)
 	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now()}
 	if !c.offline && len(cfg.Sinks) == 1 && cfg.Sinks[0] == "jsonl:-" && cfg.MetloHost == "" {
 		log.Warn("no sink configured: traces go to stdout; set --sink metlo:URL (or METLO_HOST) to ship them")
@@ -102,8 +117,13 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	opts.Metrics, opts.Ready, opts.Logger = c.metrics, c.health, log
 	if c.offline {
 		// A file can wait for the encoders: nothing is dropped, and a short queue keeps
-		// memory (and page faults) low.
+		// memory (and page faults) low. The file is the durable copy: without a usable
+		// spool the run queues in memory, and it never sheds.
 		opts.Block, opts.QueueTraces = true, min(opts.QueueTraces, 4096)
+		opts.Metlo.SpoolFallback, opts.Metlo.MaxLag = true, 0
+	}
+	if !cfg.Redact {
+		log.Warn("redaction is off (redact: false): credentials in headers, query strings and bodies are exported verbatim")
 	}
 	c.exp, err = exporter.New(ctx, opts)
 	if err != nil {
@@ -128,16 +148,95 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		}
 	}
 	c.disp.Close()
-	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FlushTimeout)
-	defer cancel()
-	expErr := c.exp.Close(flushCtx)
+	expErr := c.closeExporter(ctx, stderr)
 	if runErr == nil || c.disp.Snapshot().Reassembly.Segments > 0 {
 		c.printSummary(stderr) // a source that failed before any traffic has nothing to sum up
 	}
 	if runErr != nil {
 		return runErr
 	}
+	if c.offline {
+		if err := deliveryOutcome(c.exp.Summary()); err != nil {
+			if expErr != nil {
+				log.Warn("closing the exporter", "err", expErr)
+			}
+			return err
+		}
+	}
 	return expErr
+}
+
+// Exit codes of an offline run (--pcap, --sample) that finished but did not deliver
+// everything; other failures exit 1.
+const (
+	exitDropped = 3 // traces were dropped or shed (the summary says why, per sink)
+	exitSpooled = 4 // nothing dropped, but traces wait in the spool for the next run
+)
+
+// exitError carries a process exit code through cobra to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// ExitCode is the status the process exits with.
+func (e *exitError) ExitCode() int { return e.code }
+
+// deliveryOutcome turns the sinks' summaries into the offline run's exit status.
+func deliveryOutcome(sums []exporter.SinkSummary) error {
+	var lost uint64
+	var pending int64
+	var spools []string
+	for _, s := range sums {
+		lost += s.Lost()
+		if s.Pending > 0 {
+			pending += s.Pending
+			spools = append(spools, s.Spool)
+		}
+	}
+	switch {
+	case lost > 0:
+		return &exitError{exitDropped, fmt.Errorf("%d traces were dropped (see the delivery lines of the summary)", lost)}
+	case pending > 0:
+		return &exitError{exitSpooled, fmt.Errorf("%d traces not yet delivered are kept in %s; the next collect run with this spool sends them", pending, strings.Join(spools, ", "))}
+	}
+	return nil
+}
+
+// closeExporter delivers what is queued: for flush-timeout when a live collector stops,
+// for offline-flush-timeout after an offline run's input ends, reporting progress meanwhile.
+func (c *collector) closeExporter(ctx context.Context, stderr io.Writer) error {
+	timeout := c.cfg.FlushTimeout
+	if c.offline {
+		timeout = c.cfg.OfflineTimeout
+	}
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.exp.Close(flushCtx) }()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			for _, s := range c.exp.Summary() {
+				if s.Pending > 0 {
+					c.log.Info("delivering queued traces", "sink", s.Name, "waiting", s.Pending, "sent", s.Outcomes[exporter.OutcomeSent],
+						"gives_up_in", time.Until(deadlineOf(flushCtx)).Round(time.Second))
+				}
+			}
+		}
+	}
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
 
 func (c *collector) dispatcherConfig() datapath.DispatcherConfig {
@@ -256,7 +355,7 @@ func (c *collector) printSummary(w io.Writer) {
 	if c.captureLine != "" {
 		fmt.Fprintf(w, "capture   %s\n", c.captureLine)
 	}
-	fmt.Fprintf(w, "flows     %d created, %d evicted idle, %d open; http1=%d http2=%d other=%d\n", r.FlowsCreated, r.FlowsEvicted, r.Flows,
+	fmt.Fprintf(w, "flows     %d created, %d evicted (idle, max-flows or memory), %d open; http1=%d http2=%d other=%d\n", r.FlowsCreated, r.FlowsEvicted, r.Flows,
 		r.Protocols["http1"], r.Protocols["http2"], r.Protocols["other"])
 	if r.Protocols["http2"] > 0 {
 		fmt.Fprintf(w, "http2    ")
@@ -285,6 +384,25 @@ func (c *collector) printSummary(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+	for _, s := range c.exp.Summary() {
+		line := ""
+		for _, k := range sortedKeys(s.Outcomes) {
+			line += fmt.Sprintf(" %s=%d", k, s.Outcomes[k])
+		}
+		if s.Replayed > 0 {
+			line += fmt.Sprintf(" (replayed from the spool: %d)", s.Replayed)
+		}
+		if s.Pending > 0 {
+			line += fmt.Sprintf(" still_spooled=%d (%s)", s.Pending, s.Spool)
+		}
+		if line == "" && s.Name == "queue" {
+			continue
+		}
+		if line == "" {
+			line = " nothing"
+		}
+		fmt.Fprintf(w, "delivery  %s:%s\n", exporter.MaskURL(s.Name), line)
+	}
 }
 
 // pipelineStats adapts the dispatcher's snapshot to the exporter's metrics collector.

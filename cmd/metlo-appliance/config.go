@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"reflect"
 	"slices"
@@ -17,7 +18,11 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/metlo-labs/metlo-appliance/exporter"
+	"github.com/metlo-labs/metlo-appliance/exporter/spool"
 )
+
+// discardLogger keeps validation quiet: building a sink to check its spec logs nothing.
+var discardLogger = slog.New(slog.DiscardHandler)
 
 // Config is the appliance's whole configuration. Keys (yaml, env METLO_<KEY>, flag --<key>)
 // are the mapstructure tags; defaults come from defaultConfig.
@@ -33,28 +38,38 @@ type Config struct {
 	Workers     int      `mapstructure:"workers"`      // reassembly workers; 0 = one per CPU
 	Sinks       []string `mapstructure:"sink"`         // jsonl:PATH, metlo:URL
 
-	// Reassembly and HTTP limits
+	// Memory, reassembly and HTTP limits
+	MemoryLimit     int64         `mapstructure:"memory-limit"`      // the collector's memory budget; 0 = 75% of the cgroup limit, else 50% of RAM
 	BodyCap         int           `mapstructure:"body-cap"`          // bytes kept per body; longer bodies are truncated and flagged
 	MaxFlows        int           `mapstructure:"max-flows"`         // tracked connections across all workers
 	FlowBufferBytes int           `mapstructure:"flow-buffer-bytes"` // bytes set aside per connection direction (out-of-order data, held responses)
-	BufferBytes     int           `mapstructure:"buffer-bytes"`      // one memory budget for out-of-order data, held responses and unemitted bodies, across all flows
+	BufferBytes     int           `mapstructure:"buffer-bytes"`      // reassembly's memory budget (connections, waiting requests, bodies, buffers); 0 = 40% of memory-limit
 	IdleTimeout     time.Duration `mapstructure:"idle-timeout"`      // evict a flow after this long without packets
-	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // emit a request without response after this long
+	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // response bytes seen before their request wait this long for it
 
 	// Export
-	Environment      string        `mapstructure:"environment"`        // meta.environment of every trace
-	MetloHost        string        `mapstructure:"metlo-host"`         // Metlo collector URL; adds a metlo: sink when no sink is given (env METLO_HOST)
-	MetloKey         string        `mapstructure:"metlo-key"`          // Metlo API key (env METLO_KEY)
-	CredentialsFile  string        `mapstructure:"credentials-file"`   // Metlo's KEY=VALUE credentials file (METLO_HOST, METLO_KEY)
-	QueueTraces      int           `mapstructure:"queue-traces"`       // intake queue between capture and encoding, in traces
-	QueueBytes       int64         `mapstructure:"queue-bytes"`        // intake queue, in bytes
-	MetloQueueTraces int           `mapstructure:"metlo-queue-traces"` // traces waiting for the Metlo backend
-	MetloQueueBytes  int64         `mapstructure:"metlo-queue-bytes"`  // bytes waiting for the Metlo backend
-	BatchSize        int           `mapstructure:"batch-size"`         // traces per POST to the Metlo backend (a batch also closes after 1s)
-	RateLimit        float64       `mapstructure:"rate-limit"`         // traces/s sent to the Metlo backend; 0 = unlimited
-	FlushTimeout     time.Duration `mapstructure:"flush-timeout"`      // how long shutdown waits for queued traces to be delivered
-	RedactHeaders    []string      `mapstructure:"redact-headers"`     // header names whose values are replaced by [REDACTED]
-	RedactFields     []string      `mapstructure:"redact-fields"`      // query parameter / JSON body field names whose values are replaced
+	Environment      string        `mapstructure:"environment"`           // meta.environment of every trace
+	MetloHost        string        `mapstructure:"metlo-host"`            // Metlo collector URL; adds a metlo: sink when no sink is given (env METLO_HOST)
+	MetloKey         string        `mapstructure:"metlo-key"`             // Metlo API key (env METLO_KEY)
+	CredentialsFile  string        `mapstructure:"credentials-file"`      // Metlo's KEY=VALUE credentials file (METLO_HOST, METLO_KEY)
+	QueueTraces      int           `mapstructure:"queue-traces"`          // intake queue between capture and encoding, in traces
+	QueueBytes       int64         `mapstructure:"queue-bytes"`           // intake queue, in bytes; 0 = 15% of memory-limit
+	MetloQueueTraces int           `mapstructure:"metlo-queue-traces"`    // traces waiting for the Metlo backend
+	MetloQueueBytes  int64         `mapstructure:"metlo-queue-bytes"`     // bytes waiting for the Metlo backend without a spool; 0 = 10% of memory-limit
+	BatchSize        int           `mapstructure:"batch-size"`            // traces per POST to the Metlo backend (a batch also closes after 1s)
+	RateLimit        float64       `mapstructure:"rate-limit"`            // traces/s sent to the Metlo backend; 0 = unlimited
+	RateBurst        int           `mapstructure:"rate-burst"`            // traces that may go at once above rate-limit
+	MaxInFlight      int           `mapstructure:"max-inflight"`          // POSTs to the Metlo backend outstanding at once
+	MaxLag           time.Duration `mapstructure:"max-lag"`               // shed repeats when the backlog would take longer than this to send; 0 = never
+	RequestTimeout   time.Duration `mapstructure:"request-timeout"`       // bound on one request to the Metlo backend
+	SpoolDir         string        `mapstructure:"spool-dir"`             // durable spool of traces for the Metlo backend; "" = memory only
+	SpoolMaxBytes    int64         `mapstructure:"spool-max-bytes"`       // spool size on disk; 0 = a quarter of its file system
+	SpoolFull        string        `mapstructure:"spool-full"`            // drop-oldest|drop-newest when the spool is full
+	FlushTimeout     time.Duration `mapstructure:"flush-timeout"`         // how long shutdown waits for queued traces to be delivered
+	OfflineTimeout   time.Duration `mapstructure:"offline-flush-timeout"` // how long an offline run keeps delivering after its input ends
+	Redact           bool          `mapstructure:"redact"`                // mask credentials (headers, sensitive fields); false sends them verbatim
+	RedactHeaders    []string      `mapstructure:"redact-headers"`        // header names masked besides the built-in credential headers
+	RedactFields     []string      `mapstructure:"redact-fields"`         // field names masked besides the built-in sensitive names
 
 	// Operations
 	MetricsAddr string `mapstructure:"metrics-addr"` // Prometheus /metrics, /healthz, /readyz; "" disables
@@ -70,17 +85,23 @@ func defaultConfig() Config {
 		BodyCap:          64 << 10,
 		MaxFlows:         1 << 20,
 		FlowBufferBytes:  1 << 20,
-		BufferBytes:      256 << 20,
 		IdleTimeout:      2 * time.Minute,
 		ResponseTimeout:  30 * time.Second,
 		Environment:      "production",
 		CredentialsFile:  "/opt/metlo/credentials",
 		QueueTraces:      1 << 16,
-		QueueBytes:       256 << 20,
 		MetloQueueTraces: 100_000,
-		MetloQueueBytes:  256 << 20,
 		BatchSize:        500,
+		RateLimit:        60,
+		RateBurst:        500,
+		MaxInFlight:      2,
+		MaxLag:           5 * time.Minute,
+		RequestTimeout:   10 * time.Second,
+		SpoolDir:         "/var/lib/metlo-appliance/spool",
+		SpoolFull:        "drop-oldest",
 		FlushTimeout:     30 * time.Second,
+		OfflineTimeout:   10 * time.Minute,
+		Redact:           true,
 		MetricsAddr:      ":9731",
 		LogLevel:         "info",
 	}
@@ -151,15 +172,22 @@ var keyHelp = map[string]string{
 	"vxlan-ports": "UDP ports carrying VXLAN", "geneve-ports": "UDP ports carrying GENEVE",
 	"raw": "also capture unencapsulated TCP not addressed to this host (GCP)", "workers": "reassembly workers (0 = one per CPU)",
 	"sink": "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
-	"max-flows": "tracked connections across all workers", "flow-buffer-bytes": "bytes set aside per connection direction (out-of-order data, held responses)",
-	"buffer-bytes": "memory budget across all flows: out-of-order data, held responses, bodies not yet exported", "idle-timeout": "evict a flow after this long without packets",
-	"response-timeout": "emit a request without response after this long", "environment": "meta.environment of every trace",
+	"memory-limit": "the collector's memory budget in bytes, split over buffer-bytes, queue-bytes and metlo-queue-bytes when those are 0 (0 = 75% of the cgroup limit, else 50% of RAM)",
+	"max-flows":    "tracked connections across all workers", "flow-buffer-bytes": "bytes set aside per connection direction (out-of-order data, held responses)",
+	"buffer-bytes": "reassembly memory budget across all flows: connections, waiting requests, bodies, out-of-order data (0 = 40% of memory-limit)", "idle-timeout": "evict a flow after this long without packets",
+	"response-timeout": "how long response bytes seen before their request wait for it", "environment": "meta.environment of every trace",
 	"metlo-host": "Metlo collector URL; used as the sink when no --sink is given", "metlo-key": "Metlo API key",
 	"credentials-file": "Metlo credentials file with METLO_HOST/METLO_KEY lines", "queue-traces": "intake queue size in traces",
-	"queue-bytes": "intake queue size in bytes", "metlo-queue-traces": "Metlo sink queue size in traces",
-	"metlo-queue-bytes": "Metlo sink queue size in bytes", "batch-size": "traces per POST to the Metlo backend",
-	"rate-limit": "max traces/s sent to the Metlo backend (0 = unlimited)", "flush-timeout": "how long shutdown waits to deliver queued traces",
-	"redact-headers": "header names whose values are replaced by [REDACTED]", "redact-fields": "query parameter and JSON body field names whose values are replaced",
+	"queue-bytes": "intake queue size in bytes (0 = 15% of memory-limit)", "metlo-queue-traces": "Metlo sink queue size in traces",
+	"metlo-queue-bytes": "Metlo sink queue size in bytes when there is no spool (0 = 10% of memory-limit)", "batch-size": "traces per POST to the Metlo backend",
+	"rate-limit": "max traces/s sent to the Metlo backend (0 = unlimited); see docs/configuration.md for sizing", "flush-timeout": "how long shutdown waits to deliver queued traces",
+	"rate-burst": "traces that may go at once above rate-limit", "max-inflight": "POSTs to the Metlo backend outstanding at once",
+	"max-lag":         "shed repeated endpoints when the backlog would take longer than this to send (0 = never)",
+	"request-timeout": "bound on one request to the Metlo backend", "spool-dir": "durable spool for the Metlo backend (\"\" = memory only)",
+	"spool-max-bytes": "spool size on disk (0 = a quarter of its file system)", "spool-full": "drop-oldest|drop-newest when the spool is full",
+	"offline-flush-timeout": "how long --pcap/--sample runs keep delivering after the input ends",
+	"redact":                "mask credentials in traces (false sends them verbatim)",
+	"redact-headers":        "header names masked besides the built-in credential headers", "redact-fields": "query/body field names masked besides the built-in sensitive names",
 	"metrics-addr": "listen address of /metrics, /healthz, /readyz (empty disables)", "log-level": "debug|info|warn|error",
 }
 
@@ -301,11 +329,19 @@ func (c *Config) validate() error {
 		oneOf("capture", c.Capture, "auto", "xdp", "afpacket", "udp"),
 		oneOf("log-level", c.LogLevel, "debug", "info", "warn", "error"),
 		positive("body-cap", int64(c.BodyCap)), positive("max-flows", int64(c.MaxFlows)),
-		positive("flow-buffer-bytes", int64(c.FlowBufferBytes)), positive("buffer-bytes", int64(c.BufferBytes)),
+		positive("flow-buffer-bytes", int64(c.FlowBufferBytes)),
 		positive("idle-timeout", int64(c.IdleTimeout)), positive("response-timeout", int64(c.ResponseTimeout)),
-		positive("queue-traces", int64(c.QueueTraces)), positive("queue-bytes", c.QueueBytes),
-		positive("metlo-queue-traces", int64(c.MetloQueueTraces)), positive("metlo-queue-bytes", c.MetloQueueBytes),
+		positive("queue-traces", int64(c.QueueTraces)), positive("metlo-queue-traces", int64(c.MetloQueueTraces)),
 		positive("batch-size", int64(c.BatchSize)), positive("flush-timeout", int64(c.FlushTimeout)),
+		positive("rate-burst", int64(c.RateBurst)), positive("max-inflight", int64(c.MaxInFlight)),
+		positive("request-timeout", int64(c.RequestTimeout)), positive("offline-flush-timeout", int64(c.OfflineTimeout)),
+		oneOf("spool-full", c.SpoolFull, "drop-oldest", "drop-newest"),
+	}
+	if c.MaxLag < 0 || c.SpoolMaxBytes < 0 {
+		errs = append(errs, errors.New("config: max-lag and spool-max-bytes must be 0 or more"))
+	}
+	if c.MemoryLimit < 0 || c.BufferBytes < 0 || c.QueueBytes < 0 || c.MetloQueueBytes < 0 {
+		errs = append(errs, errors.New("config: memory-limit, buffer-bytes, queue-bytes and metlo-queue-bytes must be 0 (derived) or more"))
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("config: workers must be 0 (one per CPU) or more, got %d", c.Workers))
@@ -332,10 +368,10 @@ func (c *Config) validate() error {
 		}
 	}
 	for _, s := range c.Sinks {
-		if _, err := exporter.ParseSink(s, exporter.Options{}); err != nil {
+		if _, err := exporter.ParseSink(s, exporter.Options{Logger: discardLogger}); err != nil {
 			errs = append(errs, fmt.Errorf("config: sink: %w", err))
 		} else if strings.HasPrefix(s, "metlo:") && c.MetloKey == "" {
-			errs = append(errs, fmt.Errorf("config: sink %s needs metlo-key (METLO_KEY or %s)", s, c.CredentialsFile))
+			errs = append(errs, fmt.Errorf("config: sink %s needs metlo-key (METLO_KEY or %s)", exporter.MaskURL(s), c.CredentialsFile))
 		}
 	}
 	return errors.Join(errs...)
@@ -344,6 +380,7 @@ func (c *Config) validate() error {
 // exporterOptions turns the export keys into exporter.Options; the caller adds Metrics,
 // Ready and Logger.
 func (c *Config) exporterOptions() exporter.Options {
+	full, _ := spool.ParseFullPolicy(c.SpoolFull) // validated
 	return exporter.Options{
 		Sinks:         c.Sinks,
 		Environment:   c.Environment,
@@ -351,12 +388,20 @@ func (c *Config) exporterOptions() exporter.Options {
 		QueueBytes:    c.QueueBytes,
 		RedactHeaders: c.RedactHeaders,
 		RedactFields:  c.RedactFields,
+		NoRedact:      !c.Redact,
 		Metlo: exporter.MetloOptions{
-			Key:         c.MetloKey,
-			BatchTraces: c.BatchSize,
-			QueueTraces: c.MetloQueueTraces,
-			QueueBytes:  c.MetloQueueBytes,
-			RateLimit:   c.RateLimit,
+			Key:            c.MetloKey,
+			BatchTraces:    c.BatchSize,
+			QueueTraces:    c.MetloQueueTraces,
+			QueueBytes:     c.MetloQueueBytes,
+			RateLimit:      c.RateLimit,
+			RateBurst:      c.RateBurst,
+			MaxInFlight:    c.MaxInFlight,
+			MaxLag:         c.MaxLag,
+			RequestTimeout: c.RequestTimeout,
+			SpoolDir:       c.SpoolDir,
+			SpoolMaxBytes:  c.SpoolMaxBytes,
+			SpoolFull:      full,
 		},
 	}
 }

@@ -98,6 +98,7 @@ type sniffDir struct {
 	buf      []byte
 	seq      uint32 // sequence number of buf[0]
 	skipped  int    // bytes dropped before buf[0] (or lost in a gap) since the direction began
+	midway   bool   // the direction began before the capture did (no SYN seen)
 	started  bool
 	ended    bool
 	meta     tcp.Meta
@@ -110,9 +111,7 @@ func (s *sniffer) Data(d tcp.Dir, b []byte, m tcp.Meta) {
 	sd := &s.dir[d]
 	if !sd.started {
 		sd.started = true
-		if !s.c.HandshakeSeen(d) {
-			sd.skipped = 1 // the direction began before the capture did
-		}
+		sd.midway = !s.c.HandshakeSeen(d)
 	}
 	if len(sd.buf) == 0 {
 		sd.seq = m.Seq
@@ -128,7 +127,7 @@ func (s *sniffer) Data(d tcp.Dir, b []byte, m tcp.Meta) {
 	budget.Charge(len(b))
 	s.scanned += len(b)
 
-	if sd.skipped == 0 {
+	if sd.skipped == 0 && !sd.midway {
 		if proto, ok := fromStart(s.c, d, sd.buf); ok {
 			s.decide(proto, d, 0)
 			return
@@ -189,7 +188,8 @@ func (s *sniffer) dropBuf(sd *sniffDir, n int) {
 }
 
 // decide hands the connection to proto's parser: direction d's bytes from offset at, the
-// other direction's held bytes, each after a gap standing for what was skipped.
+// other direction's held bytes, each after a gap standing for what was skipped (a
+// direction joined mid-way needs none: the parser sees its handshake was missed).
 func (s *sniffer) decide(proto Protocol, d tcp.Dir, at int) {
 	next := s.a.chosen(s.c, proto)
 	s.c.SetStream(next)

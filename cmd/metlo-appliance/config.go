@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/exporter"
 	"github.com/metlo-labs/metlo-appliance/exporter/spool"
 )
@@ -28,15 +30,19 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // are the mapstructure tags; defaults come from defaultConfig.
 type Config struct {
 	// Capture
-	Capture     string   `mapstructure:"capture"`      // auto|xdp|afpacket|udp (live); ignored with pcap
-	Interface   string   `mapstructure:"interface"`    // capture interface for xdp/afpacket
-	Pcap        string   `mapstructure:"pcap"`         // pcap/pcapng file, "-" = stdin
-	Sample      bool     `mapstructure:"sample"`       // run on the bundled sample capture
-	VXLANPorts  []int    `mapstructure:"vxlan-ports"`  // UDP ports carrying VXLAN
-	GENEVEPorts []int    `mapstructure:"geneve-ports"` // UDP ports carrying GENEVE
-	Raw         bool     `mapstructure:"raw"`          // capture unencapsulated TCP not addressed to us (GCP)
-	Workers     int      `mapstructure:"workers"`      // reassembly workers; 0 = one per CPU
-	Sinks       []string `mapstructure:"sink"`         // jsonl:PATH, metlo:URL
+	Capture     string   `mapstructure:"capture"`        // auto|xdp|afpacket|udp (live); ignored with pcap
+	Interface   string   `mapstructure:"interface"`      // capture interface for xdp/afpacket
+	Pcap        string   `mapstructure:"pcap"`           // pcap/pcapng file, "-" = stdin
+	Sample      bool     `mapstructure:"sample"`         // run on the bundled sample capture
+	VXLANPorts  []int    `mapstructure:"vxlan-ports"`    // UDP ports carrying VXLAN
+	GENEVEPorts []int    `mapstructure:"geneve-ports"`   // UDP ports carrying GENEVE
+	Raw         bool     `mapstructure:"raw"`            // capture unencapsulated TCP not addressed to us (GCP)
+	RingBytes   int      `mapstructure:"ring-bytes"`     // kernel buffer of each capture ring (XDP per CPU, AF_PACKET per socket, UDP per socket); 0 = automatic
+	AcceptSrcs  []string `mapstructure:"accept-sources"` // outer source CIDRs/addresses tunnel packets are taken from; empty = any
+	AcceptVNIs  []int    `mapstructure:"accept-vnis"`    // VNIs tunnel packets are taken with; empty = any
+	UDPBind     string   `mapstructure:"udp-bind"`       // address the --capture udp sockets bind; "" = all
+	Workers     int      `mapstructure:"workers"`        // reassembly workers; 0 = one per CPU
+	Sinks       []string `mapstructure:"sink"`           // jsonl:PATH, metlo:URL
 
 	// Memory, reassembly and HTTP limits
 	MemoryLimit     int64         `mapstructure:"memory-limit"`      // the collector's memory budget; 0 = 75% of the cgroup limit, else 50% of RAM
@@ -72,8 +78,9 @@ type Config struct {
 	RedactFields     []string      `mapstructure:"redact-fields"`         // field names masked besides the built-in sensitive names
 
 	// Operations
-	MetricsAddr string `mapstructure:"metrics-addr"` // Prometheus /metrics, /healthz, /readyz; "" disables
-	LogLevel    string `mapstructure:"log-level"`    // debug|info|warn|error
+	MetricsAddr     string        `mapstructure:"metrics-addr"`     // Prometheus /metrics, /healthz, /readyz; "" disables
+	SummaryInterval time.Duration `mapstructure:"summary-interval"` // live capture: one summary log line this often; 0 disables
+	LogLevel        string        `mapstructure:"log-level"`        // debug|info|warn|error
 }
 
 func defaultConfig() Config {
@@ -103,6 +110,7 @@ func defaultConfig() Config {
 		OfflineTimeout:   10 * time.Minute,
 		Redact:           true,
 		MetricsAddr:      ":9731",
+		SummaryInterval:  time.Minute,
 		LogLevel:         "info",
 	}
 }
@@ -171,7 +179,10 @@ var keyHelp = map[string]string{
 	"pcap": "read a pcap/pcapng file instead of capturing (- = stdin)", "sample": "run on the bundled sample capture",
 	"vxlan-ports": "UDP ports carrying VXLAN", "geneve-ports": "UDP ports carrying GENEVE",
 	"raw": "also capture unencapsulated TCP not addressed to this host (GCP)", "workers": "reassembly workers (0 = one per CPU)",
-	"sink": "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
+	"ring-bytes":     "kernel buffer of each capture ring: XDP per CPU, AF_PACKET and UDP per socket (0 = 64 MiB each, less when that would pass 1/16 of memory)",
+	"accept-sources": "take tunnel packets only from these outer source CIDRs or addresses (empty: any); repeatable", "accept-vnis": "take tunnel packets only with these VNIs (empty: any)",
+	"udp-bind": "address the --capture udp sockets listen on (empty: all addresses)",
+	"sink":     "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
 	"memory-limit": "the collector's memory budget in bytes, split over buffer-bytes, queue-bytes and metlo-queue-bytes when those are 0 (0 = 75% of the cgroup limit, else 50% of RAM)",
 	"max-flows":    "tracked connections across all workers", "flow-buffer-bytes": "bytes set aside per connection direction (out-of-order data, held responses)",
 	"buffer-bytes": "reassembly memory budget across all flows: connections, waiting requests, bodies, out-of-order data (0 = 40% of memory-limit)", "idle-timeout": "evict a flow after this long without packets",
@@ -189,6 +200,7 @@ var keyHelp = map[string]string{
 	"redact":                "mask credentials in traces (false sends them verbatim)",
 	"redact-headers":        "header names masked besides the built-in credential headers", "redact-fields": "query/body field names masked besides the built-in sensitive names",
 	"metrics-addr": "listen address of /metrics, /healthz, /readyz (empty disables)", "log-level": "debug|info|warn|error",
+	"summary-interval": "while capturing live, log one summary line (rates, exchanges, drops) this often (0 disables)",
 }
 
 // loadConfig resolves the configuration with precedence flags (only those the user set) >
@@ -343,6 +355,28 @@ func (c *Config) validate() error {
 	if c.MemoryLimit < 0 || c.BufferBytes < 0 || c.QueueBytes < 0 || c.MetloQueueBytes < 0 {
 		errs = append(errs, errors.New("config: memory-limit, buffer-bytes, queue-bytes and metlo-queue-bytes must be 0 (derived) or more"))
 	}
+	if c.SummaryInterval < 0 {
+		errs = append(errs, fmt.Errorf("config: summary-interval must be 0 (off) or more, got %v", c.SummaryInterval))
+	}
+	if c.RingBytes != 0 && (c.RingBytes < 1<<20 || c.RingBytes > 1<<30) {
+		errs = append(errs, fmt.Errorf("config: ring-bytes must be 0 (automatic) or 1 MiB to 1 GiB, got %d", c.RingBytes))
+	}
+	if _, err := c.acceptSources(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.AcceptVNIs) > 16 {
+		errs = append(errs, fmt.Errorf("config: accept-vnis takes at most 16 VNIs, got %d", len(c.AcceptVNIs)))
+	}
+	for _, v := range c.AcceptVNIs {
+		if v < 0 || v >= 1<<24 {
+			errs = append(errs, fmt.Errorf("config: accept-vnis must be 0-16777215, got %d", v))
+		}
+	}
+	if c.UDPBind != "" {
+		if _, err := netip.ParseAddr(c.UDPBind); err != nil {
+			errs = append(errs, fmt.Errorf("config: udp-bind must be an IP address: %w", err))
+		}
+	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("config: workers must be 0 (one per CPU) or more, got %d", c.Workers))
 	}
@@ -375,6 +409,37 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// acceptSources parses accept-sources: CIDRs, or single addresses (a /32 or /128).
+func (c *Config) acceptSources() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.AcceptSrcs {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("config: accept-sources: %q is neither a CIDR nor an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	if len(out) > 1024 {
+		return nil, fmt.Errorf("config: accept-sources takes at most 1024 entries, got %d", len(out))
+	}
+	return out, nil
+}
+
+// tunnelAccept is the accept-sources and accept-vnis lists as the datapath takes them.
+func (c *Config) tunnelAccept() datapath.TunnelAccept {
+	srcs, _ := c.acceptSources() // validated by loadConfig
+	a := datapath.TunnelAccept{Sources: srcs}
+	for _, v := range c.AcceptVNIs {
+		a.VNIs = append(a.VNIs, uint32(v))
+	}
+	return a
 }
 
 // exporterOptions turns the export keys into exporter.Options; the caller adds Metrics,

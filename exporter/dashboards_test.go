@@ -186,6 +186,7 @@ func TestDashboardPanels(t *testing.T) {
 		`reason!~"duplicate|closed_flow"`, `outcome=~"dropped_.*|shed_.*"`, "metlo_appliance_capture_rejected_total",
 		"metlo_appliance_capture_ring_freezes_total", "metlo_appliance_exporter_queue_limit_traces",
 		"process_resident_memory_bytes", "process_cpu_seconds_total", "metlo_appliance_build_info", "up{",
+		"metlo_appliance_reassembly_protocol_flows_total", "metlo_appliance_http2_frames_total", "metlo_appliance_http2_events_total",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("no panel queries %s", want)

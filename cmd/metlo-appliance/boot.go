@@ -70,7 +70,7 @@ collect.`,
 	pf.StringVar(&o.imdsEndpoint, "aws-imds-endpoint", "http://169.254.169.254", "aws: instance metadata endpoint")
 	pf.StringVar(&o.gcpMetaHost, "gcp-metadata-host", "", "gcp: metadata server host[:port] (default GCE_METADATA_HOST or 169.254.169.254)")
 	pf.DurationVar(&o.detectTimeout, "detect-timeout", 2*time.Second, "timeout of each metadata request")
-	pf.StringVar(&o.routeFile, "route-file", "/proc/net/route", "routing table used to pick the default capture interface")
+	pf.StringVar(&o.routeFile, "route-file", "/proc/self/net/route", "routing table used to pick the default capture interface")
 	pf.DurationVar(&o.maxTime, "max-time", 8*time.Minute, "stop retrying provisioning after this long (capture starts regardless)")
 	pf.DurationVar(&o.retryMin, "retry-min", 5*time.Second, "first wait between provisioning attempts")
 	pf.DurationVar(&o.retryMax, "retry-max", 2*time.Minute, "longest wait between provisioning attempts")

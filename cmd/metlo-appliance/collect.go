@@ -44,8 +44,12 @@ request/response pair as a Metlo trace.
 Live capture (--capture): auto tries XDP in native then generic mode, then AF_PACKET;
 udp listens on the VXLAN/GENEVE ports with plain sockets (no root needed).
 Offline: --pcap FILE (pcap or pcapng, '-' = stdin) or --sample (a bundled capture)
-processes the input as fast as possible, prints a summary to stderr and exits; it
-exits 3 when traces were dropped and 4 when undelivered traces wait in the spool.`,
+processes the input as fast as possible (with a progress line on a terminal), prints a
+summary to stderr and exits; it exits 3 when traces were dropped and 4 when undelivered
+traces wait in the spool.
+
+Exit status: 0 success, 1 runtime failure, 64 malformed command line, 78 configuration
+error (a bad value, conflicting inputs, a missing file or interface), 3 and 4 as above.`,
 		Example: `  metlo-appliance collect --sample
   metlo-appliance collect --pcap mirror.pcapng --sink jsonl:traces.jsonl
   metlo-appliance collect --capture auto -i eth0 --sink metlo:https://metlo.internal:8081`,
@@ -102,7 +106,7 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	case cfg.Sample:
 	case cfg.Capture == "udp":
 	case cfg.Interface == "":
-		return usageError(fmt.Errorf("--capture %s needs an interface: add -i IFACE (or use --pcap FILE / --capture udp)", cfg.Capture))
+		return configError(fmt.Errorf("--capture %s needs an interface: add -i IFACE (or use --pcap FILE / --capture udp)", cfg.Capture))
 	default:
 		if err := checkInterface(cfg.Interface); err != nil {
 			return err

@@ -49,7 +49,7 @@ func openCapture(path string) (*captureFile, error) {
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usageError(fmt.Errorf("capture file %s does not exist", path))
+		return nil, configError(fmt.Errorf("capture file %s does not exist", path))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open capture file: %w", err)
@@ -63,7 +63,7 @@ func openCapture(path string) (*captureFile, error) {
 	switch {
 	case st.IsDir():
 		f.Close()
-		return nil, usageError(fmt.Errorf("capture file %s is a directory", path))
+		return nil, configError(fmt.Errorf("capture file %s is a directory", path))
 	case !st.Mode().IsRegular():
 		size = -1 // a FIFO or device: read it, without a share
 	case size == 0:
@@ -81,14 +81,14 @@ func checkInterface(name string) error {
 	}
 	ifs, err := net.Interfaces()
 	if err != nil {
-		return usageError(fmt.Errorf("interface %q not found: %w", name, err))
+		return configError(fmt.Errorf("interface %q not found: %w", name, err))
 	}
 	names := make([]string, 0, len(ifs))
 	for _, i := range ifs {
 		names = append(names, i.Name)
 	}
 	sort.Strings(names)
-	return usageError(fmt.Errorf("interface %q does not exist on this host (interfaces: %s)", name, strings.Join(names, ", ")))
+	return configError(fmt.Errorf("interface %q does not exist on this host (interfaces: %s)", name, strings.Join(names, ", ")))
 }
 
 // terminalWidth is w's width in columns when w is a terminal (the progress line redraws

@@ -105,7 +105,8 @@ func TestProgressLine(t *testing.T) {
 }
 
 // A mistake in the input is the only thing the run prints, names what is wrong, and exits
-// with the usage status (2) when the command line is at fault, 1 when the input is.
+// with the usage status (64) when the command line is malformed, the configuration status
+// (78) when a setting is wrong, 1 when the input itself is.
 func TestInputErrors(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty.pcap")
@@ -120,13 +121,13 @@ func TestInputErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{"missing interface", []string{"collect", "-i", "nonexist0"}, exitUsage, `metlo-appliance: interface "nonexist0" does not exist on this host (interfaces: `},
-		{"missing file", []string{"collect", "--pcap", filepath.Join(dir, "nope.pcap")}, exitUsage, "metlo-appliance: capture file " + filepath.Join(dir, "nope.pcap") + " does not exist"},
-		{"directory", []string{"collect", "--pcap", dir}, exitUsage, "metlo-appliance: capture file " + dir + " is a directory"},
+		{"missing interface", []string{"collect", "-i", "nonexist0"}, exitConfig, `metlo-appliance: interface "nonexist0" does not exist on this host (interfaces: `},
+		{"missing file", []string{"collect", "--pcap", filepath.Join(dir, "nope.pcap")}, exitConfig, "metlo-appliance: capture file " + filepath.Join(dir, "nope.pcap") + " does not exist"},
+		{"directory", []string{"collect", "--pcap", dir}, exitConfig, "metlo-appliance: capture file " + dir + " is a directory"},
 		{"empty file", []string{"collect", "--pcap", empty}, exitFailure, "metlo-appliance: capture file " + empty + " is empty: nothing to read"},
 		{"garbage", []string{"collect", "--pcap", garbage}, exitFailure, "metlo-appliance: capture file " + garbage + ": unknown capture format"},
 		{"cut in the header", []string{"collect", "--pcap", cut}, exitFailure, "metlo-appliance: capture file " + cut + ": read pcap header: unexpected EOF"},
-		{"conflicting inputs", []string{"collect", "--sample", "--pcap", garbage}, exitUsage, "metlo-appliance: config: sample (from flag --sample) and pcap (from flag --pcap) both name the input"},
+		{"conflicting inputs", []string{"collect", "--sample", "--pcap", garbage}, exitConfig, "metlo-appliance: config: sample (from flag --sample) and pcap (from flag --pcap) both name the input"},
 		{"bad flag value", []string{"collect", "--sample", "--workers", "lots"}, exitUsage, `metlo-appliance: --workers: "lots" is not a whole number (see metlo-appliance collect --help)`},
 		{"unknown flag", []string{"collect", "--sample", "--frobnicate"}, exitUsage, "metlo-appliance: unknown flag: --frobnicate"},
 		{"stray argument", []string{"collect", "extra"}, exitUsage, `metlo-appliance: unknown command "extra" for "metlo-appliance collect"`},
@@ -147,6 +148,7 @@ func TestExitCodes(t *testing.T) {
 		nil:                                0,
 		errors.New("backend down"):         exitFailure,
 		usageError(errors.New("bad flag")): exitUsage,
+		configError(errors.New("bad key")): exitConfig,
 		errors.New(`unknown command "x" for "metlo-appliance"`): exitUsage,
 		&exitError{exitSpooled, errors.New("spooled")}:          exitSpooled,
 	} {

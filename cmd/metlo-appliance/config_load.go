@@ -143,7 +143,7 @@ func loadConfig(cmd *cobra.Command) (*Config, error) {
 		}
 		creds, err := readCredentials(p, credOrigin.kind != "default")
 		if err != nil {
-			return nil, &exitError{exitUsage, fmt.Errorf("config: credentials-file from %s: %w", credOrigin, err)}
+			return nil, configError(fmt.Errorf("config: credentials-file from %s: %w", credOrigin, err))
 		}
 		for _, c := range credentialNames {
 			if v, ok := creds[c.name]; ok && origins[c.key].name != p {
@@ -163,7 +163,7 @@ func loadConfig(cmd *cobra.Command) (*Config, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, &exitError{exitUsage, errors.Join(errs...)}
+		return nil, configError(errors.Join(errs...))
 	}
 
 	c := &Config{origins: origins}
@@ -173,7 +173,7 @@ func loadConfig(cmd *cobra.Command) (*Config, error) {
 		cv.FieldByIndex(f.Index).Set(reflect.ValueOf(vals[key]))
 	}
 	if err := c.validate(); err != nil {
-		return nil, &exitError{exitUsage, err}
+		return nil, configError(err)
 	}
 	return c, nil
 }
@@ -204,19 +204,19 @@ func readConfigFile(cmd *cobra.Command, keys []string) (configFile, error) {
 	case errors.Is(err, fs.ErrNotExist) && !explicit:
 		return out, nil
 	default:
-		return out, &exitError{exitUsage, fmt.Errorf("read config file %s: %w", path, err)}
+		return out, configError(fmt.Errorf("read config file %s: %w", path, err))
 	}
 	settings := v.AllSettings()
 	for _, k := range sortedCopy(mapKeys(settings)) {
 		key := k
 		if newKey, ok := keyAliases[k]; ok {
 			if _, both := settings[newKey]; both {
-				return out, &exitError{exitUsage, fmt.Errorf("config file %s: %s is the old name of %s: give one of them", path, k, newKey)}
+				return out, configError(fmt.Errorf("config file %s: %s is the old name of %s: give one of them", path, k, newKey))
 			}
 			key = newKey
 		}
 		if !slices.Contains(keys, key) {
-			return out, &exitError{exitUsage, fmt.Errorf("config file %s: unknown key %q (known keys: %s)", path, k, strings.Join(sortedCopy(keys), ", "))}
+			return out, configError(fmt.Errorf("config file %s: unknown key %q (known keys: %s)", path, k, strings.Join(sortedCopy(keys), ", ")))
 		}
 		out.values[key] = settings[k]
 	}

@@ -9,13 +9,16 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// Exit codes. systemd's RestartPreventExitStatus= names exitUsage: restarting a collector
-// whose configuration is wrong helps nothing.
+// Exit codes. A usage or configuration error has its own status (from sysexits.h), apart
+// from 1 and from the 2 a Go panic or runtime crash exits with, so systemd's
+// RestartPreventExitStatus= can name them: restarting a collector whose command line or
+// configuration is wrong helps nothing, restarting one that crashed does.
 const (
-	exitFailure = 1 // a runtime failure: the capture, the backend, a damaged input…
-	exitUsage   = 2 // the command line or configuration is wrong: fix it, then run again
-	exitDropped = 3 // offline run: traces were dropped or shed (the summary says why, per sink)
-	exitSpooled = 4 // offline run: nothing dropped, but traces wait in the spool for the next run
+	exitFailure = 1  // a runtime failure: the capture, the backend, a damaged input…
+	exitDropped = 3  // offline run: traces were dropped or shed (the summary says why, per sink)
+	exitSpooled = 4  // offline run: nothing dropped, but traces wait in the spool for the next run
+	exitUsage   = 64 // EX_USAGE: the command line is wrong (unknown flag or command, a flag value of the wrong kind)
+	exitConfig  = 78 // EX_CONFIG: the configuration is wrong (a bad value from any source, inputs that exclude each other, a named file or interface that does not exist)
 )
 
 // exitError carries a process exit code through cobra to main.
@@ -30,8 +33,11 @@ func (e *exitError) Unwrap() error { return e.err }
 // ExitCode is the status the process exits with.
 func (e *exitError) ExitCode() int { return e.code }
 
-// usageError marks err as the caller's mistake (exit status 2).
+// usageError marks err as a command-line mistake (exit status 64).
 func usageError(err error) error { return &exitError{exitUsage, err} }
+
+// configError marks err as a configuration mistake (exit status 78).
+func configError(err error) error { return &exitError{exitConfig, err} }
 
 // exitCode is the process status for err (nil: 0).
 func exitCode(err error) int {

@@ -12,9 +12,11 @@ import (
 var revision = ""
 
 // buildVersion is this binary's version and revision: the version from -ldflags (make
-// build), else the module version `go install …@v1.2.3` records, else "dev"; the revision
-// from -ldflags, else the VCS stamp `go build` records in a git checkout ("-dirty" when it
-// had local changes). A "dev" version gains the short revision: dev+0123456789ab.
+// build), else the module version Go records — `go install …@v1.2.3` gives v1.2.3, and
+// since Go 1.24 a `go build` in a git checkout gives its tag or a pseudo-version
+// (v0.0.0-<time>-<revision>) — else "dev"; the revision from -ldflags, else the VCS stamp
+// `go build` records in a git checkout ("-dirty" when it had local changes). A version
+// still "dev" gains the short revision when one is known: dev+0123456789ab.
 func buildVersion() exporter.Build {
 	bi, _ := debug.ReadBuildInfo()
 	return versionFrom(version, revision, bi)

@@ -288,8 +288,12 @@ func (v *configValue) Type() string {
 	return "string"
 }
 
-// renderValue prints a config value the way the flag and environment parsers read it back.
+// renderValue prints a config value the way the flag and environment parsers read it back
+// (an empty list as nothing, so --help shows no default for it).
 func renderValue(x any) string {
+	if v := reflect.ValueOf(x); v.Kind() == reflect.Slice && v.Len() == 0 {
+		return ""
+	}
 	switch x := x.(type) {
 	case []string:
 		return "[" + strings.Join(x, ",") + "]"

@@ -227,7 +227,10 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	if !c.offline {
 		c.notify.stopping()
 	}
-	if runErr != nil && c.offline {
+	switch {
+	case runErr != nil && c.in != nil && c.in.read.Load() == 0:
+		runErr = fmt.Errorf("capture file %s is empty: nothing to read", c.inputName()) // a pipe with nothing in it
+	case runErr != nil && c.offline:
 		runErr = fmt.Errorf("capture file %s: %w", c.inputName(), runErr)
 	}
 	c.capture.up.Store(false)

@@ -143,6 +143,23 @@ func TestInputErrors(t *testing.T) {
 	}
 }
 
+// An empty standard input is named as such, not as a truncated header.
+func TestEmptyStdin(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	old := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = old; r.Close() }()
+	var stderr strings.Builder
+	if code := runCollectCLI(t, &stderr, "collect", "--pcap", "-"); code != exitFailure ||
+		stderr.String() != "metlo-appliance: capture file standard input is empty: nothing to read\n" {
+		t.Errorf("exit %d:\n%s", code, stderr.String())
+	}
+}
+
 func TestExitCodes(t *testing.T) {
 	for err, want := range map[error]int{
 		nil:                                0,

@@ -44,6 +44,7 @@ type Dispatcher struct {
 	cfg     DispatcherConfig
 	workers []*worker
 	wg      sync.WaitGroup
+	defrag  *Defragmenter // shared by every handler: a datagram's fragments may reach several
 
 	mu       sync.Mutex
 	handlers []*packetCounters
@@ -65,7 +66,7 @@ func NewDispatcher(cfg DispatcherConfig, out exchange.Handler) *Dispatcher {
 	rc := cfg.Reassembly.WithDefaults()
 	rc.MaxFlows = max(1, rc.MaxFlows/cfg.Workers)
 	rc.BufferBytes = max(1, rc.BufferBytes/cfg.Workers)
-	d := &Dispatcher{cfg: cfg}
+	d := &Dispatcher{cfg: cfg, defrag: NewDefragmenter(cfg.Decoder.Defrag)}
 	for range cfg.Workers {
 		w := &worker{
 			asm:  reassembly.NewAssembler(rc, out),
@@ -110,7 +111,7 @@ func (d *Dispatcher) run(w *worker) {
 
 // NewHandler returns a FrameHandler for one source goroutine.
 func (d *Dispatcher) NewHandler() FrameHandler {
-	h := &handler{d: d, dec: NewDecoder(d.cfg.Decoder), pending: make([]*batch, len(d.workers)), c: &packetCounters{}}
+	h := &handler{d: d, dec: newDecoder(d.cfg.Decoder, d.defrag), pending: make([]*batch, len(d.workers)), c: &packetCounters{}}
 	d.mu.Lock()
 	d.handlers = append(d.handlers, h.c)
 	d.mu.Unlock()
@@ -131,12 +132,14 @@ func (d *Dispatcher) Close() {
 		close(w.in)
 	}
 	d.wg.Wait()
+	d.defrag.Close()
 }
 
 // Snapshot is the pipeline's counters at one moment.
 type Snapshot struct {
 	Packets    [NumEncaps][NumOutcomes]uint64
 	Bytes      [NumEncaps]uint64
+	Defrag     DefragStats
 	Reassembly reassembly.Stats
 }
 
@@ -153,6 +156,7 @@ func (d *Dispatcher) Snapshot() Snapshot {
 		}
 	}
 	d.mu.Unlock()
+	s.Defrag = d.defrag.Stats()
 	for _, w := range d.workers {
 		s.Reassembly.Add(w.asm.Stats())
 	}
@@ -175,6 +179,22 @@ func (h *handler) HandleFrame(f *Frame) {
 	if out != OutcomeTCP && out != OutcomeTruncated {
 		return
 	}
+	if seg.Flags&reassembly.FlagSYN != 0 && (len(seg.Payload) > 0 || seg.Missing > 0) {
+		// TCP Fast Open: data in the SYN. Reassembly takes a SYN as the start of the stream
+		// and its data one sequence number later, so hand the two on separately.
+		data := seg
+		data.Flags &^= reassembly.FlagSYN
+		data.Seq++
+		seg.Payload, seg.Missing, seg.Flags = nil, 0, seg.Flags&^reassembly.FlagFIN
+		h.enqueue(&seg)
+		h.enqueue(&data)
+		return
+	}
+	h.enqueue(&seg)
+}
+
+// enqueue copies seg into the batch of the worker that owns its flow.
+func (h *handler) enqueue(seg *reassembly.Segment) {
 	wi := 0
 	if n := len(h.d.workers); n > 1 {
 		wi = int(seg.Hash % uint32(n))
@@ -195,7 +215,7 @@ func (h *handler) HandleFrame(f *Frame) {
 		b.buf = append(b.buf, seg.Payload...)
 		seg.Payload = b.buf[off:len(b.buf):len(b.buf)]
 	}
-	b.segs = append(b.segs, seg)
+	b.segs = append(b.segs, *seg)
 }
 
 func (h *handler) send(wi int) {

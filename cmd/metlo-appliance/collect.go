@@ -256,6 +256,9 @@ func (c *collector) printSummary(w io.Writer) {
 	if c.captureLine != "" {
 		fmt.Fprintf(w, "capture   %s\n", c.captureLine)
 	}
+	if line := defragLine(s.Defrag); line != "" {
+		fmt.Fprintf(w, "ip frags %s\n", line)
+	}
 	fmt.Fprintf(w, "flows     %d created, %d evicted idle, %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
 	fmt.Fprintf(w, "exchanges %d emitted (complete=%d truncated=%d no_response=%d); orphan_responses=%d parse_errors=%d non_http_flows=%d\n",
 		emitted, r.Exchanges["complete"], r.Exchanges["truncated"], r.Exchanges["no_response"],
@@ -267,6 +270,21 @@ func (c *collector) printSummary(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// defragLine lists the non-zero IP reassembly counters, or nothing when no fragment came.
+func defragLine(d datapath.DefragStats) string {
+	line := ""
+	for _, f := range []struct {
+		name string
+		n    uint64
+	}{{"reassembled", d.Reassembled}, {"duplicates", d.Duplicates}, {"expired", d.Expired}, {"unfinished", d.Unfinished},
+		{"overlapping", d.Overlapping}, {"invalid", d.Invalid}, {"evicted", d.Evicted}, {"ignored", d.Ignored}} {
+		if f.n > 0 {
+			line += fmt.Sprintf(" %s=%d", f.name, f.n)
+		}
+	}
+	return line
 }
 
 // pipelineStats adapts the dispatcher's snapshot to the exporter's metrics collector.

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 // Outcome is what decoding made of a frame (metric label "outcome").
@@ -64,7 +64,7 @@ type Decoder struct {
 	vxlan, geneve portSet
 	raw           bool
 	local         [][16]byte
-	exclude       []reassembly.Endpoint
+	exclude       []tcp.Endpoint
 	defrag        *Defragmenter
 	scratch       []byte // a reassembled datagram, valid until the next Decode
 }
@@ -102,7 +102,7 @@ func newDecoder(cfg DecoderConfig, df *Defragmenter) *Decoder {
 		d.local = append(d.local, a.As16())
 	}
 	for _, e := range cfg.Exclude {
-		d.exclude = append(d.exclude, reassembly.Endpoint{Addr: e.Addr().As16(), Port: e.Port()})
+		d.exclude = append(d.exclude, tcp.Endpoint{Addr: e.Addr().As16(), Port: e.Port()})
 	}
 	return d
 }
@@ -129,7 +129,7 @@ const (
 // walk is the state of decoding one frame, layer by layer; it lives on Decode's stack.
 type walk struct {
 	d     *Decoder
-	seg   *reassembly.Segment
+	seg   *tcp.Segment
 	ts    int64
 	encap Encap
 	vni   uint32
@@ -140,7 +140,7 @@ type walk struct {
 // Decode fills seg from f and reports the encapsulation found and the outcome. seg.Payload
 // aliases f.Data, or the decoder's buffer for a reassembled IP datagram; either way it is
 // valid until the next Decode.
-func (d *Decoder) Decode(f *Frame, seg *reassembly.Segment) (Encap, Outcome) {
+func (d *Decoder) Decode(f *Frame, seg *tcp.Segment) (Encap, Outcome) {
 	ts := f.Timestamp
 	if ts == 0 {
 		ts = time.Now().UnixNano()
@@ -175,7 +175,7 @@ func (d *Decoder) Decode(f *Frame, seg *reassembly.Segment) (Encap, Outcome) {
 		return w.encap, OutcomeLocal
 	}
 	seg.Key.Tunnel = w.vni
-	seg.Hash = reassembly.SymmetricHash(&seg.Key)
+	seg.Hash = tcp.SymmetricHash(&seg.Key)
 	return w.encap, out
 }
 
@@ -367,7 +367,7 @@ func (w *walk) enter(e Encap, id uint32) {
 
 // tcp fills the segment from a TCP header; short is how many bytes the IP length promised
 // beyond the capture.
-func (d *Decoder) tcp(b []byte, src, dst *[16]byte, seg *reassembly.Segment, short int) Outcome {
+func (d *Decoder) tcp(b []byte, src, dst *[16]byte, seg *tcp.Segment, short int) Outcome {
 	if len(b) < 20 {
 		if short > 0 {
 			return OutcomeTruncated // not even the header survived; nothing to hand on
@@ -381,9 +381,9 @@ func (d *Decoder) tcp(b []byte, src, dst *[16]byte, seg *reassembly.Segment, sho
 		}
 		return OutcomeMalformed
 	}
-	s := reassembly.Endpoint{Addr: *src, Port: binary.BigEndian.Uint16(b[0:2])}
-	t := reassembly.Endpoint{Addr: *dst, Port: binary.BigEndian.Uint16(b[2:4])}
-	seg.Key, seg.Dir = reassembly.NewKey(0, s, t)
+	s := tcp.Endpoint{Addr: *src, Port: binary.BigEndian.Uint16(b[0:2])}
+	t := tcp.Endpoint{Addr: *dst, Port: binary.BigEndian.Uint16(b[2:4])}
+	seg.Key, seg.Dir = tcp.NewKey(0, s, t)
 	seg.Seq = binary.BigEndian.Uint32(b[4:8])
 	seg.Ack = binary.BigEndian.Uint32(b[8:12])
 	seg.Flags = b[13]
@@ -404,7 +404,7 @@ func (d *Decoder) isLocal(a, b [16]byte) bool {
 	return false
 }
 
-func (d *Decoder) excluded(seg *reassembly.Segment) bool {
+func (d *Decoder) excluded(seg *tcp.Segment) bool {
 	for _, e := range d.exclude {
 		if seg.Key.Lo == e || seg.Key.Hi == e {
 			return true

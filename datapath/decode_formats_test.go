@@ -7,7 +7,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 // TestDecodeFormats covers the link types and encapsulations other than Ethernet, VXLAN and
@@ -121,7 +121,7 @@ func TestDecodeFormats(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := NewDecoder(DecoderConfig{Raw: true})
-			var seg reassembly.Segment
+			var seg tcp.Segment
 			encap, out := d.Decode(&Frame{Data: tc.data, Link: tc.link, Timestamp: 1}, &seg)
 			if out != tc.wantOut || encap != tc.wantEncap {
 				t.Fatalf("got %v/%v, want %v/%v", encap, out, tc.wantEncap, tc.wantOut)
@@ -140,7 +140,7 @@ func TestDecodeFormats(t *testing.T) {
 // testdata/formats does) must still yield one flow per connection.
 func TestGREKeyIsNotPartOfTheFlow(t *testing.T) {
 	d := NewDecoder(DecoderConfig{})
-	var a, b reassembly.Segment
+	var a, b tcp.Segment
 	req := innerTCP(t, "10.0.0.1", "10.0.0.2", 1234, 80, 1, "x")
 	resp := innerTCP(t, "10.0.0.2", "10.0.0.1", 80, 1234, 1, "y")
 	d.Decode(&Frame{Data: outerGRE(t, &layers.GRE{KeyPresent: true, Key: 0, Protocol: layers.EthernetTypeTransparentEthernetBridging}, req)}, &a)
@@ -153,15 +153,15 @@ func TestGREKeyIsNotPartOfTheFlow(t *testing.T) {
 // Data carried in a SYN (TCP Fast Open) is handed on with the SYN.
 func TestDecodeKeepsSYNPayload(t *testing.T) {
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: []byte{10, 0, 0, 1}, DstIP: []byte{10, 0, 0, 2}}
-	tcp := &layers.TCP{SrcPort: 5000, DstPort: 80, Seq: 1000, SYN: true, Window: 500,
+	th := &layers.TCP{SrcPort: 5000, DstPort: 80, Seq: 1000, SYN: true, Window: 500,
 		Options: []layers.TCPOption{{OptionType: layers.TCPOptionKind(34), OptionLength: 10, OptionData: []byte{1, 2, 3, 4, 5, 6, 7, 8}}}}
-	_ = tcp.SetNetworkLayerForChecksum(ip)
-	frame := serialize(t, ip, tcp, gopacket.Payload("GET /tfo HTTP/1.1\r\n\r\n"))
-	var seg reassembly.Segment
+	_ = th.SetNetworkLayerForChecksum(ip)
+	frame := serialize(t, ip, th, gopacket.Payload("GET /tfo HTTP/1.1\r\n\r\n"))
+	var seg tcp.Segment
 	if _, out := NewDecoder(DecoderConfig{Raw: true}).Decode(&Frame{Data: frame, Link: LinkRawIP, Timestamp: 1}, &seg); out != OutcomeTCP {
 		t.Fatal(out)
 	}
-	if seg.Flags&reassembly.FlagSYN == 0 || string(seg.Payload) != "GET /tfo HTTP/1.1\r\n\r\n" || seg.Seq != 1000 {
+	if seg.Flags&tcp.FlagSYN == 0 || string(seg.Payload) != "GET /tfo HTTP/1.1\r\n\r\n" || seg.Seq != 1000 {
 		t.Fatalf("flags %x seq %d payload %q", seg.Flags, seg.Seq, seg.Payload)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 func TestDecode(t *testing.T) {
@@ -55,7 +55,7 @@ func TestDecode(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := NewDecoder(tc.cfg)
-			var seg reassembly.Segment
+			var seg tcp.Segment
 			encap, out := d.Decode(&tc.frame, &seg)
 			if out != tc.wantOut || (out <= OutcomeTruncated && encap != tc.wantEncap) {
 				t.Fatalf("got %v/%v, want %v/%v", encap, out, tc.wantEncap, tc.wantOut)
@@ -75,7 +75,7 @@ func TestDecode(t *testing.T) {
 
 func TestSymmetricHash(t *testing.T) {
 	d := NewDecoder(DecoderConfig{Raw: true})
-	var a, b reassembly.Segment
+	var a, b tcp.Segment
 	d.Decode(&Frame{Data: innerTCP(t, "10.0.0.1", "10.0.0.2", 1234, 80, 1, "x")}, &a)
 	d.Decode(&Frame{Data: innerTCP(t, "10.0.0.2", "10.0.0.1", 80, 1234, 1, "y")}, &b)
 	if a.Hash != b.Hash || a.Key != b.Key || a.Dir == b.Dir {
@@ -86,7 +86,7 @@ func TestSymmetricHash(t *testing.T) {
 func TestDecodeAllocs(t *testing.T) {
 	d := NewDecoder(DecoderConfig{})
 	f := Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, outerUDP(t, "10.9.0.1", "10.9.0.2", 4789, vxlanHdr(5, innerTCP(t, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "GET / HTTP/1.1\r\n\r\n"))))), Timestamp: 1}
-	var seg reassembly.Segment
+	var seg tcp.Segment
 	if n := testing.AllocsPerRun(1000, func() { d.Decode(&f, &seg) }); n != 0 {
 		t.Fatalf("%v allocations per packet", n)
 	}
@@ -98,7 +98,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(innerTCP6(f, "fd00::5", "fd00::9", 40000, 80, 7, "GET"), true)
 	d := NewDecoder(DecoderConfig{Raw: true})
 	f.Fuzz(func(t *testing.T, data []byte, udp bool) {
-		var seg reassembly.Segment
+		var seg tcp.Segment
 		fr := Frame{Data: data, TunnelPayload: udp, Encap: EncapGENEVE, Timestamp: 1}
 		_, out := d.Decode(&fr, &seg)
 		if out >= NumOutcomes {
@@ -122,7 +122,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			d := NewDecoder(DecoderConfig{Raw: true})
 			f := Frame{Data: frames[name], Timestamp: 1}
-			var seg reassembly.Segment
+			var seg tcp.Segment
 			b.SetBytes(int64(len(f.Data)))
 			b.ReportAllocs()
 			for range b.N {

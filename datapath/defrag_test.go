@@ -13,7 +13,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
-	"github.com/metlo-labs/metlo-appliance/reassembly"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 // tcp4 is a raw IPv4/TCP packet (no Ethernet) with n payload bytes; id is its IP
@@ -92,11 +92,11 @@ func frag6(p []byte, id uint32, off, end int) []byte {
 }
 
 // feed decodes frames in order as raw IP and returns the outcomes and the last segment.
-func feed(d *Decoder, ts int64, frames ...[]byte) ([]Outcome, reassembly.Segment) {
+func feed(d *Decoder, ts int64, frames ...[]byte) ([]Outcome, tcp.Segment) {
 	var outs []Outcome
-	var seg reassembly.Segment
+	var seg tcp.Segment
 	for _, f := range frames {
-		seg = reassembly.Segment{}
+		seg = tcp.Segment{}
 		_, out := d.Decode(&Frame{Data: f, Link: LinkRawIP, Timestamp: ts}, &seg)
 		outs = append(outs, out)
 	}
@@ -111,7 +111,7 @@ func wantOutcomes(t *testing.T, got []Outcome, want ...Outcome) {
 }
 
 // checkSegment checks that seg carries the whole payload of the unfragmented packet.
-func checkSegment(t *testing.T, seg reassembly.Segment, n int) {
+func checkSegment(t *testing.T, seg tcp.Segment, n int) {
 	t.Helper()
 	if string(seg.Payload) != body(n) || seg.Seq != 7 || seg.Missing != 0 || seg.Key.Lo.Port == 0 || seg.Hash == 0 {
 		t.Fatalf("segment: %d payload bytes (want %d), seq %d, missing %d, key %+v", len(seg.Payload), n, seg.Seq, seg.Missing, seg.Key)
@@ -429,7 +429,7 @@ func TestDefragAllocs(t *testing.T) {
 	p := tcp4(t, 9, 3000)
 	fr := [][]byte{frag4(p, 0, 1480), frag4(p, 1480, 2960), frag4(p, 2960, 1<<20)}
 	d := NewDecoder(DecoderConfig{Raw: true})
-	var seg reassembly.Segment
+	var seg tcp.Segment
 	run := func() {
 		for _, f := range fr {
 			d.Decode(&Frame{Data: f, Link: LinkRawIP, Timestamp: 1}, &seg)

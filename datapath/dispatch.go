@@ -7,6 +7,7 @@ import (
 
 	"github.com/metlo-labs/metlo-appliance/reassembly"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 // DispatcherConfig configures decoding and the reassembly workers.
@@ -28,7 +29,7 @@ const (
 
 // batch carries segments and a copy of their payloads from a source goroutine to a worker.
 type batch struct {
-	segs []reassembly.Segment
+	segs []tcp.Segment
 	buf  []byte
 }
 
@@ -74,7 +75,7 @@ func NewDispatcher(cfg DispatcherConfig, out exchange.Handler) *Dispatcher {
 			free: make(chan *batch, batchesPerWkr),
 		}
 		for range batchesPerWkr {
-			w.free <- &batch{segs: make([]reassembly.Segment, 0, batchSegments), buf: make([]byte, 0, batchBytes)}
+			w.free <- &batch{segs: make([]tcp.Segment, 0, batchSegments), buf: make([]byte, 0, batchBytes)}
 		}
 		d.workers = append(d.workers, w)
 		d.wg.Add(1)
@@ -172,29 +173,13 @@ type handler struct {
 }
 
 func (h *handler) HandleFrame(f *Frame) {
-	var seg reassembly.Segment
+	var seg tcp.Segment
 	encap, out := h.dec.Decode(f, &seg)
 	h.c.packets[encap][out].Add(1)
 	h.c.bytes[encap].Add(uint64(len(f.Data)))
 	if out != OutcomeTCP && out != OutcomeTruncated {
 		return
 	}
-	if seg.Flags&reassembly.FlagSYN != 0 && (len(seg.Payload) > 0 || seg.Missing > 0) {
-		// TCP Fast Open: data in the SYN. Reassembly takes a SYN as the start of the stream
-		// and its data one sequence number later, so hand the two on separately.
-		data := seg
-		data.Flags &^= reassembly.FlagSYN
-		data.Seq++
-		seg.Payload, seg.Missing, seg.Flags = nil, 0, seg.Flags&^reassembly.FlagFIN
-		h.enqueue(&seg)
-		h.enqueue(&data)
-		return
-	}
-	h.enqueue(&seg)
-}
-
-// enqueue copies seg into the batch of the worker that owns its flow.
-func (h *handler) enqueue(seg *reassembly.Segment) {
 	wi := 0
 	if n := len(h.d.workers); n > 1 {
 		wi = int(seg.Hash % uint32(n))
@@ -215,7 +200,7 @@ func (h *handler) enqueue(seg *reassembly.Segment) {
 		b.buf = append(b.buf, seg.Payload...)
 		seg.Payload = b.buf[off:len(b.buf):len(b.buf)]
 	}
-	b.segs = append(b.segs, *seg)
+	b.segs = append(b.segs, seg)
 }
 
 func (h *handler) send(wi int) {

@@ -106,9 +106,8 @@ func TestFragmentsAcrossHandlers(t *testing.T) {
 	}
 }
 
-// TCP Fast Open: the request travels in the SYN. Reassembly starts a stream at a SYN and
-// takes its data from the next sequence number, so before the dispatcher split SYN and
-// data the request was lost and its response counted as an orphan.
+// TCP Fast Open: the request travels in the SYN; the decoder hands the SYN's data on and
+// reassembly takes it from the sequence number after the SYN's own.
 func TestFastOpenRequestInSYN(t *testing.T) {
 	var col collector
 	d := NewDispatcher(DispatcherConfig{Workers: 2, Decoder: DecoderConfig{Raw: true}}, col.handler())

@@ -144,6 +144,8 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	b = appendRFC3339Nano(b, x.Request.Time)
 	b = append(b, `,"durationMs":`...)
 	b = appendJSONFloat(b, durationMs(x.Duration()))
+	b = append(b, `,"ttfbMs":`...)
+	b = appendJSONFloat(b, durationMs(x.TimeToFirstByte()))
 	b = append(b, `,"requestBodyTruncated":`...)
 	b = appendJSONBool(b, x.Request.BodyTruncated || (trimmed && len(reqBody) < len(x.Request.Body)))
 	b = append(b, `,"responseBodyTruncated":`...)
@@ -156,6 +158,17 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	b = appendJSONBool(b, x.Flags&exchange.FlagDecodeError != 0)
 	b = append(b, `,"incomplete":`...)
 	b = appendJSONBool(b, x.Flags&exchange.FlagIncomplete != 0)
+	if x.Flags&exchange.FlagFramingError != 0 {
+		b = append(b, `,"framingError":true`...)
+	}
+	if x.Request.BodyDecoded != "" {
+		b = append(b, `,"requestBodyDecoded":`...)
+		b = appendJSONString(b, x.Request.BodyDecoded)
+	}
+	if x.Response.BodyDecoded != "" {
+		b = append(b, `,"responseBodyDecoded":`...)
+		b = appendJSONString(b, x.Response.BodyDecoded)
+	}
 	if trimmed {
 		b = append(b, `,"trimmed":true`...)
 	}

@@ -46,7 +46,7 @@ func newPipelineCollector(p PipelineStats) *pipelineCollector {
 		flows:     d("reassembly", "flows", "TCP connections currently tracked."),
 		ooo:       d("reassembly", "out_of_order_segments_total", "TCP segments that arrived ahead of a hole and were buffered."),
 		gaps:      d("reassembly", "gaps_total", "Holes in TCP streams skipped because the missing bytes never came."),
-		bufd:      d("reassembly", "buffered_bytes", "Out-of-order bytes currently buffered across all flows."),
+		bufd:      d("reassembly", "buffered_bytes", "Bytes held against the reassembly memory budget: out-of-order data, held responses, bodies of unemitted exchanges."),
 		drops:     d("reassembly", "dropped_total", "Segments or flows given up by reason (flow table full, buffer caps, …).", "reason"),
 		exchanges: d("http", "exchanges_total", "HTTP exchanges by outcome (complete, no_response, truncated, …).", "outcome"),
 	}

@@ -59,12 +59,16 @@ type TraceMeta struct {
 	VNI                   uint32  `json:"vni"`
 	StartTime             string  `json:"startTime"`
 	DurationMs            float64 `json:"durationMs"`
+	TTFBMs                float64 `json:"ttfbMs"`
 	RequestBodyTruncated  bool    `json:"requestBodyTruncated"`
 	ResponseBodyTruncated bool    `json:"responseBodyTruncated"`
 	NoResponse            bool    `json:"noResponse"`
 	Gap                   bool    `json:"gap"`
 	DecodeError           bool    `json:"decodeError"`
 	Incomplete            bool    `json:"incomplete"`
+	FramingError          bool    `json:"framingError,omitempty"`
+	RequestBodyDecoded    string  `json:"requestBodyDecoded,omitempty"`
+	ResponseBodyDecoded   string  `json:"responseBodyDecoded,omitempty"`
 	Trimmed               bool    `json:"trimmed,omitempty"`
 	OriginalSource        string  `json:"originalSource,omitempty"`
 }
@@ -100,12 +104,16 @@ func NewTrace(x *exchange.Exchange, environment string) Trace {
 			VNI:                   x.Tunnel,
 			StartTime:             x.Request.Time.UTC().Format(time.RFC3339Nano),
 			DurationMs:            durationMs(x.Duration()),
+			TTFBMs:                durationMs(x.TimeToFirstByte()),
 			RequestBodyTruncated:  x.Request.BodyTruncated,
 			ResponseBodyTruncated: x.Response.BodyTruncated,
 			NoResponse:            x.Flags&exchange.FlagNoResponse != 0,
 			Gap:                   x.Flags&exchange.FlagGap != 0,
 			DecodeError:           x.Flags&exchange.FlagDecodeError != 0,
 			Incomplete:            x.Flags&exchange.FlagIncomplete != 0,
+			FramingError:          x.Flags&exchange.FlagFramingError != 0,
+			RequestBodyDecoded:    x.Request.BodyDecoded,
+			ResponseBodyDecoded:   x.Response.BodyDecoded,
 			OriginalSource:        originalSource(x.Request.Headers),
 		},
 	}

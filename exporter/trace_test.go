@@ -31,7 +31,7 @@ func sampleExchange() *exchange.Exchange {
 		Response: exchange.Response{
 			Status: 201, Reason: "Created", Proto: "HTTP/1.1",
 			Headers: []exchange.Header{{Name: "Content-Type", Value: "application/json"}},
-			Body:    []byte(`{"id":7}`), BodySize: 8, Time: t0.Add(1500 * time.Microsecond),
+			Body:    []byte(`{"id":7}`), BodySize: 8, Time: t0.Add(1500 * time.Microsecond), EndTime: t0.Add(2500 * time.Microsecond),
 		},
 	}
 }
@@ -59,7 +59,7 @@ func TestTraceShapeMatchesMetloV1(t *testing.T) {
 		`"response":{"status":201,"headers":[{"name":"Content-Type","value":"application/json"}],"body":"{\"id\":7}"},` +
 		`"meta":{"environment":"production","incoming":true,"source":"10.0.0.5","sourcePort":51234,` +
 		`"destination":"10.0.1.9","destinationPort":8080,"metloSource":"metlo-appliance","vni":42,` +
-		`"startTime":"2024-05-06T07:08:09.123456789Z","durationMs":1.5,"requestBodyTruncated":false,` +
+		`"startTime":"2024-05-06T07:08:09.123456789Z","durationMs":2.5,"ttfbMs":1.5,"requestBodyTruncated":false,` +
 		`"responseBodyTruncated":false,"noResponse":false,"gap":false,"decodeError":false,"incomplete":false,` +
 		`"originalSource":"203.0.113.7"}}`
 	if string(got) != want {
@@ -95,6 +95,10 @@ func TestAppendTraceMatchesEncodingJSON(t *testing.T) {
 			x.Request.BodyTruncated = true
 			x.Response.BodyTruncated = true
 			x.Flags = exchange.FlagDecodeError | exchange.FlagIncomplete
+		},
+		"framing error and decoded bodies": func(x *exchange.Exchange) {
+			x.Flags = exchange.FlagFramingError
+			x.Request.BodyDecoded, x.Response.BodyDecoded = "gzip", "br"
 		},
 		"empty path and headers": func(x *exchange.Exchange) {
 			x.Request.Path, x.Request.Headers, x.Response.Headers = "", nil, nil

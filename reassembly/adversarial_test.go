@@ -3,6 +3,7 @@ package reassembly
 import (
 	"fmt"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 	"strings"
 	"testing"
 	"time"
@@ -22,9 +23,9 @@ func TestPortReuseNewISN(t *testing.T) {
 			c.client("GET /old HTTP/1.1\r\n\r\n")
 			c.server(resp(200, "Content-Length: 1\r\n", "o"))
 			c.cseq, c.sseq = tc.isn, tc.isn*7
-			syn := c.seg(true, FlagSYN, "")
-			syn.Flags = FlagSYN
-			synAck := c.seg(false, FlagSYN, "")
+			syn := c.seg(true, tcp.FlagSYN, "")
+			syn.Flags = tcp.FlagSYN
+			synAck := c.seg(false, tcp.FlagSYN, "")
 			if tc.synAckFirst {
 				c.send(synAck)
 				c.send(syn)
@@ -50,12 +51,12 @@ func TestPortReuseNewISN(t *testing.T) {
 func TestDuplicateCopyAfterClose(t *testing.T) {
 	// Both ENIs mirrored; the second copy of the whole connection lags behind the first.
 	c := newConv(t, Config{})
-	var segs []Segment
-	syn := c.seg(true, FlagSYN, "")
-	syn.Flags = FlagSYN
-	segs = append(segs, syn, c.seg(false, FlagSYN, ""), c.seg(true, 0, ""),
+	var segs []tcp.Segment
+	syn := c.seg(true, tcp.FlagSYN, "")
+	syn.Flags = tcp.FlagSYN
+	segs = append(segs, syn, c.seg(false, tcp.FlagSYN, ""), c.seg(true, 0, ""),
 		c.seg(true, 0, "GET /d HTTP/1.1\r\n\r\n"), c.seg(false, 0, resp(200, "Content-Length: 1\r\n", "d")),
-		c.seg(true, FlagFIN, ""), c.seg(false, FlagFIN, ""))
+		c.seg(true, tcp.FlagFIN, ""), c.seg(false, tcp.FlagFIN, ""))
 	for _, s := range segs {
 		c.send(s)
 	}
@@ -129,8 +130,8 @@ func TestFlowForgottenWhenReorderTimeoutDeliversFIN(t *testing.T) {
 	c.server(resp(200, "Content-Length: 1\r\n", "x"))
 	lost := c.seg(true, 0, "junk") // never captured
 	_ = lost
-	c.send(c.seg(true, FlagFIN, "")) // waits behind the hole
-	c.send(c.seg(false, FlagFIN, ""))
+	c.send(c.seg(true, tcp.FlagFIN, "")) // waits behind the hole
+	c.send(c.seg(false, tcp.FlagFIN, ""))
 	c.a.Advance(c.ts + int64(2*time.Second)) // reorder timeout: hole skipped, both FINs in
 	c.want(1)
 	c.a.Advance(c.ts + int64(10*time.Second)) // past the close linger
@@ -143,7 +144,7 @@ func TestRSTBeforeResponseFromOtherQueue(t *testing.T) {
 	c.handshake()
 	c.client("GET /r HTTP/1.1\r\n\r\n")
 	r := c.seg(false, 0, resp(200, "Content-Length: 2\r\n", "ok"))
-	c.send(c.seg(true, FlagRST, ""))
+	c.send(c.seg(true, tcp.FlagRST, ""))
 	c.send(r)
 	c.a.Advance(c.ts + int64(10*time.Second))
 	got := c.want(1)
@@ -157,7 +158,7 @@ func TestRSTMidBody(t *testing.T) {
 	c.handshake()
 	c.client("GET /cut HTTP/1.1\r\n\r\n")
 	c.server(resp(200, "Content-Length: 100\r\n", "partial"))
-	c.send(c.seg(false, FlagRST, ""))
+	c.send(c.seg(false, tcp.FlagRST, ""))
 	c.client("late bytes after the reset") // the client's copy still in flight: harmless
 	c.a.Advance(c.ts + int64(3*time.Second))
 	got := c.want(1)
@@ -177,7 +178,7 @@ func TestRSTThenReuseWithoutCapturedSYN(t *testing.T) {
 	c.client("GET /a HTTP/1.1\r\n\r\n")
 	c.server(resp(200, "Content-Length: 1\r\n", "a"))
 	c.a.Advance(c.ts + int64(2*time.Second)) // reorder timeout: both halves sync midstream
-	c.send(c.seg(true, FlagRST, ""))
+	c.send(c.seg(true, tcp.FlagRST, ""))
 	c.cseq, c.sseq = 777777, 888888
 	c.handshake()
 	c.client("GET /b HTTP/1.1\r\n\r\n")

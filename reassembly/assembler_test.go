@@ -7,6 +7,7 @@ import (
 	"compress/zlib"
 	"fmt"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 	"strings"
 	"testing"
 	"time"
@@ -200,7 +201,7 @@ func TestOutOfOrderAndDuplicates(t *testing.T) {
 	c := newConv(t, Config{})
 	c.handshake()
 	req := "POST /o HTTP/1.1\r\nContent-Length: 26\r\n\r\nabcdefghijklmnopqrstuvwxyz"
-	var segs []Segment
+	var segs []tcp.Segment
 	for i := 0; i < len(req); i += 7 {
 		segs = append(segs, c.seg(true, 0, req[i:min(i+7, len(req))]))
 	}
@@ -219,7 +220,7 @@ func TestOutOfOrderAndDuplicates(t *testing.T) {
 	if string(got[0].Request.Body) != "abcdefghijklmnopqrstuvwxyz" {
 		t.Fatalf("body %q", got[0].Request.Body)
 	}
-	s := c.a.Stats()
+	s := c.forgotten()
 	if s.OutOfOrderSegments == 0 || s.Drops["duplicate"] == 0 || s.BufferedBytes != 0 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -247,15 +248,45 @@ func TestTruncatedCaptureKeepsFraming(t *testing.T) {
 	}
 }
 
-func TestNoResponseTimeout(t *testing.T) {
+func TestSlowResponseIsNotLost(t *testing.T) {
+	// A long poll answered after 35 s (past every timeout), and a 40 s event stream: both
+	// paired, and the duration runs to the end of the response.
 	c := newConv(t, Config{ResponseTimeout: 5 * time.Second})
 	c.handshake()
-	c.client("GET /void HTTP/1.1\r\n\r\n")
-	c.a.Advance(c.ts + int64(3*time.Second))
-	if len(c.got) != 0 {
-		t.Fatal("emitted before the timeout")
+	c.client("GET /poll HTTP/1.1\r\n\r\n")
+	c.a.Advance(c.ts + int64(35*time.Second))
+	c.ts += int64(35 * time.Second)
+	c.want(0)
+	c.server(resp(200, "Content-Length: 4\r\n", "news"))
+	got := c.want(1)
+	if got[0].Response.Status != 200 || string(got[0].Response.Body) != "news" || got[0].Flags != 0 {
+		t.Fatalf("got %d %q flags %b", got[0].Response.Status, got[0].Response.Body, got[0].Flags)
 	}
-	c.a.Advance(c.ts + int64(7*time.Second))
+	if d := got[0].Duration(); d < 35*time.Second || d > 36*time.Second {
+		t.Fatalf("duration %v", d)
+	}
+
+	c.client("GET /events HTTP/1.1\r\n\r\n")
+	c.server("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+	for range 4 {
+		c.ts += int64(10 * time.Second)
+		c.a.Advance(c.ts)
+		c.server("6\r\ndata:1\r\n")
+	}
+	c.server("0\r\n\r\n")
+	got = c.want(2)
+	if d, ttfb := got[1].Duration(), got[1].TimeToFirstByte(); d < 40*time.Second || ttfb > time.Second {
+		t.Fatalf("event stream: duration %v, time to first byte %v", d, ttfb)
+	}
+}
+
+func TestUnansweredRequestEmittedAtClose(t *testing.T) {
+	c := newConv(t, Config{})
+	c.handshake()
+	c.client("GET /void HTTP/1.1\r\n\r\n")
+	c.a.Advance(c.ts + int64(time.Minute))
+	c.want(0)
+	c.close()
 	got := c.want(1)
 	if got[0].Response.Status != 0 || got[0].Flags&exchange.FlagNoResponse == 0 {
 		t.Fatalf("got %+v", got[0])
@@ -299,8 +330,8 @@ func TestHugeHeaderBounded(t *testing.T) {
 func TestFlowTableBounded(t *testing.T) {
 	a := NewAssembler(Config{MaxFlows: 100}, exchange.HandlerFunc(func(*exchange.Exchange) {}))
 	for i := range 10000 {
-		k, d := NewKey(0, Endpoint{Port: uint16(i), Addr: [16]byte{15: byte(i >> 8)}}, ep("10.0.0.2", 80))
-		a.Segment(&Segment{Key: k, Dir: d, Flags: FlagACK, Seq: 1, Payload: []byte("GET / HTTP/1.1\r\n"), Timestamp: int64(i + 1)})
+		k, d := tcp.NewKey(0, tcp.Endpoint{Port: uint16(i), Addr: [16]byte{15: byte(i >> 8)}}, ep("10.0.0.2", 80))
+		a.Segment(&tcp.Segment{Key: k, Dir: d, Flags: tcp.FlagACK, Seq: 1, Payload: []byte("GET / HTTP/1.1\r\n"), Timestamp: int64(i + 1)})
 	}
 	s := a.Stats()
 	if s.Flows != 100 || s.Drops["flow_table_full"] != 9900 {
@@ -332,7 +363,7 @@ func TestResponsesLongBeforeRequests(t *testing.T) {
 	// responses reach the assembler before any of their requests.
 	c := newConv(t, Config{})
 	c.handshake()
-	var reqs, resps []Segment
+	var reqs, resps []tcp.Segment
 	for i := range 3 {
 		q := c.seg(true, 0, fmt.Sprintf("GET /r/%d HTTP/1.1\r\n\r\n", i))
 		reqs = append(reqs, q)
@@ -362,11 +393,11 @@ func TestReadUntilCloseResponseBeforeRequest(t *testing.T) {
 	c.handshake()
 	req := c.seg(true, 0, "GET /legacy HTTP/1.0\r\n\r\n")
 	r := c.seg(false, 0, "HTTP/1.0 200 OK\r\n\r\nuntil close")
-	fin := c.seg(false, FlagFIN, "")
+	fin := c.seg(false, tcp.FlagFIN, "")
 	c.send(r)
 	c.send(fin)
 	c.send(req)
-	c.send(c.seg(true, FlagFIN, ""))
+	c.send(c.seg(true, tcp.FlagFIN, ""))
 	got := c.want(1)
 	if got[0].Request.Path != "/legacy" || string(got[0].Response.Body) != "until close" || got[0].Flags != 0 {
 		t.Fatalf("got %s %q flags %b", got[0].Request.Path, got[0].Response.Body, got[0].Flags)
@@ -413,7 +444,7 @@ func TestOutOfOrderCapSkipsTheGap(t *testing.T) {
 	if string(got[1].Response.Body) != "n" {
 		t.Fatalf("lost sync: %q", got[1].Response.Body)
 	}
-	s := c.a.Stats()
+	s := c.forgotten()
 	if s.Drops["flow_buffer_full"] == 0 || s.Gaps == 0 || s.BufferedBytes != 0 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -429,14 +460,14 @@ func TestHeldResponsesCountAgainstTheCaps(t *testing.T) {
 		c.server("x")
 	}
 	s := c.a.Stats()
-	if s.BufferedBytes > 4096+holdMarkCost {
+	if s.BufferedBytes > 4096+64 { // the cap, plus one held segment's bookkeeping
 		t.Fatalf("%d bytes buffered over a 4096-byte cap", s.BufferedBytes)
 	}
 	if s.Exchanges["orphan_response"] != 1 {
 		t.Fatalf("stats %+v", s.Exchanges)
 	}
 	c.close()
-	if s := c.a.Stats(); s.BufferedBytes != 0 {
+	if s := c.forgotten(); s.BufferedBytes != 0 {
 		t.Fatalf("%d bytes still buffered after close", s.BufferedBytes)
 	}
 }
@@ -452,15 +483,15 @@ func TestUnansweredBodiesShareOneBudget(t *testing.T) {
 		c.handshake()
 		c.client(fmt.Sprintf("POST /up HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
 	}
-	if a.bodyBytes > 100<<10 {
-		t.Fatalf("%d body bytes held over a 100 KiB budget", a.bodyBytes)
+	if a.budget.Used() > 100<<10 {
+		t.Fatalf("%d body bytes held over a 100 KiB budget", a.budget.Used())
 	}
 	if s := a.Stats(); s.Drops["body_memory"] == 0 {
 		t.Fatalf("no body_memory drops: %+v", s.Drops)
 	}
 	a.FlushAll()
-	if len(got) != 10 || a.bodyBytes != 0 {
-		t.Fatalf("%d exchanges emitted, %d body bytes still held", len(got), a.bodyBytes)
+	if len(got) != 10 || a.budget.Used() != 0 {
+		t.Fatalf("%d exchanges emitted, %d body bytes still held", len(got), a.budget.Used())
 	}
 	truncated := 0
 	for _, e := range got {

@@ -2,6 +2,7 @@ package reassembly
 
 import (
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 	"testing"
 )
 
@@ -24,7 +25,7 @@ func FuzzAssembler(f *testing.F) {
 		for len(script) >= 3 {
 			fromServer := script[0]&1 == 1
 			jitter := int32(int8(script[1]))
-			flags := script[2] | FlagACK
+			flags := script[2] | tcp.FlagACK
 			script = script[3:]
 			n := 0
 			for n < len(script) && n < 200 && script[n] != 0 && script[n] != 1 {
@@ -36,9 +37,9 @@ func FuzzAssembler(f *testing.F) {
 			if fromServer {
 				src, dst, d = srv, cli, 1
 			}
-			k, dir := NewKey(0, src, dst)
+			k, dir := tcp.NewKey(0, src, dst)
 			ts += 1e6
-			s := Segment{Key: k, Dir: dir, Seq: seq[d] + uint32(jitter), Ack: seq[1-d], Flags: flags, Payload: payload, Timestamp: ts}
+			s := tcp.Segment{Key: k, Dir: dir, Seq: seq[d] + uint32(jitter), Ack: seq[1-d], Flags: flags, Payload: payload, Timestamp: ts}
 			if jitter == 0 {
 				seq[d] += uint32(len(payload))
 			}
@@ -55,7 +56,7 @@ func FuzzAssembler(f *testing.F) {
 			}
 		}
 		s := a.Stats()
-		if s.Flows != 0 || s.BufferedBytes != 0 || a.bodyBytes != 0 {
+		if s.Flows != 0 || s.BufferedBytes != 0 || a.budget.Used() != 0 {
 			t.Fatalf("state left after FlushAll: %+v", s)
 		}
 	})

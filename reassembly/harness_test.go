@@ -2,6 +2,7 @@ package reassembly
 
 import (
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 	"net/netip"
 	"testing"
 	"time"
@@ -12,16 +13,16 @@ type conv struct {
 	t      testing.TB
 	a      *Assembler
 	got    []*exchange.Exchange
-	cli    Endpoint
-	srv    Endpoint
+	cli    tcp.Endpoint
+	srv    tcp.Endpoint
 	cseq   uint32
 	sseq   uint32
 	ts     int64
 	tunnel uint32
 }
 
-func ep(addr string, port uint16) Endpoint {
-	return Endpoint{Addr: netip.MustParseAddr(addr).As16(), Port: port}
+func ep(addr string, port uint16) tcp.Endpoint {
+	return tcp.Endpoint{Addr: netip.MustParseAddr(addr).As16(), Port: port}
 }
 
 func newConv(t testing.TB, cfg Config) *conv {
@@ -31,30 +32,30 @@ func newConv(t testing.TB, cfg Config) *conv {
 }
 
 // seg builds (without sending) a segment from the client (fromClient) or the server.
-func (c *conv) seg(fromClient bool, flags uint8, payload string) Segment {
+func (c *conv) seg(fromClient bool, flags uint8, payload string) tcp.Segment {
 	src, dst := c.srv, c.cli
 	seq, ack := &c.sseq, c.cseq
 	if fromClient {
 		src, dst = c.cli, c.srv
 		seq, ack = &c.cseq, c.sseq
 	}
-	k, d := NewKey(c.tunnel, src, dst)
+	k, d := tcp.NewKey(c.tunnel, src, dst)
 	c.ts += int64(time.Millisecond)
-	s := Segment{Key: k, Dir: d, Seq: *seq, Ack: ack, Flags: flags | FlagACK, Payload: []byte(payload), Timestamp: c.ts}
+	s := tcp.Segment{Key: k, Dir: d, Seq: *seq, Ack: ack, Flags: flags | tcp.FlagACK, Payload: []byte(payload), Timestamp: c.ts}
 	*seq += uint32(len(payload))
-	if flags&(FlagSYN|FlagFIN) != 0 {
+	if flags&(tcp.FlagSYN|tcp.FlagFIN) != 0 {
 		*seq++
 	}
 	return s
 }
 
-func (c *conv) send(s Segment) { c.a.Segment(&s) }
+func (c *conv) send(s tcp.Segment) { c.a.Segment(&s) }
 
 func (c *conv) handshake() {
-	syn := c.seg(true, FlagSYN, "")
-	syn.Flags = FlagSYN
+	syn := c.seg(true, tcp.FlagSYN, "")
+	syn.Flags = tcp.FlagSYN
 	c.send(syn)
-	c.send(c.seg(false, FlagSYN, ""))
+	c.send(c.seg(false, tcp.FlagSYN, ""))
 	c.send(c.seg(true, 0, ""))
 }
 
@@ -62,8 +63,8 @@ func (c *conv) client(p string) { c.send(c.seg(true, 0, p)) }
 func (c *conv) server(p string) { c.send(c.seg(false, 0, p)) }
 
 func (c *conv) close() {
-	c.send(c.seg(true, FlagFIN, ""))
-	c.send(c.seg(false, FlagFIN, ""))
+	c.send(c.seg(true, tcp.FlagFIN, ""))
+	c.send(c.seg(false, tcp.FlagFIN, ""))
 }
 
 func (c *conv) want(n int) []*exchange.Exchange {
@@ -75,4 +76,11 @@ func (c *conv) want(n int) []*exchange.Exchange {
 		c.t.Fatalf("got %d exchanges, want %d; stats %+v", len(c.got), n, c.a.Stats())
 	}
 	return c.got
+}
+
+// forgotten moves time past the closed connections' linger, so every byte they held is
+// back in the budget, and returns the stats then.
+func (c *conv) forgotten() Stats {
+	c.a.Advance(c.ts + int64(time.Minute))
+	return c.a.Stats()
 }

@@ -1,48 +1,11 @@
 package reassembly
 
-import "sync/atomic"
-
-// outcome indexes the HTTP outcome counters.
-type outcome uint8
-
-const (
-	outComplete       outcome = iota // request and response both seen in full
-	outNoResponse                    // request emitted after the response timeout or at close
-	outTruncated                     // emitted with a body cut at the cap or by a gap
-	outOrphanResponse                // response whose request was never seen; counted, not emitted
-	outParseError                    // malformed HTTP; the stream resyncs on the next message
-	outNonHTTP                       // a connection that does not speak HTTP/1.x; ignored
-	nOutcomes
+import (
+	"github.com/metlo-labs/metlo-appliance/reassembly/http1"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
-var outcomeNames = [nOutcomes]string{"complete", "no_response", "truncated", "orphan_response", "parse_error", "non_http"}
-
-// drop indexes the drop counters.
-type drop uint8
-
-const (
-	dropFlowTableFull  drop = iota // least recently seen flow evicted to admit a new one
-	dropFlowBufferFull             // out-of-order data over the per-flow cap: gap skipped
-	dropBufferFull                 // out-of-order data over the global cap: gap skipped
-	dropPendingFull                // too many pipelined requests: oldest emitted unanswered
-	dropHeaderTooLarge             // header block over MaxHeaderBytes
-	dropDuplicate                  // retransmitted or duplicated segment, already seen
-	dropClosedFlow                 // data on a connection already closed (late duplicate copies)
-	dropBodyMemory                 // a body cut short because unemitted exchanges hold BufferBytes of bodies
-	nDrops
-)
-
-var dropNames = [nDrops]string{"flow_table_full", "flow_buffer_full", "buffer_full", "pending_full", "header_too_large", "duplicate", "closed_flow", "body_memory"}
-
-// counters are written by the assembler goroutine and read at scrape time from others.
-type counters struct {
-	segments, flowsCreated, flowsEvicted, outOfOrder, gaps atomic.Uint64
-	flows, bufferedBytes                                   atomic.Int64
-	drops                                                  [nDrops]atomic.Uint64
-	outcomes                                               [nOutcomes]atomic.Uint64
-}
-
-// Stats is a snapshot of one or more assemblers' counters.
+// Stats is a snapshot of one or more assemblers' counters, both layers together.
 type Stats struct {
 	Segments           uint64
 	Flows              int64 // currently tracked
@@ -50,28 +13,33 @@ type Stats struct {
 	FlowsEvicted       uint64
 	OutOfOrderSegments uint64
 	Gaps               uint64
-	BufferedBytes      int64             // out-of-order bytes currently buffered
-	Drops              map[string]uint64 // by reason
+	BufferedBytes      int64             // memory budget in use: out-of-order data, held responses, unemitted bodies
+	Drops              map[string]uint64 // by reason, from every layer
 	Exchanges          map[string]uint64 // by outcome
 }
 
-func (c *counters) snapshot() Stats {
+// Stats returns a snapshot of the counters; safe to call from any goroutine.
+func (a *Assembler) Stats() Stats {
+	t, h := a.Assembler.Stats(), a.http1.Stats()
 	s := Stats{
-		Segments:           c.segments.Load(),
-		Flows:              c.flows.Load(),
-		FlowsCreated:       c.flowsCreated.Load(),
-		FlowsEvicted:       c.flowsEvicted.Load(),
-		OutOfOrderSegments: c.outOfOrder.Load(),
-		Gaps:               c.gaps.Load(),
-		BufferedBytes:      c.bufferedBytes.Load(),
-		Drops:              make(map[string]uint64, nDrops),
-		Exchanges:          make(map[string]uint64, nOutcomes),
+		Segments:           t.Segments,
+		Flows:              t.Flows,
+		FlowsCreated:       t.FlowsCreated,
+		FlowsEvicted:       t.FlowsEvicted,
+		OutOfOrderSegments: t.OutOfOrderSegments,
+		Gaps:               t.Gaps,
+		BufferedBytes:      int64(a.budget.Used()),
+		Drops:              make(map[string]uint64, int(tcp.NumDrops)+int(http1.NumDrops)),
+		Exchanges:          make(map[string]uint64, http1.NumOutcomes),
 	}
-	for i := range c.drops {
-		s.Drops[dropNames[i]] = c.drops[i].Load()
+	for d := range tcp.NumDrops {
+		s.Drops[d.String()] = t.Drops[d]
 	}
-	for i := range c.outcomes {
-		s.Exchanges[outcomeNames[i]] = c.outcomes[i].Load()
+	for d := range http1.NumDrops {
+		s.Drops[d.String()] = h.Drops[d]
+	}
+	for o := range http1.NumOutcomes {
+		s.Exchanges[o.String()] = h.Outcomes[o]
 	}
 	return s
 }

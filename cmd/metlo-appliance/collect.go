@@ -263,6 +263,9 @@ func (c *collector) printSummary(w io.Writer) {
 	fmt.Fprintf(w, "exchanges %d emitted (complete=%d truncated=%d no_response=%d); orphan_responses=%d parse_errors=%d non_http_flows=%d\n",
 		emitted, r.Exchanges["complete"], r.Exchanges["truncated"], r.Exchanges["no_response"],
 		r.Exchanges["orphan_response"], r.Exchanges["parse_error"], r.Exchanges["non_http"])
+	if n, m := r.Exchanges["framing_error"], r.Exchanges["late_response"]; n+m > 0 {
+		fmt.Fprintf(w, "          framing_errors=%d (reported, flagged) late_responses=%d\n", n, m)
+	}
 	fmt.Fprintf(w, "tcp       out_of_order=%d gaps=%d", r.OutOfOrderSegments, r.Gaps)
 	for _, k := range sortedKeys(r.Drops) {
 		if r.Drops[k] > 0 {

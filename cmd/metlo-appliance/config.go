@@ -36,8 +36,8 @@ type Config struct {
 	// Reassembly and HTTP limits
 	BodyCap         int           `mapstructure:"body-cap"`          // bytes kept per body; longer bodies are truncated and flagged
 	MaxFlows        int           `mapstructure:"max-flows"`         // tracked connections across all workers
-	FlowBufferBytes int           `mapstructure:"flow-buffer-bytes"` // out-of-order bytes buffered per flow
-	BufferBytes     int           `mapstructure:"buffer-bytes"`      // budget for out-of-order data and, separately, unemitted bodies, across all flows
+	FlowBufferBytes int           `mapstructure:"flow-buffer-bytes"` // bytes set aside per connection direction (out-of-order data, held responses)
+	BufferBytes     int           `mapstructure:"buffer-bytes"`      // one memory budget for out-of-order data, held responses and unemitted bodies, across all flows
 	IdleTimeout     time.Duration `mapstructure:"idle-timeout"`      // evict a flow after this long without packets
 	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // emit a request without response after this long
 
@@ -151,8 +151,8 @@ var keyHelp = map[string]string{
 	"vxlan-ports": "UDP ports carrying VXLAN", "geneve-ports": "UDP ports carrying GENEVE",
 	"raw": "also capture unencapsulated TCP not addressed to this host (GCP)", "workers": "reassembly workers (0 = one per CPU)",
 	"sink": "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
-	"max-flows": "tracked connections across all workers", "flow-buffer-bytes": "out-of-order bytes buffered per flow",
-	"buffer-bytes": "budget across all flows for out-of-order data, and separately for bodies not yet exported", "idle-timeout": "evict a flow after this long without packets",
+	"max-flows": "tracked connections across all workers", "flow-buffer-bytes": "bytes set aside per connection direction (out-of-order data, held responses)",
+	"buffer-bytes": "memory budget across all flows: out-of-order data, held responses, bodies not yet exported", "idle-timeout": "evict a flow after this long without packets",
 	"response-timeout": "emit a request without response after this long", "environment": "meta.environment of every trace",
 	"metlo-host": "Metlo collector URL; used as the sink when no --sink is given", "metlo-key": "Metlo API key",
 	"credentials-file": "Metlo credentials file with METLO_HOST/METLO_KEY lines", "queue-traces": "intake queue size in traces",

@@ -11,6 +11,7 @@ import (
 	"github.com/metlo-labs/metlo-appliance/exporter"
 	"github.com/metlo-labs/metlo-appliance/reassembly"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 	"github.com/metlo-labs/metlo-appliance/test/synth"
 )
 
@@ -18,7 +19,7 @@ import (
 func runPass(b *testing.B, capt *synth.Capture, h exchange.Handler) {
 	dec := datapath.NewDecoder(datapath.DecoderConfig{})
 	asm := reassembly.NewAssembler(reassembly.Config{}, h)
-	var seg reassembly.Segment
+	var seg tcp.Segment
 	f := datapath.Frame{Timestamp: time.Now().UnixNano()}
 	for _, fr := range capt.Frames {
 		f.Data = fr
@@ -110,7 +111,7 @@ func BenchmarkIdleFlowMemory(b *testing.B) {
 	for range b.N {
 		dec := datapath.NewDecoder(datapath.DecoderConfig{})
 		asm := reassembly.NewAssembler(reassembly.Config{}, exchange.HandlerFunc(func(*exchange.Exchange) {}))
-		var seg reassembly.Segment
+		var seg tcp.Segment
 		f := datapath.Frame{Timestamp: 1}
 		runtime.GC()
 		var before, after runtime.MemStats

@@ -68,34 +68,53 @@ func (o *Observed) target() string {
 //
 // Exchanges pair up per client address (one TCP connection each) in the order the server
 // received them; the observed list may interleave connections in any order but must keep
-// each connection's own order. Observed exchanges without a client address match any
-// connection, first come first served.
+// each connection's own order. Within a connection the two sequences are aligned on
+// (method, target) as a longest common subsequence, so a missing or extra exchange costs
+// itself only, even when the same request recurs later on the connection; among equally
+// long alignments, the one whose pairs also agree on status and body sizes wins (a lost
+// GET before a conditional GET of the same URL must not shift the 304 onto the 200). Observed
+// exchanges without a client address match any connection, first come first served.
 func Compare(truth []Exchange, observed []Observed, opt Options) []string {
-	var problems []string
-	byClient := map[string][]int{}
-	for i := range observed {
-		byClient[observed[i].Client] = append(byClient[observed[i].Client], i)
-	}
-	used := make([]bool, len(observed))
-	next := map[string]int{} // per client: index into byClient where the search resumes
-
 	ordered := make([]int, len(truth))
 	for i := range ordered {
 		ordered[i] = i
 	}
 	sort.SliceStable(ordered, func(a, b int) bool { return truth[ordered[a]].Seq < truth[ordered[b]].Seq })
-
+	truthBy := map[string][]int{}
+	for _, ti := range ordered {
+		truthBy[truth[ti].Client] = append(truthBy[truth[ti].Client], ti)
+	}
+	obsBy := map[string][]int{}
+	for i := range observed {
+		obsBy[observed[i].Client] = append(obsBy[observed[i].Client], i)
+	}
+	match := make([]int, len(truth)) // observed index per truth, -1 when none
+	for i := range match {
+		match[i] = -1
+	}
+	used := make([]bool, len(observed))
+	for client, ts := range truthBy {
+		for k, oi := range align(truth, ts, observed, obsBy[client]) {
+			if oi >= 0 {
+				match[ts[k]], used[oi] = oi, true
+			}
+		}
+	}
+	anon := obsBy[""]
+	var problems []string
 	for _, ti := range ordered {
 		t := &truth[ti]
-		oi := findMatch(t, observed, byClient[t.Client], next, t.Client, used)
-		if oi < 0 {
-			oi = findMatch(t, observed, byClient[""], next, "", used)
+		oi := match[ti]
+		for k := 0; oi < 0 && k < len(anon); k++ {
+			if o := &observed[anon[k]]; !used[anon[k]] && o.Method == t.Method && o.target() == t.Target {
+				oi = anon[k]
+				used[oi] = true
+			}
 		}
 		if oi < 0 {
 			problems = append(problems, describe(t)+": missing")
 			continue
 		}
-		used[oi] = true
 		problems = append(problems, compareOne(t, &observed[oi], opt.BodyCap)...)
 	}
 	if !opt.IgnoreExtra {
@@ -110,21 +129,73 @@ func Compare(truth []Exchange, observed []Observed, opt Options) []string {
 	return problems
 }
 
-// findMatch returns the first unused observed exchange of one client, at or after the
-// resume point, with the truth's method and target; -1 if none. Skipped entries stay
-// available so a missing exchange doesn't shift every later one.
-func findMatch(t *Exchange, observed []Observed, idx []int, next map[string]int, key string, used []bool) int {
-	for k := next[key]; k < len(idx); k++ {
-		o := &observed[idx[k]]
-		if used[idx[k]] || o.Method != t.Method || o.target() != t.Target {
-			continue
-		}
-		if key != "" {
-			next[key] = k + 1
-		}
-		return idx[k]
+// alignLimit bounds the alignment table; longer connections fall back to a greedy scan.
+const alignLimit = 64 << 20
+
+// align pairs a connection's truth exchanges (ts, in server order) with its observed ones
+// (os, in emission order) as a longest common subsequence on (method, target), ties broken
+// by agreement on status and body sizes; it returns the observed index for each truth
+// exchange, or -1.
+func align(truth []Exchange, ts []int, observed []Observed, os []int) []int {
+	out := make([]int, len(ts))
+	n, m := len(ts), len(os)
+	same := func(i, j int) bool {
+		t, o := &truth[ts[i]], &observed[os[j]]
+		return o.Method == t.Method && o.target() == t.Target
 	}
-	return -1
+	// score weighs a pair: a match counts more than the details of every other pair could.
+	score := func(i, j int) int32 {
+		t, o := &truth[ts[i]], &observed[os[j]]
+		sc := int32(3*min(n, m) + 1)
+		if o.Status == t.Status {
+			sc++
+		}
+		if int64(len(o.ReqBody)) == t.ReqBodyLen && sha256Hex(o.ReqBody) == t.ReqBodySHA256 {
+			sc++
+		}
+		if int64(len(o.RespBody)) == t.RespBodyLen && sha256Hex(o.RespBody) == t.RespBodySHA256 {
+			sc++
+		}
+		return sc
+	}
+	if n*m > alignLimit || 4*min(n, m)*min(n, m) > 1<<30 { // the table, or a score, would be too large
+		j := 0
+		for i := range ts {
+			out[i] = -1
+			for k := j; k < m; k++ {
+				if same(i, k) {
+					out[i], j = os[k], k+1
+					break
+				}
+			}
+		}
+		return out
+	}
+	// best[i][j]: the best score aligning ts[i:] with os[j:].
+	best := make([]int32, (n+1)*(m+1))
+	at := func(i, j int) *int32 { return &best[i*(m+1)+j] }
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			v := max(*at(i+1, j), *at(i, j+1))
+			if same(i, j) {
+				v = max(v, *at(i+1, j+1)+score(i, j))
+			}
+			*at(i, j) = v
+		}
+	}
+	for i, j := 0, 0; i < n; {
+		switch {
+		case j < m && same(i, j) && *at(i, j) == *at(i+1, j+1)+score(i, j):
+			out[i] = os[j]
+			i, j = i+1, j+1
+		case j < m && *at(i, j+1) >= *at(i+1, j):
+			j++
+		default:
+			out[i] = -1
+			i++
+		}
+	}
+	return out
 }
 
 func describe(t *Exchange) string {
@@ -188,8 +259,7 @@ func compareBody(what string, n int64, sum, inline, gen string, got []byte, trun
 		}
 		return []string{msg}
 	}
-	h := sha256.Sum256(got)
-	if hex.EncodeToString(h[:]) != sum {
+	if sha256Hex(got) != sum {
 		msg := what + ": content differs (sha256)"
 		if want != nil {
 			msg += fmt.Sprintf(", first difference at byte %d", firstDiff(got, want))
@@ -207,4 +277,9 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return n
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }

@@ -17,7 +17,16 @@ func main() {
 	per := flag.Int("exchanges", 40, "exchanges per connection")
 	out := flag.String("o", "synthetic.pcap", "output pcap")
 	body := flag.Int("body", 0, "response body bytes (0: mixed API sizes, 100 B to 2 KB)")
+	halfOpen := flag.Int("half-open", 0, "instead: this many connections that never finish a request (memory flood)")
 	flag.Parse()
+	if *halfOpen > 0 {
+		if err := writeFlood(*out, *halfOpen, max(*body, 900)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("%s: %d half-open connections\n", *out, *halfOpen)
+		return
+	}
 	size := synth.MixedAPI
 	if *body > 0 {
 		size = func(*rand.Rand) int { return *body }
@@ -41,4 +50,20 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("%s: %d frames, %d bytes, %d exchanges\n", *out, len(c.Frames), c.Bytes, c.Exchanges)
+}
+
+func writeFlood(path string, flows, body int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	err = synth.WriteHalfOpenFlood(w, flows, body)
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -1,4 +1,4 @@
-package reassembly
+package tcp
 
 import (
 	"encoding/binary"

@@ -1,10 +1,12 @@
-package reassembly
+package http1
 
 import (
 	"bytes"
-	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"strings"
 	"time"
+
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 // parseState is where a half-stream's HTTP parser is within a message.
@@ -27,49 +29,37 @@ const (
 // maxLineBytes bounds chunk-size and trailer lines.
 const maxLineBytes = 8 << 10
 
-// half is one direction of a connection: TCP sequencing plus the HTTP parser reading it.
-type half struct {
-	f       *flow
-	dir     Dir
-	synced  bool
-	synSeen bool   // a SYN was seen: isn holds its sequence number
-	isn     uint32 // initial sequence number, to tell a new connection on the same 5-tuple
-	fin     bool
-	eofDone bool
-	nextSeq uint32
-	ack     uint32 // of the segment being processed
-	hasAck  bool
-	ts      int64
-
-	ooo      []oooSeg
-	oooBytes int
-
-	state     parseState
-	buf       []byte // partial header block, chunk line, or held response bytes
-	remaining int64
-	cur       *exState // message being read; nil for orphan responses (bytes counted, not kept)
+// side is one direction of a connection: the HTTP parser reading it.
+type side struct {
+	// Fields are ordered by size so that the struct packs tightly: there are two per
+	// connection, and idle connections are what floods are made of.
+	s         *stream
+	cur       *exState   // message being read; nil for orphan responses (bytes counted, not kept)
+	buf       []byte     // partial header block, chunk line, or held response bytes
+	holdMarks []holdMark // where each held segment starts, with its ACK and time
 	msg       messageBody
-	msgSeq    uint32 // sequence number of the current message's first byte
+	ts        int64 // of the segment being parsed
+	remaining int64
 	msgTS     int64
+	holdTS    int64
+	heldBytes int    // held bytes and marks charged to the caps
+	ack       uint32 // of the segment being parsed
+	msgSeq    uint32 // sequence number of the current message's first byte
 	msgAck    uint32
+	holdSeq   uint32
+	dir       tcp.Dir
+	state     parseState
+	started   bool // bytes or a gap were delivered
+	ended     bool // the sender closed (FIN)
+	eofDone   bool
+	hasAck    bool
 	msgHasAck bool
 	gapInMsg  bool
 	lostSync  bool // a gap may have swallowed whole messages: realign pairing by ACKs
-
-	holdSeq   uint32
-	holdTS    int64
-	holdMarks []holdMark // where each held segment starts, with its ACK and time
-	heldBytes int        // held bytes and marks charged to the out-of-order caps
-	noHold    bool       // replaying held bytes as orphans: never hold them again
-}
-
-// holdMark records one held segment, or with gap set, bytes lost after the ones before it.
-type holdMark struct {
-	off    int
-	gap    int
-	ack    uint32
-	hasAck bool
-	ts     int64
+	// The body of a response whose request is unknown is about to start: if a status line
+	// comes instead, it answered a HEAD (or was another bodiless reply) and had no body.
+	orphanBody bool
+	noHold     bool // replaying held bytes as orphans: never hold them again
 }
 
 // messageBody points at the side of an exchange whose body is being read.
@@ -77,25 +67,39 @@ type messageBody struct {
 	body      *[]byte
 	size      *int64
 	truncated *bool
+	decoded   *string
 	encoding  string
 }
 
-func (h *half) init(f *flow, d Dir) {
-	*h = half{f: f, dir: d}
+// begin notes the first delivery: a direction whose handshake the capture missed may
+// start inside a message, so the parser hunts for the next message start.
+func (h *side) begin() {
+	if !h.started {
+		h.started = true
+		if h.state == stStart && !h.s.tc.HandshakeSeen(h.dir) {
+			h.state = stResync
+		}
+	}
 }
 
-func (h *half) isClient() bool { return h.f.clientDir == int8(h.dir) }
-func (h *half) isServer() bool { return h.f.clientDir == int8(1-h.dir) }
+func (h *side) isClient() bool { return h.s.clientDir() == int8(h.dir) }
+func (h *side) isServer() bool { return h.s.clientDir() == int8(1-h.dir) }
 
-func (h *half) dropBuffers() {
+func (h *side) dropBuffers() {
 	h.unaccountHeld()
 	h.buf, h.holdMarks = nil, nil
 	h.cur, h.msg = nil, messageBody{}
 }
 
 // feed parses in-order bytes; seq is the sequence number of data[0].
-func (h *half) feed(data []byte, seq uint32) {
+func (h *side) feed(data []byte, seq uint32) {
 	for len(data) > 0 {
+		if h.orphanBody {
+			h.orphanBody = false
+			if classifyStart(data) == startResponse {
+				h.endMessage()
+			}
+		}
 		var n int
 		switch h.state {
 		case stStart:
@@ -155,7 +159,7 @@ func (h *half) feed(data []byte, seq uint32) {
 }
 
 // startMessage skips blank lines between messages and decides what the next bytes are.
-func (h *half) startMessage(data []byte, seq uint32) int {
+func (h *side) startMessage(data []byte, seq uint32) int {
 	n := 0
 	for n < len(data) && (data[n] == '\r' || data[n] == '\n') {
 		n++
@@ -165,10 +169,10 @@ func (h *half) startMessage(data []byte, seq uint32) int {
 	}
 	if !h.isClient() {
 		if k := classifyStart(data[n:]); k == startResponse || (k == startNeedMore && h.isServer()) {
-			if h.f.clientDir == dirUnknown {
-				h.f.clientDir = int8(1 - h.dir)
+			if h.s.clientDir() == dirUnknown {
+				h.s.inferredClient = int8(1 - h.dir)
 			}
-			if len(h.f.pending) == 0 && !h.noHold {
+			if len(h.s.pending) == 0 && !h.noHold {
 				h.startHold(seq + uint32(n))
 				h.hold(data[n:])
 				return -1
@@ -181,79 +185,9 @@ func (h *half) startMessage(data []byte, seq uint32) int {
 	return n
 }
 
-func (h *half) startHold(seq uint32) {
-	h.state = stHold
-	h.holdSeq, h.holdTS = seq, h.f.a.now
-	h.f.a.pendAdd(h.f)
-}
-
-// hold keeps response bytes until a request arrives to pair them with: the two
-// directions of a connection may be captured out of order. Each held segment keeps its
-// ACK, which pairing checks.
-func (h *half) hold(data []byte) {
-	h.holdMarks = append(h.holdMarks, holdMark{off: len(h.buf), ack: h.ack, hasAck: h.hasAck, ts: h.ts})
-	h.buf = append(h.buf, data...)
-	h.accountHeld(len(data) + holdMarkCost)
-}
-
-// holdMarkCost is what one held segment's mark costs, so a stream of tiny segments is
-// bounded by the caps like their bytes are.
-const holdMarkCost = 48
-
-// accountHeld charges n held bytes to the per-flow and global out-of-order caps; over
-// either, the held responses are given up as orphans rather than grow further.
-func (h *half) accountHeld(n int) {
-	a := h.f.a
-	h.heldBytes += n
-	a.addBuffered(n)
-	if h.heldBytes > a.cfg.FlowBufferBytes || a.buffered > a.cfg.BufferBytes {
-		h.releaseHold(true)
-	}
-}
-
-// unaccountHeld returns the held bytes to the caps.
-func (h *half) unaccountHeld() {
-	h.f.a.addBuffered(-h.heldBytes)
-	h.heldBytes = 0
-}
-
-// releaseHold replays held response bytes segment by segment, pairing them with the
-// requests now pending; what still finds no request is held again. With orphan set
-// (timeout, overflow, close) nothing is held again: unpaired responses are orphans.
-func (h *half) releaseHold(orphan bool) {
-	if h.state != stHold {
-		return
-	}
-	data, marks := h.buf, h.holdMarks
-	h.buf, h.holdMarks = nil, nil
-	h.unaccountHeld()
-	h.state = stStart
-	savedAck, savedHas, savedTS := h.ack, h.hasAck, h.ts
-	h.noHold = orphan
-	seq := h.holdSeq
-	for i, m := range marks {
-		end := len(data)
-		if i+1 < len(marks) {
-			end = marks[i+1].off
-		}
-		h.ack, h.hasAck, h.ts = m.ack, m.hasAck, m.ts
-		h.feed(data[m.off:end], seq)
-		seq += uint32(end - m.off)
-		if m.gap > 0 {
-			h.gap(m.gap)
-			seq += uint32(m.gap)
-		}
-	}
-	h.noHold = false
-	h.ack, h.hasAck, h.ts = savedAck, savedHas, savedTS
-	if h.fin && h.state != stHold {
-		h.eof()
-	}
-}
-
 // readHead accumulates a start line and header block and acts on it once complete.
-func (h *half) readHead(data []byte) int {
-	limit := h.f.a.cfg.MaxHeaderBytes
+func (h *side) readHead(data []byte) int {
+	limit := h.s.p.cfg.MaxHeaderBytes
 	if len(h.buf) == 0 {
 		if !h.checkStart(data) {
 			return -1
@@ -298,80 +232,94 @@ func (h *half) readHead(data []byte) int {
 
 // checkStart rejects a message whose first bytes cannot begin HTTP; on the first message
 // of a connection that marks the whole connection as not HTTP.
-func (h *half) checkStart(b []byte) bool {
+func (h *side) checkStart(b []byte) bool {
 	k := classifyStart(b)
 	switch {
 	case k == startNeedMore:
 		return true
 	case k == startRequest && !h.isServer(), k == startResponse && !h.isClient():
-		if h.f.clientDir == dirUnknown {
+		if h.s.clientDir() == dirUnknown {
 			d := int8(h.dir)
 			if k == startResponse {
 				d = int8(1 - h.dir)
 			}
-			h.f.clientDir = d
+			h.s.inferredClient = d
 		}
 		return true
 	}
-	if !h.f.httpSeen {
-		if !h.f.nonHTTP {
-			h.f.nonHTTP = true
-			h.f.a.c.outcomes[outNonHTTP].Add(1)
+	if !h.s.httpSeen {
+		if !h.s.nonHTTP {
+			h.s.nonHTTP = true
+			h.s.p.c.outcomes[OutNonHTTP].Add(1)
 		}
-		h.f.ignore()
+		h.s.ignore()
 		return false
 	}
 	h.protocolError()
 	return false
 }
 
-func (h *half) headerTooLarge() {
-	h.f.a.c.drops[dropHeaderTooLarge].Add(1)
+func (h *side) headerTooLarge() {
+	h.s.p.c.drops[DropHeaderTooLarge].Add(1)
 	h.protocolError()
 }
 
 // protocolError abandons the current message and hunts for the next one.
-func (h *half) protocolError() {
-	h.f.a.c.outcomes[outParseError].Add(1)
+func (h *side) protocolError() {
+	h.s.p.c.outcomes[OutParseError].Add(1)
+	if h.isServer() { // framing was lost: the responses that follow may not be the next ones'
+		h.lostSync = true
+	}
 	h.abandon()
 }
 
 // abandon drops the message in progress (keeping what a pending exchange already has) and
 // resynchronises.
-func (h *half) abandon() {
+func (h *side) abandon() {
 	if h.cur != nil {
 		h.cur.ex.Flags |= exchange.FlagIncomplete
 		h.finishSide()
 	}
 	h.buf = nil
 	h.cur, h.msg = nil, messageBody{}
-	h.state = stResync
+	h.state, h.orphanBody = stResync, false
 }
 
-func (h *half) onHead(block []byte) {
+func (h *side) onHead(block []byte) {
 	hd, err := parseHead(block)
 	if err != nil || hd.response != h.isServer() {
 		h.protocolError()
 		return
 	}
-	h.f.httpSeen = true
+	h.s.httpSeen = true
+	if hd.malformed {
+		h.s.p.c.outcomes[OutFramingError].Add(1)
+	}
 	if hd.response {
 		h.onResponseHead(&hd)
 	} else {
-		h.onRequestHead(&hd)
+		h.onRequestHead(&hd, len(block))
 	}
 }
 
-func (h *half) onRequestHead(hd *head) {
-	st := &exState{startSeq: h.msgSeq, reqTime: h.msgTS}
+// onRequestHead starts an exchange; headSize is what its header block holds in memory,
+// charged to the budget while the exchange waits for its response.
+func (h *side) onRequestHead(hd *head, headSize int) {
+	st := &exState{startSeq: h.msgSeq, reqTime: h.msgTS, charged: exStateCost + headSize}
+	h.s.p.budget.Require(st.charged)
 	req := &st.ex.Request
 	req.Method, req.Target, req.Proto, req.Host, req.Headers = hd.method, hd.target, hd.proto, hd.host, hd.headers
 	req.Time = time.Unix(0, h.msgTS)
-	req.Path, req.RawQuery = splitTarget(hd.target, &req.Host)
-	h.setExchangeAddrs(st)
+	req.Path, req.RawQuery = splitTarget(hd.method, hd.target, &req.Host)
+	if hd.malformed {
+		st.ex.Flags |= exchange.FlagFramingError
+	}
+	h.s.setExchangeAddrs(st, h.dir)
 	h.cur = st
-	h.msg = messageBody{body: &req.Body, size: &req.BodySize, truncated: &req.BodyTruncated, encoding: hd.encoding}
+	h.msg = messageBody{body: &req.Body, size: &req.BodySize, truncated: &req.BodyTruncated, decoded: &req.BodyDecoded, encoding: hd.encoding}
 	switch {
+	case hd.untilClose:
+		h.state = stBodyClose
 	case hd.chunked:
 		h.state = stChunkSize
 	case hd.contentLength > 0:
@@ -382,32 +330,30 @@ func (h *half) onRequestHead(hd *head) {
 	}
 	// Enqueued last: it replays held responses, and a 101 or CONNECT reply among them
 	// stops parsing, which must not be undone by setting this request's framing after it.
-	h.f.enqueue(st)
+	h.s.enqueue(st)
 }
 
-func (h *half) onResponseHead(hd *head) {
-	f := h.f
-	var st *exState
+func (h *side) onResponseHead(hd *head) {
+	s := h.s
 	if h.lostSync && h.msgHasAck {
-		// Responses were lost in a gap. A server answers a request before the client sends
-		// the next one unless it pipelines, so a response that acknowledges the next
-		// request's bytes belongs to a later request: the ones before it went unanswered.
-		for len(f.pending) > 1 && f.pending[0].reqDone && int32(h.msgAck-f.pending[1].startSeq) > 0 {
-			old := f.popPending()
-			old.ex.Flags |= exchange.FlagNoResponse | exchange.FlagGap
-			f.a.emit(old)
-		}
+		s.realign(h.msgAck)
 	}
 	h.lostSync = false
-	if len(f.pending) > 0 {
-		st = f.pending[0]
+	method, owed := "", false
+	var st *exState
+	switch {
+	case len(s.owed) > 0 && (!h.msgHasAck || int32(h.msgAck-s.owed[0].startSeq) > 0):
+		// The answer to a request emitted before its response came: counted, not paired
+		// with the request after it.
+		method, owed = s.owed[0].method, true
+	case len(s.pending) > 0:
+		st = s.pending[0]
 		// A response sent before the server had received any of the request cannot be
 		// its answer (we joined mid-connection or the request was lost).
 		if h.msgHasAck && int32(h.msgAck-st.startSeq) <= 0 {
 			st = nil
 		}
 	}
-	method := ""
 	if st != nil {
 		method = st.ex.Request.Method
 	}
@@ -415,21 +361,32 @@ func (h *half) onResponseHead(hd *head) {
 		h.state = stStart // informational (100 Continue): the final response follows
 		return
 	}
-	if st == nil {
-		f.a.c.outcomes[outOrphanResponse].Add(1)
+	switch {
+	case owed:
+		s.owed = s.owed[1:]
+		if len(s.owed) == 0 {
+			s.owed = nil
+		}
+		s.p.c.outcomes[OutLateResponse].Add(1)
 		h.cur, h.msg = nil, messageBody{}
-	} else {
-		f.popPending()
+	case st == nil:
+		s.p.c.outcomes[OutOrphanResponse].Add(1)
+		h.cur, h.msg = nil, messageBody{}
+	default:
+		s.popPending()
 		resp := &st.ex.Response
 		resp.Status, resp.Reason, resp.Proto, resp.Headers = hd.status, hd.reason, hd.proto, hd.headers
 		resp.Time = time.Unix(0, h.msgTS)
+		if hd.malformed {
+			st.ex.Flags |= exchange.FlagFramingError
+		}
 		h.cur = st
-		h.msg = messageBody{body: &resp.Body, size: &resp.BodySize, truncated: &resp.BodyTruncated, encoding: hd.encoding}
+		h.msg = messageBody{body: &resp.Body, size: &resp.BodySize, truncated: &resp.BodyTruncated, decoded: &resp.BodyDecoded, encoding: hd.encoding}
 	}
 	switch {
 	case hd.status == 101 || (method == "CONNECT" && hd.status < 300):
 		h.endMessage()
-		f.ignore() // the connection now carries another protocol
+		s.ignore() // the connection now carries another protocol
 	case method == "HEAD" || hd.status == 204 || hd.status == 304:
 		h.endMessage()
 	case hd.chunked:
@@ -444,138 +401,50 @@ func (h *half) onResponseHead(hd *head) {
 	default:
 		h.state = stBodyClose
 	}
+	// Without its request the method is unknown: a reply to HEAD announces a body it
+	// never sends, which the next bytes will show.
+	h.orphanBody = method == "" && (h.state == stBodyLength || h.state == stChunkSize)
 }
 
-func (h *half) setExchangeAddrs(st *exState) {
-	k := &h.f.key
-	client, server := k.Lo, k.Hi
-	if h.dir == HiToLo {
-		client, server = k.Hi, k.Lo
-	}
-	st.ex.Tunnel, st.ex.Client, st.ex.Server = k.Tunnel, client.AddrPort(), server.AddrPort()
-}
-
-// splitTarget separates path and query, reducing an absolute-form target to its path
-// (and using its authority as the host when the Host header is missing).
-func splitTarget(target string, host *string) (path, query string) {
-	if i := strings.Index(target, "://"); i > 0 && !strings.HasPrefix(target, "/") {
-		rest := target[i+3:]
-		auth, p, found := strings.Cut(rest, "/")
+// splitTarget separates path and query. Every path starts with '/': an absolute-form
+// target is reduced to its path (its authority becomes the host when the Host header is
+// missing), the asterisk form (OPTIONS *) becomes "/*", the authority form of CONNECT
+// becomes "/" with the authority as host, and any other target is prefixed with '/'.
+func splitTarget(method, target string, host *string) (path, query string) {
+	switch {
+	case strings.HasPrefix(target, "/"):
+	case target == "*":
+		return "/*", ""
+	case strings.Contains(target, "://"):
+		rest := target[strings.Index(target, "://")+3:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
 		if *host == "" {
-			*host = auth
+			*host = rest[:end]
 		}
-		target = "/"
-		if found {
-			target = "/" + p
+		target = rest[end:]
+		if !strings.HasPrefix(target, "/") {
+			target = "/" + target
 		}
+	case method == "CONNECT":
+		if *host == "" {
+			*host = target
+		}
+		return "/", ""
+	default:
+		target = "/" + target
 	}
 	path, query, _ = strings.Cut(target, "?")
 	return path, query
 }
 
-func (h *half) preallocBody(n int64) {
-	if h.cur != nil && n > 0 {
-		*h.msg.body = make([]byte, 0, min(n, int64(h.f.a.cfg.BodyCap)))
-	}
-}
-
-func (h *half) appendBody(b []byte) {
-	m := &h.msg
-	if m.size == nil {
-		return // orphan: counted only
-	}
-	a := h.f.a
-	*m.size += int64(len(b))
-	room := a.cfg.BodyCap - len(*m.body)
-	if len(b) > room {
-		b = b[:max(room, 0)]
-		*m.truncated = true
-	}
-	// Bodies of exchanges not yet emitted share one budget, so requests that are never
-	// answered cannot pile up memory across many connections.
-	if spare := a.cfg.BufferBytes - a.bodyBytes; len(b) > spare {
-		b = b[:max(spare, 0)]
-		*m.truncated = true
-		a.c.drops[dropBodyMemory].Add(1)
-	}
-	if len(b) > 0 {
-		*m.body = append(*m.body, b...)
-		a.bodyBytes += len(b)
-	}
-}
-
-// readLine handles chunk-size and trailer lines.
-func (h *half) readLine(data []byte) int {
-	i := bytes.IndexByte(data, '\n')
-	var line []byte
-	n := len(data)
-	if i >= 0 {
-		n = i + 1
-	}
-	if len(h.buf) > 0 || i < 0 {
-		if len(h.buf)+n > maxLineBytes {
-			h.protocolError()
-			return -1
-		}
-		h.buf = append(h.buf, data[:n]...)
-		if i < 0 {
-			return n
-		}
-		line = h.buf
-	} else {
-		line = data[:n]
-	}
-	line = bytes.TrimRight(line, "\r\n")
-	if h.state == stTrailers {
-		h.buf = h.buf[:0]
-		if len(line) == 0 {
-			h.endMessage()
-		}
-		return n
-	}
-	size, ok := parseChunkSize(line)
-	h.buf = h.buf[:0]
-	if !ok {
-		h.protocolError()
-		return -1
-	}
-	if size == 0 {
-		h.state = stTrailers
-	} else {
-		h.state, h.remaining = stChunkData, size
-	}
-	return n
-}
-
-func parseChunkSize(line []byte) (int64, bool) {
-	if i := bytes.IndexByte(line, ';'); i >= 0 { // chunk extensions
-		line = line[:i]
-	}
-	line = bytes.TrimSpace(line)
-	if len(line) == 0 || len(line) > 15 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range line {
-		switch {
-		case c >= '0' && c <= '9':
-			n = n<<4 | int64(c-'0')
-		case c >= 'a' && c <= 'f':
-			n = n<<4 | int64(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			n = n<<4 | int64(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return n, true
-}
-
 // endMessage completes the message being read.
-func (h *half) endMessage() {
+func (h *side) endMessage() {
 	h.finishSide()
 	h.cur, h.msg = nil, messageBody{}
-	h.state = stStart
+	h.state, h.orphanBody = stStart, false
 	if len(h.buf) == 0 && cap(h.buf) > 4<<10 {
 		h.buf = nil
 	}
@@ -583,18 +452,18 @@ func (h *half) endMessage() {
 
 // finishSide decodes the body and marks this side of the exchange done, emitting the
 // exchange once both sides are.
-func (h *half) finishSide() {
+func (h *side) finishSide() {
 	st := h.cur
 	if st == nil {
 		return
 	}
 	if m := &h.msg; m.body != nil && m.encoding != "" && m.encoding != "identity" && len(*m.body) > 0 {
-		dec, cut, err := decodeBody(*m.body, m.encoding, h.f.a.cfg.BodyCap, *m.truncated)
+		dec, cut, err := decodeBody(*m.body, m.encoding, h.s.p.cfg.BodyCap, *m.truncated)
 		if err != nil {
 			st.ex.Flags |= exchange.FlagDecodeError
 		} else {
-			h.f.a.bodyBytes += len(dec) - len(*m.body)
-			*m.body, *m.truncated = dec, cut
+			h.charge(cap(dec) - cap(*m.body)) // the decoded body replaces the encoded one
+			*m.body, *m.truncated, *m.decoded = dec, cut, m.encoding
 		}
 	}
 	if h.gapInMsg {
@@ -604,17 +473,21 @@ func (h *half) finishSide() {
 		st.reqDone = true
 	} else {
 		st.respDone = true
+		if !st.ex.Response.Time.IsZero() {
+			st.ex.Response.EndTime = time.Unix(0, h.ts)
+		}
 	}
 	if st.reqDone && st.respDone {
-		h.f.a.emit(st)
+		h.s.p.emit(st)
 	}
 }
 
 // gap reports n bytes of this direction lost (capture truncation or loss).
-func (h *half) gap(n int) {
+func (h *side) gap(n int) {
+	h.orphanBody = false
 	if h.state == stHold {
-		// The held bytes still await their request: keep the gap in its place among them
-		// (counted when replayed), so a truncated packet does not orphan the response.
+		// The held bytes still await their request: keep the gap in its place among them,
+		// so a truncated packet does not orphan the response.
 		if k := len(h.holdMarks) - 1; k >= 0 && h.holdMarks[k].gap > 0 && h.holdMarks[k].off == len(h.buf) {
 			h.holdMarks[k].gap += n
 		} else {
@@ -623,7 +496,6 @@ func (h *half) gap(n int) {
 		}
 		return
 	}
-	h.f.a.c.gaps.Add(1)
 	if h.state != stBodyLength && h.state != stChunkData && h.state != stBodyClose {
 		h.lostSync = true
 	}
@@ -664,7 +536,7 @@ func (h *half) gap(n int) {
 
 // eof is the end of this direction: a body delimited by close ends here; anything else
 // in progress was cut short.
-func (h *half) eof() {
+func (h *side) eof() {
 	if h.eofDone || h.state == stHold {
 		return // held bytes are replayed first; releaseHold ends the stream after them
 	}
@@ -682,7 +554,7 @@ func (h *half) eof() {
 
 // resync scans for the start of the next message after lost framing: a line that is a
 // valid request or status line for this direction.
-func (h *half) resync(data []byte) int {
+func (h *side) resync(data []byte) int {
 	wantResp, either := h.isServer(), !h.isClient() && !h.isServer()
 	for i := 0; i < len(data); {
 		if h.isStartAt(data[i:], wantResp, either) {
@@ -698,7 +570,7 @@ func (h *half) resync(data []byte) int {
 	return len(data)
 }
 
-func (h *half) isStartAt(b []byte, wantResp, either bool) bool {
+func (h *side) isStartAt(b []byte, wantResp, either bool) bool {
 	line := b
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		line = b[:i]

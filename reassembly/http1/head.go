@@ -1,4 +1,4 @@
-package reassembly
+package http1
 
 import (
 	"bytes"
@@ -20,18 +20,19 @@ type head struct {
 
 	contentLength int64 // -1 when absent
 	chunked       bool
-	transferCoded bool // a Transfer-Encoding header is present (chunked or not)
-	closeConn     bool
-	upgrade       bool
+	transferCoded bool   // a Transfer-Encoding header is present (chunked or not)
 	encoding      string // lower-cased Content-Encoding
 	host          string
+
+	// Framing the sender got wrong: fields a server must refuse (RFC 9112 §5.1, §6.3).
+	// The message is still reported, flagged, with the framing a recipient must apply.
+	malformed   bool
+	badLength   bool // Content-Length values invalid or in conflict
+	lengthFound bool // a Content-Length field was present
+	untilClose  bool // the body length cannot be determined: it runs to the connection's close
 }
 
-var (
-	errBadStartLine = errors.New("malformed start line")
-	errBadHeader    = errors.New("malformed header field")
-	errBadLength    = errors.New("invalid Content-Length")
-)
+var errBadStartLine = errors.New("malformed start line")
 
 // startKind classifies the first bytes of a message.
 type startKind uint8
@@ -147,55 +148,62 @@ func parseHead(block []byte) (head, error) {
 		}
 		if line[0] == ' ' || line[0] == '\t' { // obsolete line folding: continue the previous value
 			if len(h.headers) == 0 {
-				return h, errBadHeader
+				h.malformed = true
+				continue
 			}
 			last := &h.headers[len(h.headers)-1]
 			last.Value += " " + strings.TrimSpace(line)
 			continue
 		}
 		name, value, ok := strings.Cut(line, ":")
+		if trimmed := strings.TrimRight(name, " \t"); ok && trimmed != name {
+			// Whitespace before the colon: a server must refuse the request, a proxy strips
+			// it from a response. Either way the field is what it says, minus the space.
+			h.malformed, name = true, trimmed
+		}
 		if !ok || name == "" || hasSpace(name) {
-			return h, errBadHeader
+			h.malformed = true // not a field at all: skipped
+			continue
 		}
 		value = strings.TrimSpace(value)
 		h.headers = append(h.headers, exchange.Header{Name: name, Value: value})
-		if err := h.noteFraming(name, value); err != nil {
-			return h, err
-		}
+		h.noteFraming(name, value)
 	}
-	if h.transferCoded {
-		// RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; a response whose last
-		// coding is not chunked is delimited by close, a request like that cannot be framed.
-		h.contentLength = -1
-		if !h.chunked && !h.response {
-			return h, errBadLength
-		}
-	}
+	h.decideFraming()
 	return h, nil
 }
 
+// decideFraming applies RFC 9112 §6.3 to the framing fields seen.
+func (h *head) decideFraming() {
+	switch {
+	case h.transferCoded:
+		// Transfer-Encoding overrides Content-Length, but a message with both is how
+		// requests are smuggled: flag it. A response whose last coding is not chunked is
+		// delimited by close (a legitimate form); a request like that cannot be framed and
+		// the server must answer 400 and close, so its body runs to the close.
+		h.malformed = h.malformed || h.lengthFound
+		h.contentLength = -1
+		if !h.chunked {
+			h.untilClose = true
+			h.malformed = h.malformed || !h.response
+		}
+	case h.badLength:
+		// Invalid or conflicting Content-Length: an unrecoverable framing error that ends
+		// the connection; what follows until the close is this message's.
+		h.malformed, h.untilClose, h.contentLength = true, true, -1
+	}
+}
+
 // noteFraming records the header fields that decide how the body is delimited.
-func (h *head) noteFraming(name, value string) error {
+func (h *head) noteFraming(name, value string) {
 	switch len(name) {
 	case 4:
 		if strings.EqualFold(name, "Host") {
 			h.host = value
 		}
-	case 7:
-		if strings.EqualFold(name, "Upgrade") {
-			h.upgrade = true
-		}
-	case 10:
-		if strings.EqualFold(name, "Connection") && containsTokenFold(value, "close") {
-			h.closeConn = true
-		}
 	case 14:
 		if strings.EqualFold(name, "Content-Length") {
-			n, err := strconv.ParseInt(value, 10, 64)
-			if err != nil || n < 0 || (h.contentLength >= 0 && h.contentLength != n) {
-				return errBadLength
-			}
-			h.contentLength = n
+			h.noteLength(value)
 		}
 	case 16:
 		if strings.EqualFold(name, "Content-Encoding") {
@@ -205,9 +213,33 @@ func (h *head) noteFraming(name, value string) error {
 		if strings.EqualFold(name, "Transfer-Encoding") {
 			h.transferCoded = true
 			h.chunked = strings.EqualFold(lastToken(value), "chunked")
+			if !h.chunked && containsTokenFold(value, "chunked") {
+				h.malformed = true // chunked, but not last: "chunked, identity"
+			}
 		}
 	}
-	return nil
+}
+
+// noteLength takes a Content-Length field. A list of identical values ("42, 42", as some
+// proxies fold repeated fields) is that value; anything else that is not one
+// non-negative decimal, or that differs from an earlier field, is a framing error.
+func (h *head) noteLength(value string) {
+	h.lengthFound = true
+	if strings.TrimSpace(value) == "" {
+		h.badLength = true
+		return
+	}
+	for value != "" {
+		var v string
+		v, value, _ = strings.Cut(value, ",")
+		v = strings.TrimSpace(v)
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || v[0] == '+' || (h.contentLength >= 0 && h.contentLength != n) {
+			h.badLength = true
+			return
+		}
+		h.contentLength = n
+	}
 }
 
 func containsTokenFold(list, token string) bool {

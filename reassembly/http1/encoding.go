@@ -1,4 +1,4 @@
-package reassembly
+package http1
 
 import (
 	"bytes"

@@ -1,8 +1,11 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
@@ -92,20 +95,46 @@ func TestDecodeAllocs(t *testing.T) {
 	}
 }
 
+// fuzzModes are the ways a source can hand a frame over (FuzzDecode's mode argument).
+var fuzzModes = []Frame{
+	{},                                       // a captured frame of the link type given
+	{TunnelPayload: true, Encap: EncapVXLAN}, // a UDP socket's VXLAN payload
+	{TunnelPayload: true, Encap: EncapGENEVE},
+	{Decapsulated: true, Encap: EncapVXLAN, Tunnel: 9}, // XDP: the inner Ethernet frame
+	{Decapsulated: true, InnerIsIP: true, Encap: EncapGENEVE, Tunnel: 9},
+}
+
+// FuzzDecode feeds one decoder (its defragmenter keeps state across inputs) arbitrary
+// frames of every link type and source mode. Seeds: the builders below and
+// testdata/fuzz/FuzzDecode, frames of the real captures in testdata/formats.
 func FuzzDecode(f *testing.F) {
-	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "GET / HTTP/1.1\r\n\r\n"))), false)
-	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "x"))), false)
-	f.Add(innerTCP6(f, "fd00::5", "fd00::9", 40000, 80, 7, "GET"), true)
-	d := NewDecoder(DecoderConfig{Raw: true})
-	f.Fuzz(func(t *testing.T, data []byte, udp bool) {
+	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "GET / HTTP/1.1\r\n\r\n"))), uint8(LinkEthernet), uint8(0))
+	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "x"))), uint8(LinkEthernet), uint8(0))
+	f.Add(innerTCP6(f, "fd00::5", "fd00::9", 40000, 80, 7, "GET"), uint8(LinkEthernet), uint8(2))
+	f.Add(vxlanHdr(1, innerTCP(f, "10.1.0.5", "10.1.0.9", 1, 80, 7, "x")), uint8(LinkEthernet), uint8(1))
+	f.Add(etherWith(mplsStack(f, innerTCP(f, "10.1.0.5", "10.1.0.9", 1, 80, 7, "x")[14:], 16, 17), 0x8847, 0x88a8, 0x8100), uint8(LinkEthernet), uint8(0))
+	f.Add(outerGRE(f, &layers.GRE{SeqPresent: true, Protocol: 0x22eb}, erspan3(12, 0, true, innerTCP(f, "10.1.0.5", "10.1.0.9", 1, 80, 7, "x"))), uint8(LinkEthernet), uint8(0))
+	f.Add(nflogRecord(binary.LittleEndian, 2, innerTCP(f, "10.1.0.5", "10.1.0.9", 1, 80, 7, "x")[14:]), uint8(LinkNFLOG), uint8(0))
+	f.Add(append(sll2Header(1, 0x86dd), innerTCP6(f, "fd00::5", "fd00::9", 1, 80, 7, "x")[14:]...), uint8(LinkSLL2), uint8(0))
+	big := tcp4(f, 3, 3000)
+	f.Add(frag4(big, 0, 1480), uint8(LinkRawIP), uint8(0))
+	f.Add(frag4(big, 1480, 1<<20), uint8(LinkRawIP), uint8(0))
+	d := NewDecoder(DecoderConfig{Raw: true, Defrag: DefragConfig{MaxBytes: 256 << 10}})
+	f.Fuzz(func(t *testing.T, data []byte, link, mode uint8) {
 		var seg tcp.Segment
-		fr := Frame{Data: data, TunnelPayload: udp, Encap: EncapGENEVE, Timestamp: 1}
-		_, out := d.Decode(&fr, &seg)
-		if out >= NumOutcomes {
-			t.Fatalf("outcome %d", out)
+		fr := fuzzModes[int(mode)%len(fuzzModes)]
+		fr.Data, fr.Link, fr.Timestamp = data, Link(link%uint8(LinkUnknown+1)), 1
+		encap, out := d.Decode(&fr, &seg)
+		if out >= NumOutcomes || encap >= numEncaps {
+			t.Fatalf("encap %d outcome %d", encap, out)
 		}
-		if (out == OutcomeTCP || out == OutcomeTruncated) && len(seg.Payload) > len(data) {
-			t.Fatalf("payload longer than the frame")
+		if out == OutcomeTCP || out == OutcomeTruncated {
+			if len(seg.Payload) > max(len(data), maxDatagram) || seg.Missing < 0 {
+				t.Fatalf("payload %d bytes of a %d-byte frame, missing %d", len(seg.Payload), len(data), seg.Missing)
+			}
+		}
+		if s := d.defrag.Stats(); s.HeldBytes < 0 || s.HeldBytes > 256<<10+defragShards*maxDatagram {
+			t.Fatalf("defragmenter holds %d bytes", s.HeldBytes)
 		}
 	})
 }

@@ -405,7 +405,7 @@ func (f *Defragmenter) reserve(sh *defragShard, keep *datagram, n int) bool {
 			continue
 		}
 		victim := sh.head
-		if victim == keep {
+		if victim != nil && victim == keep {
 			victim = victim.next
 		}
 		if victim == nil {

@@ -442,3 +442,62 @@ func TestDefragAllocs(t *testing.T) {
 }
 
 func netipAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// patternByte is byte i of every fuzzed datagram, so any reassembly that misplaces a
+// fragment shows.
+func patternByte(i int) byte { return byte(i*7 + i>>8) }
+
+// FuzzDefrag applies arbitrary fragment sequences (6 bytes each: offset, length, flags,
+// id) to one defragmenter: a completed datagram must be exactly the pattern, memory must
+// stay within the budget and be returned in full by Close.
+func FuzzDefrag(f *testing.F) {
+	f.Add([]byte{0, 0, 5, 0xc8, 1, 1, 5, 0xc8, 0, 100, 0, 1})                      // [0,1480) MF, [1480,1580)
+	f.Add([]byte{5, 0xc8, 0, 100, 0, 1, 0, 0, 5, 0xc8, 1, 1, 0, 0, 5, 0xc8, 1, 1}) // reversed, with a duplicate
+	f.Add([]byte{0, 0, 0, 16, 3, 2, 0, 8, 0, 16, 2, 2})                            // IPv6, overlapping
+	f.Add([]byte{0, 0, 2, 0, 5, 3, 2, 0, 0, 40, 4, 3})                             // truncated capture
+	f.Fuzz(defragOps)
+}
+
+// defragOps is FuzzDefrag's body.
+func defragOps(t *testing.T, ops []byte) {
+	const budget = 32 << 10
+	if len(ops) > 6*1024 {
+		ops = ops[:6*1024]
+	}
+	{
+		df := NewDefragmenter(DefragConfig{MaxBytes: budget, Timeout: time.Second})
+		out := make([]byte, maxDatagram)
+		for ; len(ops) >= 6; ops = ops[6:] {
+			off := int(binary.BigEndian.Uint16(ops[0:2])) &^ 7
+			n := int(binary.BigEndian.Uint16(ops[2:4])) % 4097
+			flags := ops[4]
+			data := make([]byte, n)
+			for i := range data {
+				data[i] = patternByte(off + i)
+			}
+			if flags&4 != 0 {
+				data = data[:n/2] // captured truncated
+			}
+			fr := fragment{key: fragKey{id: uint32(ops[5] & 7), proto: ipProtoTCP, v6: flags&2 != 0},
+				off: off, length: n, data: data, proto: ipProtoTCP, more: flags&1 != 0, v6: flags&2 != 0}
+			res, payload, proto, missing := df.add(&fr, int64(flags>>3)*int64(time.Second/4), out)
+			if res == fragComplete {
+				if proto != ipProtoTCP || missing < 0 || len(payload)+missing > maxDatagram {
+					t.Fatalf("proto %d, %d bytes + %d missing", proto, len(payload), missing)
+				}
+				for i, b := range payload {
+					if b != patternByte(i) {
+						t.Fatalf("byte %d of a reassembled datagram is wrong", i)
+					}
+				}
+			}
+			if s := df.Stats(); s.HeldBytes < 0 || s.HeldBytes > budget+defragShards*maxDatagram {
+				t.Fatalf("holds %d bytes", s.HeldBytes)
+			}
+		}
+		df.Close()
+		if s := df.Stats(); s.HeldBytes != 0 || s.Datagrams != 0 {
+			t.Fatalf("after Close: %+v", s)
+		}
+	}
+}

@@ -190,10 +190,15 @@ func (w *walk) ether(b []byte) Outcome {
 // etherType continues after an EtherType: IP, any number of VLAN tags (802.1Q, 802.1ad and
 // the older 0x9100/0x9200 S-tags, bounded by maxTags), or an MPLS label stack.
 func (w *walk) etherType(et uint16, b []byte) Outcome {
+	if et == etherTypeIPv4 { // the common case, ahead of the switch
+		return w.ip4(b)
+	}
 	for {
 		switch et {
-		case etherTypeIPv4, etherTypeIPv6:
-			return w.ip(b)
+		case etherTypeIPv4:
+			return w.ip4(b)
+		case etherTypeIPv6:
+			return w.ip6(b)
 		case etherTypeVLAN, etherTypeQinQ, etherTypeQinQOld1, etherTypeQinQOld2:
 			w.tags++
 			if len(b) < 4 || w.tags > maxTags {
@@ -223,7 +228,9 @@ func nonIPEtherType(et uint16) Outcome {
 	return OutcomeUnknownEtherType
 }
 
-// ip parses an IPv4 or IPv6 header.
+// ip parses an IPv4 or IPv6 header, telling them apart by the version nibble (for
+// carriers that do not say which: raw IP captures, NFLOG, MPLS). Where an EtherType or
+// protocol number says which, ip4 and ip6 are called directly and check the nibble.
 func (w *walk) ip(b []byte) Outcome {
 	if len(b) < 1 {
 		return OutcomeMalformed
@@ -238,7 +245,7 @@ func (w *walk) ip(b []byte) Outcome {
 }
 
 func (w *walk) ip4(b []byte) Outcome {
-	if len(b) < 20 {
+	if len(b) < 20 || b[0]>>4 != 4 {
 		return OutcomeMalformed
 	}
 	ihl := int(b[0]&0x0f) * 4
@@ -267,7 +274,7 @@ func (w *walk) ip4(b []byte) Outcome {
 }
 
 func (w *walk) ip6(b []byte) Outcome {
-	if len(b) < 40 {
+	if len(b) < 40 || b[0]>>4 != 6 {
 		return OutcomeMalformed
 	}
 	plen := int(binary.BigEndian.Uint16(b[4:6]))
@@ -349,7 +356,10 @@ func (w *walk) l4(proto uint8, b []byte, src, dst *[16]byte, short int) Outcome 
 			return OutcomeNonTCP
 		}
 		w.enter(EncapIPIP, 0)
-		return w.ip(b)
+		if proto == ipProtoIPIP {
+			return w.ip4(b)
+		}
+		return w.ip6(b)
 	}
 	return OutcomeNonTCP
 }

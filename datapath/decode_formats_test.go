@@ -82,6 +82,9 @@ func TestDecodeFormats(t *testing.T) {
 		{"mpls no bottom of stack", LinkEthernet, etherWith([]byte{0, 0x64, 0, 64, 0, 0x65, 0, 64}, 0x8847), EncapRaw, OutcomeMalformed},
 		{"pppoe session", LinkEthernet, pppoe, EncapRaw, OutcomeUnknownEtherType},
 		{"vn-tag", LinkEthernet, vntag, EncapRaw, OutcomeUnknownEtherType},
+		{"ipv4 ethertype, ipv6 packet", LinkEthernet, etherWith(ip6, 0x0800), EncapRaw, OutcomeMalformed},
+		{"ipv6 ethertype, ipv4 packet", LinkEthernet, etherWith(ip4, 0x86dd), EncapRaw, OutcomeMalformed},
+		{"ipv6 in ipv4 claiming ipv4", LinkRawIP, serialize(t, &layers.IPv4{Version: 4, TTL: 9, Protocol: layers.IPProtocolIPv4, SrcIP: []byte{192, 0, 2, 1}, DstIP: []byte{192, 0, 2, 2}}, gopacket.Payload(ip6)), EncapIPIP, OutcomeMalformed},
 		{"lldp", LinkEthernet, etherWith(make([]byte, 40), 0x88cc), EncapRaw, OutcomeNonTCP},
 		{"802.3 length field", LinkEthernet, etherWith(make([]byte, 40), 40), EncapRaw, OutcomeNonTCP},
 

@@ -141,24 +141,52 @@ func FuzzDecode(f *testing.F) {
 
 func BenchmarkDecode(b *testing.B) {
 	inner := innerTCP(b, "10.1.0.5", "10.1.0.9", 40000, 80, 7, string(make([]byte, 1448)))
-	frames := map[string][]byte{
-		"vxlan":           outerUDP(b, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, inner)),
-		"geneve":          outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, inner)),
-		"vxlan_in_geneve": outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, outerUDP(b, "10.9.0.1", "10.9.0.2", 4789, vxlanHdr(5, inner)))),
-		"raw":             inner,
+	ip := inner[14:]
+	type bf struct {
+		name string
+		link Link
+		data []byte
 	}
-	for _, name := range []string{"vxlan", "geneve", "vxlan_in_geneve", "raw"} {
-		b.Run(name, func(b *testing.B) {
+	frames := []bf{
+		{"vxlan", LinkEthernet, outerUDP(b, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, inner))},
+		{"geneve", LinkEthernet, outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, inner))},
+		{"vxlan_in_geneve", LinkEthernet, outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, outerUDP(b, "10.9.0.1", "10.9.0.2", 4789, vxlanHdr(5, inner))))},
+		{"raw", LinkEthernet, inner},
+		{"gre_teb", LinkEthernet, outerGRE(b, &layers.GRE{KeyPresent: true, SeqPresent: true, Protocol: layers.EthernetTypeTransparentEthernetBridging}, inner)},
+		{"erspan3", LinkEthernet, outerGRE(b, &layers.GRE{SeqPresent: true, Protocol: 0x22eb}, erspan3(7, 0, true, inner))},
+		{"mpls2", LinkEthernet, etherWith(mplsStack(b, ip, 100, 200), 0x8847)},
+		{"vlan3", LinkEthernet, etherWith(ip, 0x0800, 0x88a8, 0x8100, 0x8100)},
+		{"sll2", LinkSLL2, append(sll2Header(1, 0x0800), ip...)},
+		{"nflog", LinkNFLOG, nflogRecord(binary.LittleEndian, 2, ip)},
+	}
+	for _, f := range frames {
+		b.Run(f.name, func(b *testing.B) {
 			d := NewDecoder(DecoderConfig{Raw: true})
-			f := Frame{Data: frames[name], Timestamp: 1}
+			fr := Frame{Data: f.data, Link: f.link, Timestamp: 1}
 			var seg tcp.Segment
-			b.SetBytes(int64(len(f.Data)))
+			b.SetBytes(int64(len(fr.Data)))
 			b.ReportAllocs()
 			for range b.N {
-				if _, out := d.Decode(&f, &seg); out != OutcomeTCP {
+				if _, out := d.Decode(&fr, &seg); out != OutcomeTCP {
 					b.Fatal(out)
 				}
 			}
 		})
 	}
+	// A 4 KB TCP segment in three IPv4 fragments: ns per fragment (the defragmenter's
+	// lock, copy in, copy out of the completed datagram).
+	b.Run("ipv4_fragments", func(b *testing.B) {
+		p := tcp4(b, 1, 4000)
+		frags := [][]byte{frag4(p, 0, 1480), frag4(p, 1480, 2960), frag4(p, 2960, 1<<20)}
+		d := NewDecoder(DecoderConfig{Raw: true})
+		var seg tcp.Segment
+		b.SetBytes(int64(len(p)))
+		b.ReportAllocs()
+		for i := range b.N {
+			fr := Frame{Data: frags[i%3], Link: LinkRawIP, Timestamp: 1}
+			if _, out := d.Decode(&fr, &seg); out != OutcomeFragment && out != OutcomeTCP {
+				b.Fatal(out)
+			}
+		}
+	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
@@ -499,5 +500,41 @@ func defragOps(t *testing.T, ops []byte) {
 		if s := df.Stats(); s.HeldBytes != 0 || s.Datagrams != 0 {
 			t.Fatalf("after Close: %+v", s)
 		}
+	}
+}
+
+func TestDefragCollector(t *testing.T) {
+	d := NewDecoder(DecoderConfig{Raw: true})
+	p := tcp4(t, 9, 3000)
+	feed(d, 1, frag4(p, 0, 1480), frag4(p, 0, 1480), frag4(p, 1480, 2960), frag4(p, 2960, 1<<20)) // one duplicate, one datagram
+	q := tcp4(t, 10, 3000)
+	feed(d, 1, frag4(q, 0, 1480)) // still incomplete
+	want := `
+# HELP metlo_appliance_datapath_ip_datagrams_total Fragmented IP datagrams by what became of them: reassembled, expired, overlapping, invalid, evicted (memory budget), ignored (nothing to decode), unfinished (at shutdown).
+# TYPE metlo_appliance_datapath_ip_datagrams_total counter
+metlo_appliance_datapath_ip_datagrams_total{result="evicted"} 0
+metlo_appliance_datapath_ip_datagrams_total{result="expired"} 0
+metlo_appliance_datapath_ip_datagrams_total{result="ignored"} 0
+metlo_appliance_datapath_ip_datagrams_total{result="invalid"} 0
+metlo_appliance_datapath_ip_datagrams_total{result="overlapping"} 0
+metlo_appliance_datapath_ip_datagrams_total{result="reassembled"} 1
+metlo_appliance_datapath_ip_datagrams_total{result="unfinished"} 0
+# HELP metlo_appliance_datapath_ip_fragment_duplicates_total IP fragments ignored because every byte of them was held already (mirrored twice).
+# TYPE metlo_appliance_datapath_ip_fragment_duplicates_total counter
+metlo_appliance_datapath_ip_fragment_duplicates_total 1
+# HELP metlo_appliance_datapath_ip_reassembly_datagrams IP datagrams being reassembled.
+# TYPE metlo_appliance_datapath_ip_reassembly_datagrams gauge
+metlo_appliance_datapath_ip_reassembly_datagrams 1
+`
+	c := NewDefragCollector(d.defrag)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+		"metlo_appliance_datapath_ip_datagrams_total", "metlo_appliance_datapath_ip_fragment_duplicates_total", "metlo_appliance_datapath_ip_reassembly_datagrams"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(c, "metlo_appliance_datapath_ip_reassembly_bytes"); n != 1 || d.defrag.Stats().HeldBytes <= 1480 {
+		t.Fatalf("%d reassembly_bytes series; %d bytes held, want more than the fragment", n, d.defrag.Stats().HeldBytes)
+	}
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", problems, err)
 	}
 }

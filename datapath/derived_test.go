@@ -103,6 +103,9 @@ func outerIPv4(proto layers.IPProtocol, id int) *layers.IPv4 {
 // innerIP strips the inner Ethernet header.
 func innerIP(inner []byte) []byte { return inner[14:] }
 
+// innerIsV6 tells an inner IPv6 frame (the lab capture's two ICMPv6 messages) from IPv4.
+func innerIsV6(inner []byte) bool { return binary.BigEndian.Uint16(inner[12:14]) == 0x86dd }
+
 // fromClient tells the direction of an inner frame (the lab's client is 10.200.1.1).
 func fromClient(inner []byte) bool { return bytes.Equal(inner[14+12:14+16], []byte{10, 200, 1, 1}) }
 
@@ -186,7 +189,11 @@ var variants = []variant{
 		return [][]byte{viaGRE(t, i, &layers.GRE{KeyPresent: true, SeqPresent: true, Key: key, Seq: uint32(i), Protocol: layers.EthernetTypeTransparentEthernetBridging}, inner)}
 	}},
 	{"gre_ip_checksum", layers.LinkTypeEthernet, func(t testing.TB, i int, inner []byte) [][]byte {
-		return [][]byte{viaGRE(t, i, &layers.GRE{ChecksumPresent: true, Protocol: layers.EthernetTypeIPv4}, innerIP(inner))}
+		et := layers.EthernetTypeIPv4
+		if innerIsV6(inner) {
+			et = layers.EthernetTypeIPv6
+		}
+		return [][]byte{viaGRE(t, i, &layers.GRE{ChecksumPresent: true, Protocol: et}, innerIP(inner))}
 	}},
 	{"erspan2", layers.LinkTypeEthernet, func(t testing.TB, i int, inner []byte) [][]byte {
 		e := ser(t, &layers.ERSPANII{Version: 1, SessionID: 100, Index: 7}, gopacket.Payload(inner))
@@ -206,18 +213,26 @@ var variants = []variant{
 	{"vlan_three_tags", layers.LinkTypeEthernet, func(t testing.TB, i int, inner []byte) [][]byte {
 		eth := &layers.Ethernet{SrcMAC: inner[6:12], DstMAC: inner[0:6], EthernetType: layers.EthernetTypeQinQ}
 		return [][]byte{ser(t, eth, &layers.Dot1Q{VLANIdentifier: 10, Type: layers.EthernetTypeDot1Q},
-			&layers.Dot1Q{VLANIdentifier: 20, Type: layers.EthernetTypeDot1Q}, &layers.Dot1Q{VLANIdentifier: 30, Type: layers.EthernetTypeIPv4},
+			&layers.Dot1Q{VLANIdentifier: 20, Type: layers.EthernetTypeDot1Q}, &layers.Dot1Q{VLANIdentifier: 30, Type: layers.EthernetType(binary.BigEndian.Uint16(inner[12:14]))},
 			gopacket.Payload(innerIP(inner)))}
 	}},
 	{"ipip_raw", layers.LinkTypeRaw, func(t testing.TB, i int, inner []byte) [][]byte {
-		return [][]byte{ser(t, outerIPv4(layers.IPProtocolIPv4, i), gopacket.Payload(innerIP(inner)))}
+		proto := layers.IPProtocolIPv4
+		if innerIsV6(inner) {
+			proto = layers.IPProtocolIPv6
+		}
+		return [][]byte{ser(t, outerIPv4(proto, i), gopacket.Payload(innerIP(inner)))}
 	}},
 	{"null_loopback", layers.LinkTypeNull, func(t testing.TB, i int, inner []byte) [][]byte {
-		return [][]byte{ser(t, &layers.Loopback{Family: layers.ProtocolFamilyIPv4}, gopacket.Payload(innerIP(inner)))}
+		family := layers.ProtocolFamilyIPv4
+		if innerIsV6(inner) {
+			family = layers.ProtocolFamilyIPv6Darwin
+		}
+		return [][]byte{ser(t, &layers.Loopback{Family: family}, gopacket.Payload(innerIP(inner)))}
 	}},
 	{"sll2", layers.LinkTypeLinuxSLL2, func(t testing.TB, i int, inner []byte) [][]byte {
 		h := make([]byte, 20)
-		binary.BigEndian.PutUint16(h[0:2], 0x0800)
+		copy(h[0:2], inner[12:14]) // the inner EtherType
 		binary.BigEndian.PutUint32(h[4:8], 2)
 		binary.BigEndian.PutUint16(h[8:10], 1)
 		h[11] = 6

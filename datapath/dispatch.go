@@ -136,6 +136,9 @@ func (d *Dispatcher) Close() {
 	d.defrag.Close()
 }
 
+// DefragCollector exports the IP reassembly counters to Prometheus.
+func (d *Dispatcher) DefragCollector() *DefragCollector { return NewDefragCollector(d.defrag) }
+
 // Snapshot is the pipeline's counters at one moment.
 type Snapshot struct {
 	Packets    [NumEncaps][NumOutcomes]uint64

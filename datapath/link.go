@@ -119,9 +119,9 @@ func (w *walk) null(b []byte) Outcome {
 	}
 	switch af {
 	case 2: // AF_INET everywhere
-		return w.ip(b[4:])
+		return w.ip4(b[4:])
 	case 10, 24, 28, 30: // AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, Darwin
-		return w.ip(b[4:])
+		return w.ip6(b[4:])
 	}
 	return OutcomeNonTCP
 }

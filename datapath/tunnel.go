@@ -45,9 +45,12 @@ func (w *walk) geneve(b []byte) Outcome {
 	case etherTypeTEB:
 		w.enter(EncapGENEVE, vni)
 		return w.ether(b[hl:])
-	case etherTypeIPv4, etherTypeIPv6:
+	case etherTypeIPv4:
 		w.enter(EncapGENEVE, vni)
-		return w.ip(b[hl:])
+		return w.ip4(b[hl:])
+	case etherTypeIPv6:
+		w.enter(EncapGENEVE, vni)
+		return w.ip6(b[hl:])
 	}
 	return OutcomeUnknownGENEVE
 }
@@ -94,9 +97,12 @@ func (w *walk) greProto(proto uint16, seq bool, p []byte) Outcome {
 	case etherTypeTEB:
 		w.enter(EncapGRE, 0)
 		return w.ether(p)
-	case etherTypeIPv4, etherTypeIPv6:
+	case etherTypeIPv4:
 		w.enter(EncapGRE, 0)
-		return w.ip(p)
+		return w.ip4(p)
+	case etherTypeIPv6:
+		w.enter(EncapGRE, 0)
+		return w.ip6(p)
 	case etherTypeMPLS, etherTypeMPLSMC:
 		w.enter(EncapGRE, 0)
 		return w.mpls(p)

@@ -113,6 +113,9 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	if err := c.metrics.RegisterPipeline(pipelineStats{c.disp}); err != nil {
 		return err
 	}
+	if err := c.metrics.Register(c.disp.DefragCollector()); err != nil {
+		return err
+	}
 	if err := c.openSource(ctx); err != nil {
 		c.disp.Close()
 		_ = c.exp.Close(context.Background())

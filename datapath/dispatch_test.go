@@ -128,3 +128,50 @@ func TestFastOpenRequestInSYN(t *testing.T) {
 		t.Fatalf("exchanges %q, want the one carried in the SYN", col.got)
 	}
 }
+
+// A flood of fragments that never complete (distinct sources and identifications, from
+// two goroutines) keeps the defragmenter within its budget; the oldest are evicted.
+func TestFragmentFloodStaysInBudget(t *testing.T) {
+	const budget, perSource = 1 << 20, 100000
+	var col collector
+	d := NewDispatcher(DispatcherConfig{Workers: 2, Decoder: DecoderConfig{Raw: true, Defrag: DefragConfig{MaxBytes: budget}}}, col.handler())
+	limit := int64(budget + defragShards*maxDatagram) // one growth per shard may race past it
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var peak int64
+	for g := range 2 {
+		h := d.NewHandler()
+		base := frag4(tcp4(t, 0, 3000), 0, 1480)
+		wg.Go(func() {
+			f := append([]byte(nil), base...)
+			for i := range perSource {
+				f[4], f[5] = byte(i>>8), byte(i) // identification
+				f[12], f[13], f[14] = byte(g), byte(i>>16), byte(i>>8)
+				h.HandleFrame(&Frame{Data: f, Link: LinkRawIP, Timestamp: int64(i+1) * 1000})
+				if i%5000 == 0 {
+					held := d.Snapshot().Defrag.HeldBytes
+					mu.Lock()
+					peak = max(peak, held)
+					mu.Unlock()
+				}
+			}
+			h.Flush()
+		})
+	}
+	wg.Wait()
+	s := d.Snapshot()
+	d.Close()
+	if peak > limit || s.Defrag.HeldBytes > limit {
+		t.Fatalf("held %d bytes at peak, %d at the end; budget %d", peak, s.Defrag.HeldBytes, budget)
+	}
+	if s.Defrag.Evicted < 2*perSource-2000 || s.Defrag.Reassembled != 0 || len(col.got) != 0 {
+		t.Fatalf("defrag %+v, %d exchanges", s.Defrag, len(col.got))
+	}
+	if s.Packets[EncapRaw][OutcomeFragment] != 2*perSource {
+		t.Fatalf("%d frames counted as held fragments", s.Packets[EncapRaw][OutcomeFragment])
+	}
+	if after := d.Snapshot().Defrag; after.HeldBytes != 0 {
+		t.Fatalf("%d bytes held after Close", after.HeldBytes)
+	}
+	t.Logf("peak %d bytes, %d datagrams evicted", peak, s.Defrag.Evicted)
+}

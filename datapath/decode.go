@@ -52,6 +52,9 @@ type DecoderConfig struct {
 	// LocalAddrs are the appliance's own addresses: raw TCP to or from them is its own
 	// traffic (SSH, scrapes, exports) and is never traced.
 	LocalAddrs []netip.Addr
+	// Local, when set, is a live set of the host's addresses (kept current by whoever
+	// follows address changes), consulted in addition to LocalAddrs.
+	Local *LocalSet
 	// Exclude lists endpoints never traced in any encapsulation (the Metlo backend).
 	Exclude []netip.AddrPort
 	// Defrag bounds IP fragment reassembly; zero values take the defaults.
@@ -64,6 +67,7 @@ type Decoder struct {
 	vxlan, geneve portSet
 	raw           bool
 	local         [][16]byte
+	liveLocal     *LocalSet
 	exclude       []tcp.Endpoint
 	defrag        *Defragmenter
 	scratch       []byte // a reassembled datagram, valid until the next Decode
@@ -89,7 +93,7 @@ func NewDecoder(cfg DecoderConfig) *Decoder {
 // newDecoder builds a decoder that reassembles fragments in df, which other decoders of
 // the same pipeline share: a datagram's fragments may arrive on different goroutines.
 func newDecoder(cfg DecoderConfig, df *Defragmenter) *Decoder {
-	d := &Decoder{raw: cfg.Raw, defrag: df}
+	d := &Decoder{raw: cfg.Raw, liveLocal: cfg.Local, defrag: df}
 	if len(cfg.VXLANPorts) == 0 {
 		cfg.VXLANPorts = []uint16{4789}
 	}
@@ -411,7 +415,7 @@ func (d *Decoder) isLocal(a, b [16]byte) bool {
 			return true
 		}
 	}
-	return false
+	return d.liveLocal != nil && (d.liveLocal.Contains(a) || d.liveLocal.Contains(b))
 }
 
 func (d *Decoder) excluded(seg *tcp.Segment) bool {

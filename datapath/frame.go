@@ -52,7 +52,6 @@ type Frame struct {
 	InnerIsIP     bool // with Decapsulated: Data starts at an IP header, not Ethernet
 	Encap         Encap
 	Tunnel        uint32 // VNI with Decapsulated
-	Hash          uint32 // symmetric flow hash computed by the source, 0 if none
 	// Link is the link-layer header Data starts with when the source did not decapsulate;
 	// the zero value is Ethernet, what every live source delivers.
 	Link Link

@@ -126,11 +126,21 @@ func (w *walk) null(b []byte) Outcome {
 	return OutcomeNonTCP
 }
 
-// nflog finds the NFULA_PAYLOAD TLV of a netfilter log record. TLV lengths and types are in
-// the logging host's byte order; the first TLV's type (small, never 0) tells which.
+// nflog decodes the packet a netfilter log record carries.
 func (w *walk) nflog(b []byte) Outcome {
+	p, out := nflogPayload(b)
+	if out != OutcomeTCP {
+		return out
+	}
+	return w.ip(p)
+}
+
+// nflogPayload finds the NFULA_PAYLOAD TLV of a netfilter log record (OutcomeTCP when
+// found). TLV lengths and types are in the logging host's byte order; the first TLV's
+// type (small, never 0) tells which.
+func nflogPayload(b []byte) ([]byte, Outcome) {
 	if len(b) < nflogHdrLen+4 || b[1] != 0 { // version 0 is the only one
-		return OutcomeMalformed
+		return nil, OutcomeMalformed
 	}
 	var bo binary.ByteOrder = binary.LittleEndian
 	switch t := b[nflogHdrLen+2 : nflogHdrLen+4]; {
@@ -138,18 +148,57 @@ func (w *walk) nflog(b []byte) Outcome {
 	case t[0] == 0 && t[1] != 0:
 		bo = binary.BigEndian
 	default:
-		return OutcomeMalformed
+		return nil, OutcomeMalformed
 	}
 	for off := nflogHdrLen; off+4 <= len(b); {
 		n := int(bo.Uint16(b[off:]))
 		typ := bo.Uint16(b[off+2:]) & 0x7fff // the top bit marks a nested TLV
 		if n < 4 || off+n > len(b) {
-			return OutcomeMalformed
+			return nil, OutcomeMalformed
 		}
 		if typ == nflogTypePayload {
-			return w.ip(b[off+4 : off+n])
+			return b[off+4 : off+n], OutcomeTCP
 		}
 		off += (n + 3) &^ 3
 	}
-	return OutcomeNonTCP // logged without its packet (nflog size 0)
+	return nil, OutcomeNonTCP // logged without its packet (nflog size 0)
+}
+
+// linkNetwork finds the network-layer packet behind a link header other than Ethernet and
+// its EtherType (from the header, or from the IP version where the header does not say),
+// for checks made before decoding (the outer-source accept filter).
+func linkNetwork(l Link, b []byte) (et uint16, packet []byte, ok bool) {
+	switch l {
+	case LinkSLL:
+		if len(b) < sllLen || binary.BigEndian.Uint16(b[2:4]) == arphrdIPGRE {
+			return 0, nil, false
+		}
+		return binary.BigEndian.Uint16(b[14:16]), b[sllLen:], true
+	case LinkSLL2:
+		if len(b) < sll2Len || binary.BigEndian.Uint16(b[8:10]) == arphrdIPGRE {
+			return 0, nil, false
+		}
+		return binary.BigEndian.Uint16(b[0:2]), b[sll2Len:], true
+	case LinkNull:
+		if len(b) < 4 {
+			return 0, nil, false
+		}
+		b = b[4:]
+	case LinkNFLOG:
+		p, out := nflogPayload(b)
+		if out != OutcomeTCP {
+			return 0, nil, false
+		}
+		b = p
+	case LinkRawIP:
+	default:
+		return 0, nil, false
+	}
+	switch {
+	case len(b) > 0 && b[0]>>4 == 4:
+		return etherTypeIPv4, b, true
+	case len(b) > 0 && b[0]>>4 == 6:
+		return etherTypeIPv6, b, true
+	}
+	return 0, nil, false
 }

@@ -3,7 +3,6 @@ package exporter
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -12,6 +11,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/metlo-labs/metlo-appliance/exporter/metlotest"
 )
 
 var metricName = regexp.MustCompile(`\bmetlo_appliance_[a-z0-9_]+`)
@@ -21,8 +22,13 @@ var metricName = regexp.MustCompile(`\bmetlo_appliance_[a-z0-9_]+`)
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	m := fixedMetrics()
-	srv := newTestCollector(t)
-	x, err := New(context.Background(), Options{Encoders: 1, Sinks: []string{"metlo:" + srv}, Metlo: fastOpts(), Metrics: m})
+	if err := m.RegisterCapture(fakeCapture{}); err != nil {
+		t.Fatal(err)
+	}
+	b := metlotest.New(testKey)
+	o := testOpts(b)
+	o.SpoolDir = t.TempDir()
+	x, err := New(context.Background(), Options{Encoders: 1, Sinks: []string{"metlo:" + testURL}, Metlo: o, Metrics: m, Logger: quietLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,13 +48,6 @@ func exportedNames(t *testing.T) map[string]bool {
 		}
 	}
 	return names
-}
-
-func newTestCollector(t *testing.T) string {
-	f := newFakeMetlo(t)
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return srv.URL
 }
 
 func checkNames(t *testing.T, where string, exprs []string, exported map[string]bool) {

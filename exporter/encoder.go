@@ -2,8 +2,10 @@ package exporter
 
 import (
 	"net/netip"
+	"strings"
 	"unicode/utf8"
 
+	"github.com/metlo-labs/metlo-appliance/exporter/redact"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
 
@@ -12,12 +14,15 @@ import (
 type TraceEncoder struct {
 	// Environment is meta.environment.
 	Environment string
-	// Redact blanks sensitive headers, query parameters and JSON body fields; nil redacts nothing.
-	Redact *Redactor
+	// Redact masks credential headers and sensitive query, JSON, form and multipart fields;
+	// nil masks nothing.
+	Redact *redact.Redactor
 
-	scratch []byte // unescaped query components
-	reqBody []byte // redacted request body
-	resBody []byte // redacted response body
+	scratch []byte          // unescaped query components
+	hdrMask map[string]bool // Redact.Header's verdicts: header names repeat on every message
+	masked  []byte          // a masked header or parameter value
+	reqBody []byte          // redacted request body
+	resBody []byte          // redacted response body
 }
 
 // AppendTrace appends the JSON trace of x to dst and returns the extended buffer.
@@ -76,10 +81,10 @@ func (enc *TraceEncoder) bodies(x *exchange.Exchange) (req, res []byte) {
 	req, res = x.Request.Body, x.Response.Body
 	if enc.Redact != nil {
 		var changed bool
-		if enc.reqBody, changed = enc.Redact.appendBody(enc.reqBody[:0], req); changed {
+		if enc.reqBody, changed = enc.Redact.AppendBody(enc.reqBody[:0], req, contentType(x.Request.Headers)); changed {
 			req = enc.reqBody
 		}
-		if enc.resBody, changed = enc.Redact.appendBody(enc.resBody[:0], res); changed {
+		if enc.resBody, changed = enc.Redact.AppendBody(enc.resBody[:0], res, contentType(x.Response.Headers)); changed {
 			res = enc.resBody
 		}
 	}
@@ -93,8 +98,9 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	} else {
 		b = appendJSONString(b, traceHost(x))
 	}
+	path, rewrite := metloPath(x.Request.Path)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, tracePath(x))
+	b = appendJSONString(b, path)
 	b = append(b, `,"parameters":[`...)
 	first := true
 	forEachParam(x.Request.RawQuery, func(name, value string) {
@@ -106,12 +112,13 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 		enc.scratch, s = unescapeQuery(enc.scratch[:0], name)
 		b = append(b, `{"name":`...)
 		b = appendJSONString(b, s)
-		redact := enc.Redact != nil && enc.Redact.field(s)
+		mask := enc.Redact.Field(s)
 		b = append(b, `,"value":`...)
-		if redact {
-			b = appendJSONString(b, Redacted)
+		enc.scratch, s = unescapeQuery(enc.scratch[:0], value)
+		if mask {
+			enc.masked = redact.AppendMask(enc.masked[:0], s)
+			b = appendJSONBytes(b, enc.masked)
 		} else {
-			enc.scratch, s = unescapeQuery(enc.scratch[:0], value)
 			b = appendJSONString(b, s)
 		}
 		b = append(b, '}')
@@ -119,7 +126,7 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	b = append(b, `]},"headers":`...)
 	b = enc.appendHeaders(b, x.Request.Headers)
 	b = append(b, `,"body":`...)
-	b = appendJSONBytes(b, reqBody)
+	b, reqBase64 := appendJSONBody(b, reqBody)
 	b = append(b, `,"method":`...)
 	b = appendJSONString(b, x.Request.Method)
 	b = append(b, `},"response":{"status":`...)
@@ -127,7 +134,7 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	b = append(b, `,"headers":`...)
 	b = enc.appendHeaders(b, x.Response.Headers)
 	b = append(b, `,"body":`...)
-	b = appendJSONBytes(b, resBody)
+	b, resBase64 := appendJSONBody(b, resBody)
 	b = append(b, `},"meta":{"environment":`...)
 	b = appendJSONString(b, enc.Environment)
 	b = append(b, `,"incoming":true,"source":`...)
@@ -161,6 +168,12 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	if x.Flags&exchange.FlagFramingError != 0 {
 		b = append(b, `,"framingError":true`...)
 	}
+	if reqBase64 {
+		b = append(b, `,"requestBodyEncoding":"base64"`...)
+	}
+	if resBase64 {
+		b = append(b, `,"responseBodyEncoding":"base64"`...)
+	}
 	if x.Request.BodyDecoded != "" {
 		b = append(b, `,"requestBodyDecoded":`...)
 		b = appendJSONString(b, x.Request.BodyDecoded)
@@ -171,6 +184,10 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 	}
 	if trimmed {
 		b = append(b, `,"trimmed":true`...)
+	}
+	if rewrite != "" && x.Request.Path != "" {
+		b = append(b, `,"originalPath":`...)
+		b = appendJSONString(b, x.Request.Path)
 	}
 	if src := originalSource(x.Request.Headers); src != "" {
 		b = append(b, `,"originalSource":`...)
@@ -188,8 +205,9 @@ func (enc *TraceEncoder) appendHeaders(b []byte, hs []exchange.Header) []byte {
 		b = append(b, `{"name":`...)
 		b = appendJSONString(b, h.Name)
 		b = append(b, `,"value":`...)
-		if enc.Redact != nil && enc.Redact.header(h.Name) {
-			b = appendJSONString(b, Redacted)
+		if enc.maskHeader(h.Name) {
+			enc.masked = enc.Redact.AppendHeaderValue(enc.masked[:0], h.Name, h.Value)
+			b = appendJSONBytes(b, enc.masked)
 		} else {
 			b = appendJSONString(b, h.Value)
 		}
@@ -198,9 +216,35 @@ func (enc *TraceEncoder) appendHeaders(b []byte, hs []exchange.Header) []byte {
 	return append(b, ']')
 }
 
+// maskHeader is Redact.Header, remembered per name.
+func (enc *TraceEncoder) maskHeader(name string) bool {
+	if enc.Redact == nil {
+		return false
+	}
+	if m, ok := enc.hdrMask[name]; ok {
+		return m
+	}
+	if enc.hdrMask == nil || len(enc.hdrMask) >= 4096 {
+		enc.hdrMask = map[string]bool{}
+	}
+	m := enc.Redact.Header(name)
+	enc.hdrMask[strings.Clone(name)] = m
+	return m
+}
+
 // appendAddr appends the quoted IP of ap (IPv4-mapped addresses as plain IPv4).
 func appendAddr(b []byte, ap netip.AddrPort) []byte {
 	b = append(b, '"')
 	b = ap.Addr().Unmap().AppendTo(b)
 	return append(b, '"')
+}
+
+// contentType is the first Content-Type header's value.
+func contentType(hs []exchange.Header) string {
+	for _, h := range hs {
+		if len(h.Name) == len("Content-Type") && strings.EqualFold(h.Name, "Content-Type") {
+			return h.Value
+		}
+	}
+	return ""
 }

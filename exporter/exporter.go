@@ -12,7 +12,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/metlo-labs/metlo-appliance/exporter/redact"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
 
@@ -26,10 +30,13 @@ type Options struct {
 	// (defaults 65536 traces, 256 MiB); exchanges beyond either are dropped and counted.
 	QueueTraces int
 	QueueBytes  int64
-	// RedactHeaders are header names whose values are replaced by "[REDACTED]".
+	// RedactHeaders and RedactFields name headers and fields masked in addition to the
+	// defaults of package redact (credential headers; password, token, api_key… in query
+	// strings, JSON, form and multipart bodies).
 	RedactHeaders []string
-	// RedactFields are query parameter and JSON body field names whose values are replaced.
-	RedactFields []string
+	RedactFields  []string
+	// NoRedact turns masking off altogether: credentials leave the appliance verbatim.
+	NoRedact bool
 	// Block makes Submit wait for room in the queue instead of dropping: for offline input
 	// (a capture file), where slowing the reader down loses nothing. Live capture must not
 	// block, so it leaves this off.
@@ -76,11 +83,13 @@ const (
 // Exporter encodes exchanges once and fans the traces out to every sink. Submit is safe
 // for concurrent use by all capture workers and never blocks.
 type Exporter struct {
-	sinks   []Sink
-	enc     TraceEncoder
-	maxSize int // smallest sink size limit; 0 = none
-	log     *slog.Logger
-	intake  *sinkCounters
+	sinks     []Sink
+	enc       TraceEncoder
+	maxSize   int // smallest sink size limit; 0 = none
+	log       *slog.Logger
+	intake    *sinkCounters
+	rewritten map[string]prometheus.Counter
+	recent    *recentSet // endpoints admitted lately, for shedding repeats when the queue is nearly full
 
 	mu     sync.RWMutex // guards closed against Submit racing Close
 	closed bool
@@ -137,16 +146,24 @@ func newWithSinks(opts Options, sinks ...Sink) (*Exporter, error) {
 	}
 	m := opts.metrics()
 	x := &Exporter{
-		sinks:    sinks,
-		enc:      TraceEncoder{Environment: opts.Environment, Redact: NewRedactor(opts.RedactHeaders, opts.RedactFields)},
-		log:      opts.logger(),
-		intake:   m.forSink(queueSink, intakeOutcomes...),
-		queue:    make(chan *exchange.Exchange, opts.QueueTraces),
-		maxBytes: opts.QueueBytes,
-		block:    opts.Block,
-		done:     make(chan struct{}),
+		sinks:     sinks,
+		enc:       *NewExporterEncoder(opts),
+		log:       opts.logger(),
+		intake:    m.forSink(queueSink, intakeOutcomes...),
+		rewritten: map[string]prometheus.Counter{},
+		recent:    newRecentSet(1<<16, 10*time.Minute),
+		queue:     make(chan *exchange.Exchange, opts.QueueTraces),
+		maxBytes:  opts.QueueBytes,
+		block:     opts.Block,
+		done:      make(chan struct{}),
 	}
-	m.trackQueue(queueSink, func() (int64, int64) { return int64(len(x.queue)), x.bytes.Load() })
+	for _, r := range rewriteReasons {
+		x.rewritten[r] = m.rewritten.WithLabelValues(r)
+	}
+	m.trackQueue(queueSink, func() QueueStats {
+		b := x.bytes.Load()
+		return QueueStats{Traces: int64(len(x.queue)), Bytes: b, LimitBytes: x.maxBytes, UsedBytes: b}
+	})
 	for _, s := range sinks {
 		if l, ok := s.(sizeLimited); ok && (x.maxSize == 0 || l.MaxTraceBytes() < x.maxSize) {
 			x.maxSize = l.MaxTraceBytes()
@@ -177,6 +194,19 @@ func newWithSinks(opts Options, sinks ...Sink) (*Exporter, error) {
 	return x, nil
 }
 
+// NewExporterEncoder returns the trace encoder an exporter with these options uses.
+func NewExporterEncoder(opts Options) *TraceEncoder {
+	var red *redact.Redactor
+	if !opts.NoRedact {
+		red = redact.New(opts.RedactHeaders, opts.RedactFields)
+	}
+	env := opts.Environment
+	if env == "" {
+		env = "production"
+	}
+	return &TraceEncoder{Environment: env, Redact: red}
+}
+
 // BackendEndpoints are the resolved addresses of every backend the sinks talk to; capture
 // must exclude traffic to and from them so the appliance never traces its own exports.
 func (x *Exporter) BackendEndpoints() []netip.AddrPort {
@@ -201,6 +231,14 @@ func (x *Exporter) Submit(e *exchange.Exchange) {
 		x.bytes.Add(size)
 		x.queue <- e
 		return
+	}
+	// Nearly full: keep room for endpoints not seen lately, so the inventory stays complete
+	// when volume must be shed.
+	if n := len(x.queue); n >= cap(x.queue)*3/4 || x.bytes.Load() >= x.maxBytes*3/4 {
+		if x.recent.seen(endpointKey(e), time.Now()) {
+			x.intake.add(OutcomeShedRepeat, 1)
+			return
+		}
 	}
 	if x.bytes.Add(size) > x.maxBytes {
 		x.bytes.Add(-size)
@@ -249,8 +287,12 @@ func (x *Exporter) run(enc *TraceEncoder) {
 		} else {
 			buf = enc.AppendTrace(buf[:0], e)
 		}
+		info := traceInfo(e)
+		if _, why := metloPath(e.Request.Path); why != "" {
+			x.rewritten[why].Inc()
+		}
 		for _, s := range x.sinks {
-			s.Put(buf)
+			s.Put(buf, info)
 		}
 	}
 }
@@ -287,4 +329,18 @@ func (x *Exporter) closeSinks(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// Summary reports, per sink (and for the shared intake queue, named "queue"), how many
+// traces ended in each outcome and how many the sink still holds.
+func (x *Exporter) Summary() []SinkSummary {
+	out := []SinkSummary{{Name: queueSink, Outcomes: x.intake.snapshot()}}
+	for _, s := range x.sinks {
+		sum := SinkSummary{Name: s.Name()}
+		if r, ok := s.(summarizer); ok {
+			sum = r.summary()
+		}
+		out = append(out, sum)
+	}
+	return out
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -103,7 +105,7 @@ type blockingSink struct {
 func (s *blockingSink) Name() string                { return "blocking" }
 func (s *blockingSink) Start(context.Context) error { return nil }
 func (s *blockingSink) Close(context.Context) error { return nil }
-func (s *blockingSink) Put([]byte)                  { <-s.release; s.mu.Lock(); s.got++; s.mu.Unlock() }
+func (s *blockingSink) Put([]byte, TraceInfo)       { <-s.release; s.mu.Lock(); s.got++; s.mu.Unlock() }
 func (s *blockingSink) count() int                  { s.mu.Lock(); defer s.mu.Unlock(); return s.got }
 
 func TestSubmitNeverBlocksAndCountsDrops(t *testing.T) {
@@ -120,10 +122,12 @@ func TestSubmitNeverBlocksAndCountsDrops(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("Submit blocked for %v", d)
 	}
-	// One exchange is held by the blocked sink, ten wait in the queue.
-	full := testutil.ToFloat64(m.traces.WithLabelValues(queueSink, OutcomeDroppedQueueFull))
-	if full < 89 || full > 90 {
-		t.Fatalf("dropped_queue_full = %v, want 89..90", full)
+	// One exchange is held by the blocked sink, ten wait in the queue; past 3/4 of it, the
+	// same endpoint again is shed, so the rest go as repeats or, once full, as overflow.
+	full := testutil.ToFloat64(m.traces.WithLabelValues(queueSink, OutcomeDroppedQueueFull)) +
+		testutil.ToFloat64(m.traces.WithLabelValues(queueSink, OutcomeShedRepeat))
+	if full < 89 || full > 92 {
+		t.Fatalf("dropped_queue_full + shed_repeat = %v, want 89..92", full)
 	}
 	close(sink.release)
 	if err := x.Close(context.Background()); err != nil {
@@ -144,34 +148,67 @@ func TestSubmitNeverBlocksAndCountsDrops(t *testing.T) {
 	for i := range 10 {
 		x2.Submit(numbered(i))
 	}
-	if got := testutil.ToFloat64(m2.traces.WithLabelValues(queueSink, OutcomeDroppedQueueBytes)); got < 7 {
-		t.Fatalf("dropped_queue_bytes = %v, want ≥ 7", got)
+	if got := testutil.ToFloat64(m2.traces.WithLabelValues(queueSink, OutcomeDroppedQueueBytes)) +
+		testutil.ToFloat64(m2.traces.WithLabelValues(queueSink, OutcomeShedRepeat)); got < 7 {
+		t.Fatalf("dropped_queue_bytes + shed_repeat = %v, want ≥ 7", got)
 	}
 	close(sink2.release)
 	x2.Close(context.Background())
 }
 
 func TestCloseDeadlineCountsTheRest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := NewMetrics("test")
+		sink := &blockingSink{release: make(chan struct{})}
+		x, err := newWithSinks(Options{Encoders: 1, QueueTraces: 100, Metrics: m}, sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 50 {
+			x.Submit(numbered(i))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		go func() {
+			<-ctx.Done()
+			time.Sleep(time.Millisecond) // Close has seen its deadline by now
+			close(sink.release)
+		}()
+		start := time.Now()
+		x.Close(ctx)
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Fatalf("Close took %v past its deadline", d)
+		}
+		dropped := testutil.ToFloat64(m.traces.WithLabelValues(queueSink, OutcomeDroppedShutdown))
+		if int(dropped)+sink.count() != 50 || dropped != 49 {
+			t.Fatalf("delivered %d, dropped_shutdown %v; want 1 + 49", sink.count(), dropped)
+		}
+	})
+}
+
+// Near a full intake queue a new endpoint still gets in; the same one again does not.
+func TestIntakeShedsRepeatsFirst(t *testing.T) {
 	m := NewMetrics("test")
 	sink := &blockingSink{release: make(chan struct{})}
-	x, err := newWithSinks(Options{Encoders: 1, QueueTraces: 100, Metrics: m}, sink)
-	if err != nil {
-		t.Fatal(err)
+	x, _ := newWithSinks(Options{Encoders: 1, QueueTraces: 10, QueueBytes: 1 << 30, Metrics: m}, sink)
+	for i := range 8 { // one held by the sink, seven queued: past 3/4; all different endpoints
+		e := numbered(i)
+		e.Request.Path = "/fill/" + string(rune('a'+i))
+		x.Submit(e)
 	}
-	for i := range 50 {
-		x.Submit(numbered(i))
+	for range 2 {
+		x.Submit(numbered(99))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	go func() { <-ctx.Done(); close(sink.release) }()
-	start := time.Now()
-	x.Close(ctx)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("Close took %v past its deadline", d)
+	novel := numbered(100)
+	novel.Request.Path = "/api/orders/list"
+	x.Submit(novel)
+	if shed := testutil.ToFloat64(m.traces.WithLabelValues(queueSink, OutcomeShedRepeat)); shed != 1 {
+		t.Fatalf("shed_repeat = %v, want 1 (the repeat; the new endpoint admitted)", shed)
 	}
-	dropped := testutil.ToFloat64(m.traces.WithLabelValues(queueSink, OutcomeDroppedShutdown))
-	if int(dropped)+sink.count() != 50 || dropped == 0 {
-		t.Fatalf("delivered %d, dropped_shutdown %v; want a sum of 50 with some dropped", sink.count(), dropped)
+	close(sink.release)
+	x.Close(context.Background())
+	if sink.count() != 10 {
+		t.Fatalf("sink got %d, want 10", sink.count())
 	}
 }
 
@@ -190,33 +227,34 @@ func TestParseSinkErrors(t *testing.T) {
 }
 
 func TestJSONLFlushesWithinASecond(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "t.jsonl")
-	x, err := New(context.Background(), Options{Encoders: 1, Sinks: []string{"jsonl:" + path}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close(context.Background())
-	x.Submit(sampleExchange())
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(path); len(b) > 0 {
-			if len(readJSONL(t, path)) != 1 {
-				t.Fatal("want one trace")
-			}
-			return
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "t.jsonl")
+		x, err := New(context.Background(), Options{Encoders: 1, Sinks: []string{"jsonl:" + path}})
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("trace not flushed to the file within 3s")
+		defer x.Close(context.Background())
+		x.Submit(sampleExchange())
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		if b, _ := os.ReadFile(path); len(b) != 0 {
+			t.Fatal("flushed before the interval: the buffer does nothing")
+		}
+		time.Sleep(jsonlFlushInterval)
+		synctest.Wait()
+		if len(readJSONL(t, path)) != 1 {
+			t.Fatal("trace not flushed to the file within a second")
+		}
+	})
 }
 
 // discardSink counts traces and keeps nothing.
-type discardSink struct{ n int }
+type discardSink struct{ n atomic.Int64 }
 
 func (s *discardSink) Name() string                { return "discard" }
 func (s *discardSink) Start(context.Context) error { return nil }
 func (s *discardSink) Close(context.Context) error { return nil }
-func (s *discardSink) Put([]byte)                  { s.n++ }
+func (s *discardSink) Put([]byte, TraceInfo)       { s.n.Add(1) }
 
 // BenchmarkExporterPipeline measures Submit → queue → encode → sink on the encoding goroutine.
 func BenchmarkExporterPipeline(b *testing.B) {
@@ -237,39 +275,42 @@ func BenchmarkExporterPipeline(b *testing.B) {
 	}
 	x.Close(context.Background())
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "traces/s")
-	if sink.n != b.N {
-		b.Fatalf("sink got %d of %d", sink.n, b.N)
+	if sink.n.Load() != int64(b.N) {
+		b.Fatalf("sink got %d of %d", sink.n.Load(), b.N)
 	}
 }
 
 func TestBlockingSubmitLosesNothing(t *testing.T) {
-	m := NewMetrics("test")
-	sink := &blockingSink{release: make(chan struct{})}
-	x, err := newWithSinks(Options{Block: true, QueueTraces: 2, Metrics: m}, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	submitted := make(chan struct{})
-	go func() {
-		for i := range 100 {
-			x.Submit(numbered(i))
+	synctest.Test(t, func(t *testing.T) {
+		m := NewMetrics("test")
+		sink := &blockingSink{release: make(chan struct{})}
+		x, err := newWithSinks(Options{Block: true, QueueTraces: 2, Metrics: m}, sink)
+		if err != nil {
+			t.Fatal(err)
 		}
-		close(submitted)
-	}()
-	select {
-	case <-submitted:
-		t.Fatal("Submit did not wait for the full queue")
-	case <-time.After(100 * time.Millisecond):
-	}
-	close(sink.release)
-	<-submitted
-	if err := x.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if sink.count() != 100 {
-		t.Fatalf("delivered %d of 100", sink.count())
-	}
-	if d := testutil.ToFloat64(m.traces.WithLabelValues(queueSink, OutcomeDroppedQueueFull)); d != 0 {
-		t.Fatalf("dropped %v", d)
-	}
+		submitted := make(chan struct{})
+		go func() {
+			for i := range 100 {
+				x.Submit(numbered(i))
+			}
+			close(submitted)
+		}()
+		synctest.Wait() // everyone is blocked: the sink on release, Submit on the full queue
+		select {
+		case <-submitted:
+			t.Fatal("Submit did not wait for the full queue")
+		default:
+		}
+		close(sink.release)
+		<-submitted
+		if err := x.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if sink.count() != 100 {
+			t.Fatalf("delivered %d of 100", sink.count())
+		}
+		if d := testutil.ToFloat64(m.traces.WithLabelValues(queueSink, OutcomeDroppedQueueFull)); d != 0 {
+			t.Fatalf("dropped %v", d)
+		}
+	})
 }

@@ -31,7 +31,7 @@ type JSONLSink struct {
 
 // NewJSONLSink returns a sink writing to path ("-" = stdout); Start opens it.
 func NewJSONLSink(path string, m *Metrics, log *slog.Logger) *JSONLSink {
-	return &JSONLSink{path: path, counts: m.forSink("jsonl:" + path), log: log}
+	return &JSONLSink{path: path, counts: m.forSink("jsonl:"+path, jsonlOutcomes...), log: log}
 }
 
 // Name implements Sink.
@@ -70,7 +70,7 @@ func (s *JSONLSink) flushLoop() {
 }
 
 // Put implements Sink.
-func (s *JSONLSink) Put(trace []byte) {
+func (s *JSONLSink) Put(trace []byte, _ TraceInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.w == nil {
@@ -93,6 +93,10 @@ func (s *JSONLSink) noteErr(err error) {
 		s.failed = true
 		s.log.Error("jsonl sink write failed; dropping its traces", "sink", s.Name(), "err", err)
 	}
+}
+
+func (s *JSONLSink) summary() SinkSummary {
+	return SinkSummary{Name: s.Name(), Outcomes: s.counts.snapshot()}
 }
 
 // Close flushes the buffer and closes the file.

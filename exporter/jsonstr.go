@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"math"
 	"slices"
@@ -48,6 +49,13 @@ var escapes = func() (t [256]uint32) {
 // the common bytes take a loop without unpredictable branches: one table load gives what to
 // write (always two bytes, the second overwritten when only one counts) and how far to move.
 func appendJSONString(dst []byte, s string) []byte {
+	dst, _ = appendJSONStringChecked(dst, s)
+	return dst
+}
+
+// appendJSONStringChecked is appendJSONString that also reports whether s held invalid
+// UTF-8 (written as \ufffd). Only the slow path can see it, so the check costs nothing.
+func appendJSONStringChecked(dst []byte, s string) (_ []byte, invalid bool) {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
 		// Room for the rest of s at two output bytes per input byte, plus one spare byte
@@ -122,12 +130,13 @@ func appendJSONString(dst []byte, s string) []byte {
 		if r, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
 			dst = append(dst, `\ufffd`...)
 			i++
+			invalid = true
 		} else {
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
 			i += size
 		}
 	}
-	return append(dst, '"')
+	return append(dst, '"'), invalid
 }
 
 const (
@@ -147,6 +156,19 @@ func hasZeroByte(w uint64) uint64 { return (w - lowBits) &^ w & highBits }
 // appendJSONBytes is appendJSONString for a byte slice, without copying it.
 func appendJSONBytes(dst []byte, b []byte) []byte {
 	return appendJSONString(dst, bytesView(b))
+}
+
+// appendJSONBody appends a body as a JSON string: as text when it is valid UTF-8, else as
+// base64 of its bytes (reported), so a binary body is never silently altered.
+func appendJSONBody(dst []byte, b []byte) (_ []byte, isBase64 bool) {
+	start := len(dst)
+	dst, invalid := appendJSONStringChecked(dst, bytesView(b))
+	if !invalid {
+		return dst, false
+	}
+	dst = append(dst[:start], '"')
+	dst = base64.StdEncoding.AppendEncode(dst, b)
+	return append(dst, '"'), true
 }
 
 // bytesView returns b as a string sharing its memory; the caller must not keep it past a

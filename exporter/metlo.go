@@ -1,17 +1,15 @@
 package exporter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +17,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
+
+	"github.com/metlo-labs/metlo-appliance/exporter/spool"
 )
 
 // MetloOptions configure metlo: sinks; zero values take the defaults in brackets.
@@ -30,17 +31,47 @@ type MetloOptions struct {
 	BatchTraces int
 	// BatchInterval closes a batch this long after it started filling [1s].
 	BatchInterval time.Duration
-	// MaxBodyBytes bounds one POST body; the backend rejects bodies over 2 MB [2000000].
+	// MaxBodyBytes bounds one POST body; the backend rejects bodies over 2 MiB [2000000].
+	// A 413 lowers it for the rest of the run.
 	MaxBodyBytes int
-	// QueueTraces and QueueBytes bound the traces waiting for the backend [100000, 256 MiB].
+	// SpoolDir is where the sink keeps its durable spool (a subdirectory per sink); "" keeps
+	// traces in memory only, bounded by QueueTraces and QueueBytes.
+	SpoolDir string
+	// SpoolMaxBytes bounds the spool on disk [a quarter of the file system holding SpoolDir].
+	SpoolMaxBytes int64
+	// SpoolFull is the policy when the spool is full [spool.DropOldest].
+	SpoolFull spool.FullPolicy
+	// SpoolFallback keeps traces in memory, with a warning, when the spool cannot be opened
+	// (for offline runs, whose input file is the durable copy); otherwise Start fails.
+	SpoolFallback bool
+	// QueueTraces and QueueBytes bound the in-memory backlog without a spool [100000, 256 MiB].
 	QueueTraces int
 	QueueBytes  int64
-	// RateLimit caps traces per second sent to the backend; 0 means unlimited.
+	// RateLimit paces the traces sent per second; 0 means unlimited. Metlo's backend drops
+	// traces silently once its queue passes 1000 (docs/configuration.md has the sizing).
 	RateLimit float64
+	// RateBurst is how many traces may go at once above the pace [500].
+	RateBurst int
+	// MaxInFlight is how many POSTs may be outstanding at once [2].
+	MaxInFlight int
+	// MaxLag sheds repeats when the backlog would take longer than this to send at RateLimit:
+	// traces of endpoints sent within RecentWindow give way to new endpoints. 0 never sheds.
+	MaxLag time.Duration
+	// RecentWindow is how long an endpoint counts as recently sent or queued [10m].
+	RecentWindow time.Duration
+	// ShedFill sheds repeats at intake once the backlog is this full [0.9].
+	ShedFill float64
+	// ReadyFill reports the sink not ready while the backlog is this full [0.8].
+	ReadyFill float64
 	// RequestTimeout bounds one HTTP request [10s].
 	RequestTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the exponential retry delay [100ms, 5s].
 	MinBackoff, MaxBackoff time.Duration
+	// MaxRetryAfter bounds how long a Retry-After header may hold the sink back [60s].
+	MaxRetryAfter time.Duration
+	// PersistentFailures is how many 5xx in a row make a batch suspect: when the backend
+	// answers its key check meanwhile, the batch is bisected to find the trace at fault [4].
+	PersistentFailures int
 	// Client sends the requests [a client with keep-alives and no overall timeout].
 	Client *http.Client
 }
@@ -56,9 +87,17 @@ func (o *MetloOptions) withDefaults() {
 			*v = d
 		}
 	}
+	defFrac := func(v *float64, d float64) {
+		if *v <= 0 || *v > 1 {
+			*v = d
+		}
+	}
 	def(&o.BatchTraces, 500)
 	def(&o.MaxBodyBytes, 2_000_000)
 	def(&o.QueueTraces, 100_000)
+	def(&o.RateBurst, 500)
+	def(&o.MaxInFlight, 2)
+	def(&o.PersistentFailures, 4)
 	if o.QueueBytes <= 0 {
 		o.QueueBytes = 256 << 20
 	}
@@ -66,6 +105,10 @@ func (o *MetloOptions) withDefaults() {
 	defDur(&o.RequestTimeout, 10*time.Second)
 	defDur(&o.MinBackoff, 100*time.Millisecond)
 	defDur(&o.MaxBackoff, 5*time.Second)
+	defDur(&o.MaxRetryAfter, time.Minute)
+	defDur(&o.RecentWindow, 10*time.Minute)
+	defFrac(&o.ShedFill, 0.9)
+	defFrac(&o.ReadyFill, 0.8)
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
 	}
@@ -73,7 +116,7 @@ func (o *MetloOptions) withDefaults() {
 		o.Client = &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 4,
+			MaxIdleConnsPerHost: 8,
 			IdleConnTimeout:     90 * time.Second,
 		}}
 	}
@@ -82,42 +125,64 @@ func (o *MetloOptions) withDefaults() {
 // ErrKeyRejected is returned by Start when the backend refuses the API key.
 var ErrKeyRejected = errors.New("metlo backend rejected the API key")
 
-// MetloSink posts batches of traces to a Metlo collector's /api/v1/log-request/batch,
-// retrying with backoff, splitting batches the backend finds too large, and dropping (and
-// counting) only when its bounded queue is full or the close deadline passes.
-type MetloSink struct {
-	base                                           string // URL without trailing slash
-	name                                           string
-	opts                                           MetloOptions
-	m                                              *Metrics
-	counts                                         *sinkCounters
-	batchOK, batchRetry, batchRejected, batchSplit prometheus.Counter
-	latency                                        prometheus.Observer
-	ready                                          ReadySetter
-	log                                            *slog.Logger
-	limiter                                        *rate.Limiter
+// backlog is where traces wait for the backend: a disk spool or memory (package spool).
+type backlog interface {
+	Append(key uint64, data []byte) (dropped int64, err error)
+	Next(maxN, maxBytes int) ([]spool.Record, error)
+	Ack(recs []spool.Record)
+	Stats() spool.Stats
+	Fill() float64
+	Notify() <-chan struct{}
+	Close() error
+}
 
-	q         *traceQueue
+// MetloSink delivers traces to a Metlo collector's /api/v1/log-request/batch from a durable
+// spool (or a memory backlog): paced, several POSTs in flight, retried with backoff, a
+// refused batch bisected so one bad trace costs one trace, traces Metlo would discard
+// counted instead of sent, and repeats shed before new endpoints under any cap.
+type MetloSink struct {
+	base, display string // request URL without userinfo; the same for humans
+	name          string
+	opts          MetloOptions
+	m             *Metrics
+	counts        *sinkCounters
+	results       map[string]prometheus.Counter // batches_total by result
+	latency       prometheus.Observer
+	limitGauge    prometheus.Gauge
+	ready         ReadySetter
+	log           *slog.Logger
+	limiter       *rate.Limiter
+
+	q         backlog
+	spoolDir  string
 	endpoints []netip.AddrPort
 	verified  atomic.Bool
+	bodyLimit atomic.Int64  // learned from 413s
+	lastOK    atomic.Int64  // when a batch was last accepted (unix ns)
+	fill      atomic.Uint64 // backlog fill ×1e6, refreshed by monitor
+	isReady   atomic.Bool
+	admitted  *recentSet // endpoints put lately (intake shedding)
+	sent      *recentSet // endpoints sent lately (lag shedding)
 
 	ctx     context.Context // canceled when Close's deadline passes: stop retrying
 	abort   context.CancelFunc
 	closing chan struct{}
 	done    chan struct{}
+	wake    chan struct{} // a delivery finished
 	once    sync.Once
+	closed  atomic.Bool
+	pending int64 // traces held at Close
 
-	lostAtShutdown atomic.Int64 // traces given up because the close deadline passed
-
-	lastLog sync.Map // message → time, to log repeated failures at most once a minute
+	lastLog sync.Map // message → time, to log repeated problems at most once a minute
 }
 
 // NewMetloSink returns a sink for the Metlo collector at rawURL (http or https); Start
-// checks the key and starts sending.
+// opens its spool, checks the key and starts sending. Credentials in the URL are never
+// shown and never sent (Metlo authenticates with the key).
 func NewMetloSink(rawURL string, o MetloOptions, m *Metrics, ready ReadySetter, log *slog.Logger) (*MetloSink, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("metlo sink %q: want an http:// or https:// URL", rawURL)
+		return nil, fmt.Errorf("metlo sink %q: want an http:// or https:// URL", MaskURL(rawURL))
 	}
 	o.withDefaults()
 	if m == nil {
@@ -126,31 +191,58 @@ func NewMetloSink(rawURL string, o MetloOptions, m *Metrics, ready ReadySetter, 
 	if log == nil {
 		log = slog.Default()
 	}
-	display := *u
-	display.User = nil
-	name := "metlo:" + strings.TrimSuffix(display.String(), "/")
+	hadUser := u.User != nil
+	u.User = nil
+	base := strings.TrimSuffix(u.String(), "/")
+	name := "metlo:" + base
 	s := &MetloSink{
-		base:          strings.TrimSuffix(u.String(), "/"),
-		name:          name,
-		opts:          o,
-		m:             m,
-		counts:        m.forSink(name),
-		batchOK:       m.batches.WithLabelValues(name, "ok"),
-		batchRetry:    m.batches.WithLabelValues(name, "retry"),
-		batchRejected: m.batches.WithLabelValues(name, "rejected"),
-		batchSplit:    m.batches.WithLabelValues(name, "split"),
-		latency:       m.batchDuration.WithLabelValues(name),
-		ready:         ready,
-		log:           log,
-		q:             newTraceQueue(o.QueueTraces, o.QueueBytes),
-		closing:       make(chan struct{}),
-		done:          make(chan struct{}),
+		base:       base,
+		display:    base,
+		name:       name,
+		opts:       o,
+		m:          m,
+		counts:     m.forSink(name, metloOutcomes...),
+		results:    map[string]prometheus.Counter{},
+		latency:    m.batchDuration.WithLabelValues(name),
+		limitGauge: m.batchLimit.WithLabelValues(name),
+		ready:      ready,
+		log:        log,
+		admitted:   newRecentSet(1<<16, o.RecentWindow),
+		sent:       newRecentSet(1<<16, o.RecentWindow),
+		closing:    make(chan struct{}),
+		done:       make(chan struct{}),
+		wake:       make(chan struct{}, 1),
 	}
+	for _, r := range []string{"ok", "retry", "rejected", "split", "bisect"} {
+		s.results[r] = m.batches.WithLabelValues(name, r)
+	}
+	if hadUser {
+		log.Warn("metlo sink URL carries user credentials; they are ignored (Metlo authenticates with the API key)", "sink", name)
+	}
+	s.bodyLimit.Store(int64(o.MaxBodyBytes))
+	s.limitGauge.Set(float64(o.MaxBodyBytes))
 	if o.RateLimit > 0 {
-		s.limiter = rate.NewLimiter(rate.Limit(o.RateLimit), max(o.BatchTraces, int(o.RateLimit)))
+		s.limiter = rate.NewLimiter(rate.Limit(o.RateLimit), o.RateBurst)
 	}
-	m.trackQueue(name, s.q.size)
 	return s, nil
+}
+
+// MaskURL hides the userinfo of a URL (or of a "kind:URL" sink spec) as "****".
+func MaskURL(s string) string {
+	scheme := strings.Index(s, "://")
+	if scheme < 0 {
+		return s
+	}
+	rest := s[scheme+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return s
+	}
+	return s[:scheme+3] + "****" + rest[at:]
 }
 
 // Name implements Sink.
@@ -162,30 +254,124 @@ func (s *MetloSink) MaxTraceBytes() int { return s.opts.MaxBodyBytes - 2 }
 // Endpoints are the backend's resolved addresses (resolved by Start).
 func (s *MetloSink) Endpoints() []netip.AddrPort { return s.endpoints }
 
-// Start resolves the backend and checks the key with GET /api/v1/verify. A rejected key is
-// an error wrapping ErrKeyRejected; an unreachable backend is not — the sink keeps
-// verifying in the background, queueing traces, and reports itself not ready meanwhile.
+// Start opens the backlog (replaying what an earlier run spooled), resolves the backend,
+// and checks the key with GET /api/v1/verify. A rejected key is an error wrapping
+// ErrKeyRejected; an unreachable backend is not — traces spool while the sink keeps trying.
 func (s *MetloSink) Start(ctx context.Context) error {
+	if err := s.openBacklog(); err != nil {
+		return err
+	}
 	s.endpoints = s.resolve(ctx)
-	s.setReady(false)
+	s.warnPlainHTTP()
 	err := s.verify(ctx)
 	switch {
 	case errors.Is(err, ErrKeyRejected):
+		s.q.Close()
 		return err
 	case err != nil:
-		s.log.Warn("metlo backend unreachable; queueing traces and retrying", "sink", s.name, "err", err)
+		s.log.Warn("metlo backend unreachable; spooling traces and retrying", "sink", s.name, "err", err)
 	default:
 		s.verified.Store(true)
-		s.setReady(true)
 	}
 	s.ctx, s.abort = context.WithCancel(context.Background())
+	s.isReady.Store(true)
+	s.setReady(true)
+	s.m.trackQueue(s.name, s.queueStats)
+	go s.monitor()
 	go s.run()
 	return nil
+}
+
+// openBacklog opens the sink's spool directory, or the memory backlog.
+func (s *MetloSink) openBacklog() error {
+	if s.opts.SpoolDir == "" {
+		s.q = spool.NewMemory(int64(s.opts.QueueTraces), s.opts.QueueBytes)
+		return nil
+	}
+	dir := filepath.Join(s.opts.SpoolDir, spoolName(s.name))
+	max := s.opts.SpoolMaxBytes
+	if max <= 0 {
+		max = defaultSpoolBytes(s.opts.SpoolDir)
+	}
+	sp, err := spool.Open(dir, spool.Options{MaxBytes: max, Full: s.opts.SpoolFull, Logger: s.log})
+	if err != nil {
+		if !s.opts.SpoolFallback {
+			return fmt.Errorf("metlo sink %s: %w (set spool-dir to a writable directory, or to \"\" to keep traces in memory only)", s.name, err)
+		}
+		s.log.Warn("spool unavailable; keeping traces in memory for this run", "sink", s.name, "err", err)
+		s.q = spool.NewMemory(int64(s.opts.QueueTraces), s.opts.QueueBytes)
+		return nil
+	}
+	s.q, s.spoolDir = sp, dir
+	st := sp.Stats()
+	s.log.Info("spool open", "sink", s.name, "dir", dir, "max_bytes", max, "replaying", st.ReplayedRecords,
+		"damaged_segments", st.CorruptSegments)
+	return nil
+}
+
+// spoolName turns a sink name into a directory name: metlo-https-metlo.internal-8081.
+func spoolName(name string) string {
+	var b strings.Builder
+	for _, r := range strings.NewReplacer("://", "-", ":", "-", "/", "-").Replace(name) {
+		switch {
+		case r == '.' || r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9'):
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return strings.Trim(b.String(), "-")
+}
+
+// defaultSpoolBytes is a quarter of the file system holding dir (or of its nearest
+// existing parent), and 1 GiB when that cannot be told.
+func defaultSpoolBytes(dir string) int64 {
+	for d := dir; ; d = filepath.Dir(d) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(d, &st); err == nil {
+			return max(int64(st.Blocks)*int64(st.Bsize)/4, 64<<20)
+		}
+		if d == filepath.Dir(d) {
+			return 1 << 30
+		}
+	}
+}
+
+func (s *MetloSink) queueStats() QueueStats {
+	st := s.q.Stats()
+	_, isSpool := s.q.(*spool.Spool)
+	return QueueStats{Traces: st.Records, Bytes: st.Bytes, LimitBytes: st.MaxBytes, UsedBytes: st.DiskBytes,
+		CorruptSegments: st.CorruptSegments, Corrupt: st.CorruptBytes, Replayed: st.ReplayedRecords, Spool: isSpool}
 }
 
 func (s *MetloSink) setReady(ok bool) {
 	if s.ready != nil {
 		s.ready.SetReady(s.name, ok)
+	}
+}
+
+// monitor refreshes the fill level, readiness and progress logs once a second.
+func (s *MetloSink) monitor() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		f := s.q.Fill()
+		s.fill.Store(uint64(f * 1e6))
+		switch {
+		case s.isReady.Load() && f >= s.opts.ReadyFill:
+			s.isReady.Store(false)
+			s.setReady(false)
+			s.log.Warn("metlo sink backlog filling up; reporting not ready", "sink", s.name, "fill", fmt.Sprintf("%.0f%%", f*100))
+		case !s.isReady.Load() && f < s.opts.ReadyFill-0.05:
+			s.isReady.Store(true)
+			s.setReady(true)
+			s.log.Info("metlo sink backlog draining; ready again", "sink", s.name, "fill", fmt.Sprintf("%.0f%%", f*100))
+		}
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
 	}
 }
 
@@ -217,42 +403,78 @@ func (s *MetloSink) resolve(ctx context.Context) []netip.AddrPort {
 	return out
 }
 
-// verify checks the key once.
-func (s *MetloSink) verify(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/api/v1/verify", nil)
-	if err != nil {
-		return fmt.Errorf("verify metlo key: %w", err)
+// warnPlainHTTP warns when traces (API payloads) and the key would cross a network that is
+// neither loopback nor private in clear text.
+func (s *MetloSink) warnPlainHTTP() {
+	if !strings.HasPrefix(s.base, "http://") {
+		return
 	}
-	req.Header.Set("Authorization", s.opts.Key)
-	resp, err := s.opts.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("verify metlo key: %w", err)
+	private := len(s.endpoints) > 0
+	for _, ep := range s.endpoints {
+		a := ep.Addr()
+		private = private && (a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast())
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	if !private {
+		s.log.Warn("metlo backend URL is plain http and not a loopback or private address: traces and the API key travel unencrypted; use https://",
+			"sink", s.name)
+	}
+}
+
+// Put implements Sink; it never blocks on the network.
+func (s *MetloSink) Put(trace []byte, info TraceInfo) {
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("%w (HTTP %d from %s/api/v1/verify): check METLO_KEY", ErrKeyRejected, resp.StatusCode, s.base)
-	case resp.StatusCode/100 != 2:
-		return fmt.Errorf("verify metlo key: HTTP %d", resp.StatusCode)
+	case info.Status == 0:
+		s.counts.add(OutcomeSkippedNoResponse, 1)
+		return
+	case !metloMethod(info.Method):
+		s.counts.add(OutcomeSkippedMethod, 1)
+		s.logEvery("method", "traces with methods Metlo cannot store are not sent (counted as skipped_method)", "method", info.Method)
+		return
 	}
-	return nil
+	now := time.Now()
+	repeat := s.admitted.seen(info.Key, now)
+	if repeat && float64(s.fill.Load())/1e6 >= s.opts.ShedFill {
+		s.counts.add(OutcomeShedRepeat, 1)
+		s.logEvery("shed-fill", "metlo sink backlog nearly full; shedding traces of endpoints queued recently", "fill_threshold", s.opts.ShedFill)
+		return
+	}
+	dropped, err := s.q.Append(info.Key, trace)
+	_, isSpool := s.q.(*spool.Spool)
+	s.counts.add(OutcomeDroppedSpoolFull, int(dropped))
+	switch {
+	case err == nil:
+		if dropped > 0 {
+			s.logEvery("spool-full", "metlo sink spool full; dropping the oldest traces", "dir", s.spoolDir)
+		}
+	case errors.Is(err, spool.ErrFull) && isSpool:
+		s.counts.add(OutcomeDroppedSpoolFull, 1)
+		s.logEvery("spool-full", "metlo sink spool full; dropping new traces", "dir", s.spoolDir)
+	case errors.Is(err, spool.ErrFull):
+		s.counts.add(OutcomeDroppedQueueFull, 1)
+		s.logEvery("queue-full", "metlo sink queue full; dropping traces", "reason", OutcomeDroppedQueueFull)
+	case errors.Is(err, spool.ErrFullBytes):
+		s.counts.add(OutcomeDroppedQueueBytes, 1)
+		s.logEvery("queue-full", "metlo sink queue full; dropping traces", "reason", OutcomeDroppedQueueBytes)
+	case errors.Is(err, spool.ErrWrite):
+		s.counts.add(OutcomeDroppedSpoolError, 1)
+	default:
+		s.counts.add(OutcomeDroppedShutdown, 1)
+	}
 }
 
-// Put implements Sink; it never blocks.
-func (s *MetloSink) Put(trace []byte) {
-	if reason := s.q.push(trace); reason != "" {
-		s.counts.add(reason, 1)
-		s.logEvery(reason, "metlo sink queue full; dropping traces", "reason", reason)
+// metloMethod reports whether Metlo's analyzer stores traces of this method.
+func metloMethod(m string) bool {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE":
+		return true
 	}
+	return false
 }
 
-// Close sends everything queued until ctx ends, then counts what is left as
-// dropped_shutdown and returns an error saying how many traces were lost.
+// Close sends what is queued until ctx ends. With a spool, what is left stays on disk for
+// the next run; in memory it is counted as dropped_shutdown and reported in the error.
 func (s *MetloSink) Close(ctx context.Context) error {
-	if s.abort == nil {
+	if s.abort == nil || s.closed.Swap(true) {
 		return nil
 	}
 	s.once.Do(func() { close(s.closing) })
@@ -263,203 +485,34 @@ func (s *MetloSink) Close(ctx context.Context) error {
 		<-s.done
 	}
 	s.abort()
-	if n := s.q.drain(); n > 0 {
-		s.counts.add(OutcomeDroppedShutdown, n)
-		return fmt.Errorf("metlo sink %s: %d traces undelivered at shutdown", s.name, n)
-	}
-	if s.ctx.Err() != nil && s.lostAtShutdown.Load() > 0 {
-		return fmt.Errorf("metlo sink %s: %d traces undelivered at shutdown", s.name, s.lostAtShutdown.Load())
+	st := s.q.Stats()
+	s.pending = st.Records
+	_, isSpool := s.q.(*spool.Spool)
+	err := s.q.Close()
+	switch {
+	case err != nil:
+		return fmt.Errorf("metlo sink %s: %w", s.name, err)
+	case st.Records > 0 && !isSpool:
+		s.counts.add(OutcomeDroppedShutdown, int(st.Records))
+		s.pending = 0
+		return fmt.Errorf("metlo sink %s: %d traces undelivered at shutdown", s.name, st.Records)
+	case st.Records > 0:
+		s.log.Warn("traces left in the spool for the next run", "sink", s.name, "traces", st.Records, "dir", s.spoolDir)
 	}
 	return nil
 }
 
-// run is the sender: verify, then batch and deliver in queue order until closed and empty.
-func (s *MetloSink) run() {
-	defer close(s.done)
-	for attempt := 0; !s.verified.Load(); attempt++ {
-		if !s.sleep(s.backoff(attempt, 0)) {
-			return
-		}
-		switch err := s.verify(s.ctx); {
-		case err == nil:
-			s.verified.Store(true)
-			s.setReady(true)
-			s.log.Info("metlo backend reachable; sending traces", "sink", s.name)
-		case errors.Is(err, ErrKeyRejected):
-			s.logEvery("verify", "metlo backend rejects the API key; retrying", "err", err)
+// summary implements summarizer.
+func (s *MetloSink) summary() SinkSummary {
+	sum := SinkSummary{Name: s.name, Outcomes: s.counts.snapshot(), Pending: s.pending, Spool: s.spoolDir}
+	if s.q != nil {
+		st := s.q.Stats()
+		sum.Replayed = st.ReplayedRecords
+		if !s.closed.Load() {
+			sum.Pending = st.Records
 		}
 	}
-	for {
-		n, _ := s.q.size()
-		if n == 0 {
-			select {
-			case <-s.closing:
-				// Traces put just before Close wake notify and closing together, and select
-				// picks either: leave only when the queue really is empty.
-				if n, _ := s.q.size(); n == 0 {
-					return
-				}
-			case <-s.ctx.Done():
-				return
-			case <-s.q.notify:
-			}
-			continue
-		}
-		s.waitForBatch()
-		batch := s.q.take(s.opts.BatchTraces, s.opts.MaxBodyBytes)
-		if !s.deliver(batch) {
-			return
-		}
-	}
-}
-
-// waitForBatch returns once a full batch is queued, the batch interval has passed, or the
-// sink is closing.
-func (s *MetloSink) waitForBatch() {
-	timer := time.NewTimer(s.opts.BatchInterval)
-	defer timer.Stop()
-	for {
-		n, b := s.q.size()
-		if n >= int64(s.opts.BatchTraces) || b >= int64(s.opts.MaxBodyBytes) {
-			return
-		}
-		select {
-		case <-timer.C:
-			return
-		case <-s.closing:
-			return
-		case <-s.ctx.Done():
-			return
-		case <-s.q.notify:
-		}
-	}
-}
-
-// deliver sends batch, retrying until it is accepted or refused for good; it returns false
-// when the close deadline passed first (the batch is then counted as dropped_shutdown).
-func (s *MetloSink) deliver(batch [][]byte) bool {
-	if s.limiter != nil {
-		if err := s.limiter.WaitN(s.ctx, len(batch)); err != nil && s.ctx.Err() != nil {
-			s.lost(len(batch))
-			return false
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		status, retryAfter, err := s.post(batch)
-		switch {
-		case err == nil && status/100 == 2:
-			s.counts.add(OutcomeSent, len(batch))
-			s.batchOK.Inc()
-			s.setReady(true)
-			return true
-		case status == http.StatusRequestEntityTooLarge:
-			if len(batch) == 1 {
-				s.counts.add(OutcomeDroppedTooLarge, 1)
-				s.batchRejected.Inc()
-				s.logEvery("413", "metlo backend refused a single trace as too large; dropped", "bytes", len(batch[0]))
-				return true
-			}
-			s.batchSplit.Inc()
-			half := len(batch) / 2
-			return s.deliver(batch[:half]) && s.deliver(batch[half:])
-		case err == nil && retryable(status):
-			if status == http.StatusUnauthorized || status == http.StatusForbidden {
-				s.logEvery("post-auth", "metlo backend rejects the API key; retrying", "status", status)
-			} else {
-				s.logEvery("post-status", "metlo backend error; retrying", "status", status)
-			}
-		case err == nil:
-			s.counts.add(OutcomeDroppedRejected, len(batch))
-			s.batchRejected.Inc()
-			s.logEvery("rejected", "metlo backend refused a batch; dropped", "status", status, "traces", len(batch))
-			return true
-		default:
-			if s.ctx.Err() != nil {
-				s.lost(len(batch))
-				return false
-			}
-			s.logEvery("post-err", "sending to metlo backend failed; retrying", "err", err)
-		}
-		s.batchRetry.Inc()
-		s.setReady(false)
-		if !s.sleep(s.backoff(attempt, retryAfter)) {
-			s.lost(len(batch))
-			return false
-		}
-	}
-}
-
-func (s *MetloSink) lost(n int) {
-	s.counts.add(OutcomeDroppedShutdown, n)
-	s.lostAtShutdown.Add(int64(n))
-}
-
-// retryable statuses are worth sending again unchanged: the backend is overloaded, down,
-// timing out, or (401/403) its key store may be fixed while traces wait.
-func retryable(status int) bool {
-	return status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests ||
-		status == http.StatusUnauthorized || status == http.StatusForbidden
-}
-
-// post sends one batch as a JSON array.
-func (s *MetloSink) post(batch [][]byte) (status int, retryAfter time.Duration, err error) {
-	size := 1 + len(batch)
-	for _, t := range batch {
-		size += len(t)
-	}
-	body := make([]byte, 0, size)
-	body = append(body, '[')
-	for i, t := range batch {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, t...)
-	}
-	body = append(body, ']')
-
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.RequestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/api/v1/log-request/batch", bytes.NewReader(body))
-	if err != nil {
-		return 0, 0, err
-	}
-	req.Header.Set("Authorization", s.opts.Key)
-	req.Header.Set("Content-Type", "application/json")
-	start := time.Now()
-	resp, err := s.opts.Client.Do(req)
-	s.latency.Observe(time.Since(start).Seconds())
-	if err != nil {
-		return 0, 0, err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
-		retryAfter = time.Duration(secs) * time.Second
-	}
-	return resp.StatusCode, retryAfter, nil
-}
-
-// backoff is the delay before retry attempt+1: exponential from MinBackoff, capped at
-// MaxBackoff, with full jitter on the upper half so many appliances do not retry in step.
-func (s *MetloSink) backoff(attempt int, floor time.Duration) time.Duration {
-	d := s.opts.MinBackoff << min(attempt, 30)
-	if d <= 0 || d > s.opts.MaxBackoff {
-		d = s.opts.MaxBackoff
-	}
-	d = d/2 + rand.N(d/2+1)
-	return min(max(d, floor), s.opts.MaxBackoff)
-}
-
-// sleep waits d, returning false if the close deadline passed meanwhile.
-func (s *MetloSink) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.ctx.Done():
-		return false
-	}
+	return sum
 }
 
 // logEvery logs msg at most once a minute per key.

@@ -40,9 +40,10 @@ func (fakePipeline) Snapshot() PipelineSnapshot {
 func fixedMetrics() *Metrics {
 	m := NewMetrics("1.2.3")
 	m.RegisterPipeline(fakePipeline{})
-	metlo := m.forSink("metlo:http://backend:8081")
+	metlo := m.forSink("metlo:http://backend:8081", metloOutcomes...)
 	metlo.add(OutcomeSent, 470)
-	metlo.add(OutcomeDroppedQueueFull, 10)
+	metlo.add(OutcomeSkippedNoResponse, 4)
+	metlo.add(OutcomeDroppedSpoolFull, 10)
 	metlo.trimmed.Add(1)
 	m.forSink(queueSink, intakeOutcomes...).add(OutcomeDroppedQueueBytes, 2)
 	m.batches.WithLabelValues("metlo:http://backend:8081", "ok").Add(5)
@@ -50,8 +51,12 @@ func fixedMetrics() *Metrics {
 	for _, d := range []float64{0.004, 0.02, 0.3} {
 		m.batchDuration.WithLabelValues("metlo:http://backend:8081").Observe(d)
 	}
-	m.trackQueue(queueSink, func() (int64, int64) { return 3, 3000 })
-	m.trackQueue("metlo:http://backend:8081", func() (int64, int64) { return 100, 150000 })
+	m.rewritten.WithLabelValues(RewriteReserved).Add(2)
+	m.batchLimit.WithLabelValues("metlo:http://backend:8081").Set(2_000_000)
+	m.trackQueue(queueSink, func() QueueStats { return QueueStats{Traces: 3, Bytes: 3000, LimitBytes: 1 << 28, UsedBytes: 3000} })
+	m.trackQueue("metlo:http://backend:8081", func() QueueStats {
+		return QueueStats{Traces: 100, Bytes: 150000, LimitBytes: 1 << 30, UsedBytes: 160000, CorruptSegments: 1, Corrupt: 512, Replayed: 40, Spool: true}
+	})
 	return m
 }
 

@@ -1,10 +1,12 @@
 package exporter
 
 import (
+	"encoding/base64"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
@@ -67,31 +69,36 @@ type TraceMeta struct {
 	DecodeError           bool    `json:"decodeError"`
 	Incomplete            bool    `json:"incomplete"`
 	FramingError          bool    `json:"framingError,omitempty"`
+	RequestBodyEncoding   string  `json:"requestBodyEncoding,omitempty"`
+	ResponseBodyEncoding  string  `json:"responseBodyEncoding,omitempty"`
 	RequestBodyDecoded    string  `json:"requestBodyDecoded,omitempty"`
 	ResponseBodyDecoded   string  `json:"responseBodyDecoded,omitempty"`
 	Trimmed               bool    `json:"trimmed,omitempty"`
+	OriginalPath          string  `json:"originalPath,omitempty"`
 	OriginalSource        string  `json:"originalSource,omitempty"`
 }
 
-// NewTrace builds the Trace for x without redaction or trimming; strings keep the bytes
+// NewTrace builds the Trace for x without redaction or trimming (the path is made one
+// Metlo accepts, as AppendTrace does); strings keep the bytes
 // seen on the wire (encoding/json replaces invalid UTF-8). AppendTrace writes the same
 // document, byte for byte, much faster.
 func NewTrace(x *exchange.Exchange, environment string) Trace {
+	path, rewrite := metloPath(x.Request.Path)
 	t := Trace{
 		Request: TraceRequest{
 			URL: TraceURL{
 				Host:       traceHost(x),
-				Path:       tracePath(x),
+				Path:       path,
 				Parameters: []NameValue{},
 			},
 			Headers: nameValues(x.Request.Headers),
-			Body:    string(x.Request.Body),
+			Body:    bodyText(x.Request.Body),
 			Method:  x.Request.Method,
 		},
 		Response: TraceResponse{
 			Status:  x.Response.Status,
 			Headers: nameValues(x.Response.Headers),
-			Body:    string(x.Response.Body),
+			Body:    bodyText(x.Response.Body),
 		},
 		Meta: TraceMeta{
 			Environment:           environment,
@@ -114,8 +121,13 @@ func NewTrace(x *exchange.Exchange, environment string) Trace {
 			FramingError:          x.Flags&exchange.FlagFramingError != 0,
 			RequestBodyDecoded:    x.Request.BodyDecoded,
 			ResponseBodyDecoded:   x.Response.BodyDecoded,
+			RequestBodyEncoding:   bodyEncoding(x.Request.Body),
+			ResponseBodyEncoding:  bodyEncoding(x.Response.Body),
 			OriginalSource:        originalSource(x.Request.Headers),
 		},
+	}
+	if rewrite != "" {
+		t.Meta.OriginalPath = x.Request.Path
 	}
 	var scratch []byte
 	forEachParam(x.Request.RawQuery, func(name, value string) {
@@ -146,13 +158,6 @@ func traceHost(x *exchange.Exchange) string {
 		return x.Request.Host
 	}
 	return netip.AddrPortFrom(x.Server.Addr().Unmap(), x.Server.Port()).String()
-}
-
-func tracePath(x *exchange.Exchange) string {
-	if x.Request.Path != "" {
-		return x.Request.Path
-	}
-	return "/"
 }
 
 func durationMs(d time.Duration) float64 {
@@ -238,3 +243,20 @@ func appendRFC3339Nano(dst []byte, t time.Time) []byte {
 }
 
 func appendInt(dst []byte, v int64) []byte { return strconv.AppendInt(dst, v, 10) }
+
+// bodyText is a body as a trace carries it: the text when it is valid UTF-8, else base64 of
+// its bytes (bodyEncoding then says "base64"), never text with bytes replaced.
+func bodyText(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// bodyEncoding is "base64" for a body bodyText encodes, "" for text.
+func bodyEncoding(b []byte) string {
+	if utf8.Valid(b) {
+		return ""
+	}
+	return "base64"
+}

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/netip"
 	"strings"
@@ -198,39 +199,55 @@ func TestAppendTraceMaxTrimsBodies(t *testing.T) {
 	}
 }
 
-func TestRedaction(t *testing.T) {
+func TestRedactionByDefault(t *testing.T) {
 	x := sampleExchange()
-	x.Request.RawQuery = "token=abc&page=2"
-	x.Request.Headers = append(x.Request.Headers, exchange.Header{Name: "authorization", Value: "Bearer s3cret"})
-	x.Request.Body = []byte(`{"user":{"Password" : "hunter2","tags":["password"]},"token":{"a":[1,{"b":"}"}]},"n":5,"password":null}`)
+	x.Request.RawQuery = "access_token=abc&page=2"
+	x.Request.Headers = append(x.Request.Headers,
+		exchange.Header{Name: "authorization", Value: "Bearer s3cret"},
+		exchange.Header{Name: "Cookie", Value: "sid=abcdef; theme=dark"})
+	x.Request.Body = []byte(`{"user":{"Pass\u0077ord" : "hunter2","tags":["password"]},"token":{"a":[1,{"b":"}"}]},"n":5,"password":null}`)
+	x.Response.Headers = append(x.Response.Headers, exchange.Header{Name: "Set-Cookie", Value: "sid=abcdef; Path=/; HttpOnly"})
 	x.Response.Body = []byte(`not json but has password in it`)
-	enc := TraceEncoder{Environment: "production", Redact: NewRedactor([]string{"Authorization"}, []string{"password", "token"})}
 	var tr Trace
-	if err := json.Unmarshal(enc.AppendTrace(nil, x), &tr); err != nil {
+	if err := json.Unmarshal(NewExporterEncoder(Options{}).AppendTrace(nil, x), &tr); err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"user":{"Password" : "[REDACTED]","tags":["password"]},"token":"[REDACTED]","n":5,"password":"[REDACTED]"}`; tr.Request.Body != want {
+	if want := `{"user":{"Pass\u0077ord" : "*******","tags":["password"]},"token":{"a":[0,{"b":"*"}]},"n":5,"password":null}`; tr.Request.Body != want {
 		t.Errorf("request body\n got: %s\nwant: %s", tr.Request.Body, want)
 	}
 	if tr.Response.Body != string(x.Response.Body) {
 		t.Errorf("non-JSON body changed: %s", tr.Response.Body)
 	}
-	if p := tr.Request.URL.Parameters; p[0].Value != Redacted || p[1].Value != "2" {
+	if p := tr.Request.URL.Parameters; p[0].Value != "***" || p[1].Value != "2" {
 		t.Errorf("parameters = %v", p)
 	}
+	want := map[string]string{"authorization": "Bearer ******", "Cookie": "sid=******; theme=****", "Content-Type": "application/json"}
 	for _, h := range tr.Request.Headers {
-		if h.Name == "authorization" && h.Value != Redacted {
-			t.Errorf("authorization header not redacted: %q", h.Value)
-		}
-		if h.Name == "Content-Type" && h.Value != "application/json" {
-			t.Errorf("unrelated header changed: %q", h.Value)
+		if w, ok := want[h.Name]; ok && h.Value != w {
+			t.Errorf("%s = %q, want %q", h.Name, h.Value, w)
 		}
 	}
-	if string(x.Request.Body) == tr.Request.Body {
-		t.Fatal("exchange body unchanged? redaction did nothing")
+	if h := tr.Response.Headers[1]; h.Value != "sid=******; Path=/; HttpOnly" {
+		t.Errorf("Set-Cookie = %q", h.Value)
 	}
-	if NewRedactor(nil, []string{" "}) != nil {
-		t.Fatal("empty lists must give a nil Redactor")
+	// The explicit opt-out sends everything verbatim.
+	if err := json.Unmarshal(NewExporterEncoder(Options{NoRedact: true}).AppendTrace(nil, x), &tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Request.Body != string(x.Request.Body) || tr.Request.URL.Parameters[0].Value != "abc" {
+		t.Errorf("NoRedact still masked: %s", tr.Request.Body)
+	}
+}
+
+// A form body and an escaped JSON key used to leak with redaction switched on.
+func TestRedactionFormAndEscapedKeys(t *testing.T) {
+	x := sampleExchange()
+	x.Request.Headers = []exchange.Header{{Name: "Content-Type", Value: "application/x-www-form-urlencoded"}}
+	x.Request.Body = []byte("user=ann&password=hunter2")
+	x.Response.Body = []byte(`{"pass\u0077ord":"hunter2"}`)
+	out := NewExporterEncoder(Options{}).AppendTrace(nil, x)
+	if strings.Contains(string(out), "hunter2") {
+		t.Fatalf("secret left the appliance: %s", out)
 	}
 }
 
@@ -298,5 +315,28 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 		if string(got) != "prefix"+strings.TrimSuffix(want.String(), "\n") {
 			t.Fatalf("%q: got %s, want %s", in, got[6:], want.String())
 		}
+	}
+}
+
+// A body that is not UTF-8 (an image, protobuf, a gzip the server did not label) travels as
+// base64 and says so: decoding it gives back exactly the bytes on the wire.
+func TestBinaryBodyKeptFaithfully(t *testing.T) {
+	x := sampleExchange()
+	x.Response.Body = []byte{0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff, 0xfe, '"'}
+	var enc TraceEncoder
+	var tr struct {
+		Request  struct{ Body string }
+		Response struct{ Body string }
+		Meta     map[string]any
+	}
+	if err := json.Unmarshal(enc.AppendTrace(nil, x), &tr); err != nil {
+		t.Fatal(err)
+	}
+	got, err := base64.StdEncoding.DecodeString(tr.Response.Body)
+	if err != nil || !bytes.Equal(got, x.Response.Body) || tr.Meta["responseBodyEncoding"] != "base64" {
+		t.Fatalf("body %q (%v), meta %v", tr.Response.Body, err, tr.Meta["responseBodyEncoding"])
+	}
+	if _, ok := tr.Meta["requestBodyEncoding"]; ok || tr.Request.Body != string(x.Request.Body) {
+		t.Fatalf("a text body changed: %q %v", tr.Request.Body, tr.Meta)
 	}
 }

@@ -12,12 +12,15 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/datapath/afpacket"
+	"github.com/metlo-labs/metlo-appliance/datapath/localaddr"
 	"github.com/metlo-labs/metlo-appliance/datapath/pcapsrc"
 	"github.com/metlo-labs/metlo-appliance/datapath/udpsrc"
 	"github.com/metlo-labs/metlo-appliance/datapath/xdp"
@@ -40,10 +43,11 @@ request/response pair as a Metlo trace.
 Live capture (--capture): auto tries XDP in native then generic mode, then AF_PACKET;
 udp listens on the VXLAN/GENEVE ports with plain sockets (no root needed).
 Offline: --pcap FILE (pcap or pcapng, '-' = stdin) or --sample (a bundled capture)
-processes the input as fast as possible, prints a summary to stderr and exits.`,
+processes the input as fast as possible, prints a summary to stderr and exits; it
+exits 3 when traces were dropped and 4 when undelivered traces wait in the spool.`,
 		Example: `  metlo-appliance collect --sample
   metlo-appliance collect --pcap mirror.pcapng --sink jsonl:traces.jsonl
-  metlo-appliance collect --capture auto -i eth0 --sink metlo:http://metlo:8081`,
+  metlo-appliance collect --capture auto -i eth0 --sink metlo:https://metlo.internal:8081`,
 		Args: cobra.NoArgs,
 	}
 	addConfigFlags(cmd.Flags())
@@ -71,10 +75,26 @@ type collector struct {
 	closeSrc func() error
 	// captureLine is the source's own counters (kernel drops), read before it closes.
 	captureLine string
+	// local is the host's own addresses, followed live while capturing.
+	local *datapath.LocalSet
+	// capture reports the live capture's state and losses to /metrics and the log.
+	capture *captureState
 }
 
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	log := newLogger(cfg.LogLevel, stderr)
+	memSource := cfg.resolveMemory()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The budgets take about two thirds of the limit; the garbage collector works
+		// harder as the heap nears it, instead of letting garbage grow past it.
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
+	level := slog.LevelInfo
+	if cfg.Pcap != "" || cfg.Sample {
+		level = slog.LevelDebug // an offline run's stderr is its summary
+	}
+	log.Log(ctx, level, "memory budget", "memory-limit", cfg.MemoryLimit, "from", memSource,
+		"buffer-bytes", cfg.BufferBytes, "queue-bytes", cfg.QueueBytes, "metlo-queue-bytes", cfg.MetloQueueBytes)
 	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now()}
 	if !c.offline && len(cfg.Sinks) == 1 && cfg.Sinks[0] == "jsonl:-" && cfg.MetloHost == "" {
 		log.Warn("no sink configured: traces go to stdout; set --sink metlo:URL (or METLO_HOST) to ship them")
@@ -102,12 +122,21 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	opts.Metrics, opts.Ready, opts.Logger = c.metrics, c.health, log
 	if c.offline {
 		// A file can wait for the encoders: nothing is dropped, and a short queue keeps
-		// memory (and page faults) low.
+		// memory (and page faults) low. The file is the durable copy: without a usable
+		// spool the run queues in memory, and it never sheds.
 		opts.Block, opts.QueueTraces = true, min(opts.QueueTraces, 4096)
+		opts.Metlo.SpoolFallback, opts.Metlo.MaxLag = true, 0
+	}
+	if !cfg.Redact {
+		log.Warn("redaction is off (redact: false): credentials in headers, query strings and bodies are exported verbatim")
 	}
 	c.exp, err = exporter.New(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if !c.offline {
+		stop := c.followLocalAddrs(ctx)
+		defer stop()
 	}
 	c.disp = datapath.NewDispatcher(c.dispatcherConfig(), c.exp)
 	if err := c.metrics.RegisterPipeline(pipelineStats{c.disp}); err != nil {
@@ -116,13 +145,37 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	if err := c.metrics.Register(c.disp.DefragCollector()); err != nil {
 		return err
 	}
+	c.capture = &captureState{c: c}
+	if !c.offline {
+		if err := c.metrics.RegisterCapture(c.capture); err != nil {
+			return err
+		}
+	}
 	if err := c.openSource(ctx); err != nil {
 		c.disp.Close()
 		_ = c.exp.Close(context.Background())
 		return err
 	}
+	if !c.offline {
+		acc := cfg.tunnelAccept()
+		srcs, vnis := "any", "any"
+		if len(acc.Sources) > 0 {
+			srcs = fmt.Sprint(acc.Sources)
+		}
+		if len(acc.VNIs) > 0 {
+			vnis = fmt.Sprint(acc.VNIs)
+		}
+		log.Info("tunnel packets accepted", "sources", srcs, "vnis", vnis)
+	}
 	c.health.SetReady("capture", true)
+	c.capture.up.Store(true)
+	logCtx, stopLog := context.WithCancel(ctx)
+	if cfg.SummaryInterval > 0 {
+		go c.capture.logSummaries(logCtx, log, cfg.SummaryInterval)
+	}
 	runErr := c.src.Run(ctx, c.disp.NewHandler)
+	stopLog()
+	c.capture.up.Store(false)
 	c.health.SetReady("capture", false)
 	c.captureLine = captureStats(c.src)
 	if c.closeSrc != nil {
@@ -131,16 +184,95 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		}
 	}
 	c.disp.Close()
-	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FlushTimeout)
-	defer cancel()
-	expErr := c.exp.Close(flushCtx)
+	expErr := c.closeExporter(ctx, stderr)
 	if runErr == nil || c.disp.Snapshot().Reassembly.Segments > 0 {
 		c.printSummary(stderr) // a source that failed before any traffic has nothing to sum up
 	}
 	if runErr != nil {
 		return runErr
 	}
+	if c.offline {
+		if err := deliveryOutcome(c.exp.Summary()); err != nil {
+			if expErr != nil {
+				log.Warn("closing the exporter", "err", expErr)
+			}
+			return err
+		}
+	}
 	return expErr
+}
+
+// Exit codes of an offline run (--pcap, --sample) that finished but did not deliver
+// everything; other failures exit 1.
+const (
+	exitDropped = 3 // traces were dropped or shed (the summary says why, per sink)
+	exitSpooled = 4 // nothing dropped, but traces wait in the spool for the next run
+)
+
+// exitError carries a process exit code through cobra to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// ExitCode is the status the process exits with.
+func (e *exitError) ExitCode() int { return e.code }
+
+// deliveryOutcome turns the sinks' summaries into the offline run's exit status.
+func deliveryOutcome(sums []exporter.SinkSummary) error {
+	var lost uint64
+	var pending int64
+	var spools []string
+	for _, s := range sums {
+		lost += s.Lost()
+		if s.Pending > 0 {
+			pending += s.Pending
+			spools = append(spools, s.Spool)
+		}
+	}
+	switch {
+	case lost > 0:
+		return &exitError{exitDropped, fmt.Errorf("%d traces were dropped (see the delivery lines of the summary)", lost)}
+	case pending > 0:
+		return &exitError{exitSpooled, fmt.Errorf("%d traces not yet delivered are kept in %s; the next collect run with this spool sends them", pending, strings.Join(spools, ", "))}
+	}
+	return nil
+}
+
+// closeExporter delivers what is queued: for flush-timeout when a live collector stops,
+// for offline-flush-timeout after an offline run's input ends, reporting progress meanwhile.
+func (c *collector) closeExporter(ctx context.Context, stderr io.Writer) error {
+	timeout := c.cfg.FlushTimeout
+	if c.offline {
+		timeout = c.cfg.OfflineTimeout
+	}
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.exp.Close(flushCtx) }()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			for _, s := range c.exp.Summary() {
+				if s.Pending > 0 {
+					c.log.Info("delivering queued traces", "sink", s.Name, "waiting", s.Pending, "sent", s.Outcomes[exporter.OutcomeSent],
+						"gives_up_in", time.Until(deadlineOf(flushCtx)).Round(time.Second))
+				}
+			}
+		}
+	}
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
 
 func (c *collector) dispatcherConfig() datapath.DispatcherConfig {
@@ -155,12 +287,11 @@ func (c *collector) dispatcherConfig() datapath.DispatcherConfig {
 		Raw:         cfg.Raw,
 		Exclude:     c.exp.BackendEndpoints(),
 	}
-	if !c.offline {
-		dc.LocalAddrs = hostAddrs(c.log)
-	}
+	dc.Local = c.local
 	return datapath.DispatcherConfig{
 		Workers: workers,
 		Decoder: dc,
+		Accept:  cfg.tunnelAccept(),
 		Live:    !c.offline,
 		Reassembly: reassembly.Config{
 			BodyCap:         cfg.BodyCap,
@@ -185,7 +316,12 @@ func (c *collector) openSource(ctx context.Context) error {
 		c.src = pcapsrc.New(pcapsrc.Config{Path: cfg.Pcap, Logger: c.log})
 		return nil
 	case cfg.Capture == "udp":
-		s, err := udpsrc.New(udpsrc.Config{VXLANPorts: cfg.VXLANPorts, GENEVEPorts: cfg.GENEVEPorts, Logger: c.log})
+		ring := cfg.RingBytes
+		if ring == 0 {
+			ring = datapath.DefaultRingBytes()
+		}
+		s, err := udpsrc.New(udpsrc.Config{VXLANPorts: cfg.VXLANPorts, GENEVEPorts: cfg.GENEVEPorts, RecvBuffer: ring,
+			BindAddr: cfg.UDPBind, AcceptSources: cfg.tunnelAccept().Sources, Logger: c.log})
 		if err != nil {
 			return err
 		}
@@ -199,7 +335,9 @@ func (c *collector) openSource(ctx context.Context) error {
 		for _, mode := range []xdp.Mode{xdp.ModeNative, xdp.ModeGeneric} {
 			xc := xdp.DefaultConfig(cfg.Interface)
 			xc.VXLANPorts, xc.GENEVEPorts = toPorts(cfg.VXLANPorts), toPorts(cfg.GENEVEPorts)
-			xc.Raw, xc.Mode, xc.Logger = cfg.Raw, mode, c.log
+			xc.Raw, xc.Mode, xc.Logger, xc.RingBytes = cfg.Raw, mode, c.log, cfg.RingBytes
+			acc := cfg.tunnelAccept()
+			xc.AcceptSources, xc.AcceptVNIs = acc.Sources, acc.VNIs
 			s, err := xdp.Open(xc)
 			if err == nil {
 				if err := c.metrics.Register(s.Collector()); err != nil {
@@ -219,7 +357,7 @@ func (c *collector) openSource(ctx context.Context) error {
 			}
 		}
 	}
-	s, err := afpacket.New(afpacket.Config{Interface: cfg.Interface, Logger: c.log})
+	s, err := afpacket.New(afpacket.Config{Interface: cfg.Interface, RingBytes: cfg.RingBytes, Logger: c.log})
 	if errors.Is(err, os.ErrPermission) {
 		return fmt.Errorf("%w (AF_PACKET capture needs root or CAP_NET_RAW; --capture udp needs neither)", err)
 	}
@@ -262,7 +400,7 @@ func (c *collector) printSummary(w io.Writer) {
 	if line := defragLine(s.Defrag); line != "" {
 		fmt.Fprintf(w, "ip frags %s\n", line)
 	}
-	fmt.Fprintf(w, "flows     %d created, %d evicted idle, %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
+	fmt.Fprintf(w, "flows     %d created, %d evicted (idle, max-flows or memory), %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
 	fmt.Fprintf(w, "exchanges %d emitted (complete=%d truncated=%d no_response=%d); orphan_responses=%d parse_errors=%d non_http_flows=%d\n",
 		emitted, r.Exchanges["complete"], r.Exchanges["truncated"], r.Exchanges["no_response"],
 		r.Exchanges["orphan_response"], r.Exchanges["parse_error"], r.Exchanges["non_http"])
@@ -276,6 +414,25 @@ func (c *collector) printSummary(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+	for _, s := range c.exp.Summary() {
+		line := ""
+		for _, k := range sortedKeys(s.Outcomes) {
+			line += fmt.Sprintf(" %s=%d", k, s.Outcomes[k])
+		}
+		if s.Replayed > 0 {
+			line += fmt.Sprintf(" (replayed from the spool: %d)", s.Replayed)
+		}
+		if s.Pending > 0 {
+			line += fmt.Sprintf(" still_spooled=%d (%s)", s.Pending, s.Spool)
+		}
+		if line == "" && s.Name == "queue" {
+			continue
+		}
+		if line == "" {
+			line = " nothing"
+		}
+		fmt.Fprintf(w, "delivery  %s:%s\n", exporter.MaskURL(s.Name), line)
+	}
 }
 
 // defragLine lists the non-zero IP reassembly counters, or nothing when no fragment came.
@@ -326,8 +483,35 @@ func toPorts(ps []int) []uint16 {
 	return out
 }
 
-// hostAddrs lists this host's addresses: raw capture never traces its own traffic.
-func hostAddrs(log *slog.Logger) []netip.Addr {
+// followLocalAddrs keeps c.local equal to this host's addresses and local routes (raw
+// capture never traces the host's own traffic) until the returned stop is called.
+func (c *collector) followLocalAddrs(ctx context.Context) (stop func()) {
+	w, err := localaddr.Open()
+	if err != nil {
+		c.log.Warn("cannot follow local addresses; using the current ones only", "err", err)
+		c.local = datapath.NewLocalSet(staticHostAddrs(c.log), nil)
+		return func() {}
+	}
+	set := w.Current()
+	c.local = datapath.NewLocalSet(set.Addrs, set.Prefixes)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := w.Run(ctx, func(s localaddr.Set) {
+			added, removed := set.Diff(s)
+			set = s
+			c.local.Set(s.Addrs, s.Prefixes)
+			c.log.Debug("decoder's local addresses changed", "added", added, "removed", removed)
+		})
+		if err != nil {
+			c.log.Warn("no longer following local addresses", "err", err)
+		}
+	}()
+	return func() { w.Close(); <-done }
+}
+
+// staticHostAddrs lists this host's addresses once.
+func staticHostAddrs(log *slog.Logger) []netip.Addr {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		log.Warn("cannot list local addresses; raw capture may trace this host's own traffic", "err", err)

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/metlo-labs/metlo-appliance/exporter"
 )
 
 // newConfigCmd returns `metlo-appliance config`, which prints the effective configuration.
@@ -21,7 +24,11 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			source := c.resolveMemory() // the derived budgets are part of what takes effect
 			out, err := configYAML(c)
+			if err == nil {
+				out = append(out, "# memory-limit from "+source+"\n"...)
+			}
 			if err != nil {
 				return err
 			}
@@ -33,10 +40,18 @@ func newConfigCmd() *cobra.Command {
 	return cmd
 }
 
-// configYAML renders c in Config field order with the API key masked.
+// configYAML renders c in Config field order with the API key and URL credentials masked.
 func configYAML(c *Config) ([]byte, error) {
 	masked := *c
 	masked.MetloKey = maskKey(c.MetloKey)
+	masked.MetloHost = exporter.MaskURL(c.MetloHost)
+	if !strings.Contains(c.MetloHost, "://") {
+		masked.MetloHost = strings.TrimPrefix(exporter.MaskURL("http://"+c.MetloHost), "http://")
+	}
+	masked.Sinks = nil
+	for _, s := range c.Sinks {
+		masked.Sinks = append(masked.Sinks, exporter.MaskURL(s))
+	}
 	doc := &yaml.Node{Kind: yaml.MappingNode}
 	v := reflect.ValueOf(masked)
 	for i := range v.NumField() {

@@ -116,6 +116,19 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "bad sink", args: []string{"--sink", "kafka:x"}, err: "accepted: jsonl, metlo"},
 		{name: "metlo sink without key", env: map[string]string{"METLO_HOST": "http://m:8081"}, err: "needs metlo-key"},
 		{name: "zero queue", file: "queue-traces: 0\n", err: "queue-traces must be a positive number"},
+		{name: "bad spool policy", file: "spool-full: drop-random\n", err: "spool-full must be drop-oldest|drop-newest"},
+		{name: "delivery defaults", check: func(t *testing.T, c *Config) {
+			if c.RateLimit != 60 || c.RateBurst != 500 || c.MaxInFlight != 2 || c.SpoolDir != "/var/lib/metlo-appliance/spool" ||
+				c.SpoolFull != "drop-oldest" || !c.Redact || c.OfflineTimeout != 10*time.Minute || c.RequestTimeout != 10*time.Second {
+				t.Fatalf("delivery defaults wrong: %+v", c)
+			}
+		}},
+		{name: "redaction opt-out and memory-only", env: map[string]string{"METLO_REDACT": "false", "METLO_SPOOL_DIR": ""}, file: "spool-dir: /x\n",
+			check: func(t *testing.T, c *Config) {
+				if c.Redact || c.exporterOptions().NoRedact != true {
+					t.Fatalf("redact = %v", c.Redact)
+				}
+			}},
 		{name: "bad port", file: "geneve-ports: [70000]\n", err: "geneve-ports must be ports 1-65535"},
 	}
 	for _, tc := range cases {
@@ -158,6 +171,27 @@ func TestConfigCommandMasksTheKey(t *testing.T) {
 		if !strings.Contains(s, "\n"+k+":") && !strings.HasPrefix(s, k+":") {
 			t.Errorf("output lacks key %s", k)
 		}
+	}
+}
+
+func TestConfigCommandMasksURLCredentials(t *testing.T) {
+	tc := configCase{env: map[string]string{"METLO_HOST": "https://ops:hunter2@metlo:8081", "METLO_KEY": fullKey,
+		"METLO_SINK": "metlo:https://ops:hunter2@metlo:8081,jsonl:-"}}
+	loadFor(t, tc)
+	cmd := newConfigCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); strings.Contains(s, "hunter2") || !strings.Contains(s, "metlo:https://****@metlo:8081") ||
+		!strings.Contains(s, "metlo-host: https://****@metlo:8081") {
+		t.Fatalf("URL credentials shown:\n%s", s)
+	}
+	// Errors do not show them either.
+	_, err := loadFor(t, configCase{env: map[string]string{"METLO_SINK": "metlo:https://ops:hunter2@metlo:8081"}})
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error leaks the password: %v", err)
 	}
 }
 

@@ -1,0 +1,376 @@
+package redact
+
+import (
+	"bytes"
+	"mime"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// AppendBody appends body to dst with sensitive values masked, choosing the format from
+// the message's Content-Type (form-urlencoded, multipart/form-data, anything JSON) or, for
+// other types, from the body itself (an object or array is treated as JSON). It reports
+// whether anything was masked; when nothing was, dst is returned unchanged and the caller
+// keeps the original body.
+func (r *Redactor) AppendBody(dst, body []byte, contentType string) ([]byte, bool) {
+	if r == nil || len(body) == 0 {
+		return dst, false
+	}
+	media := contentType
+	if i := strings.IndexByte(media, ';'); i >= 0 {
+		media = media[:i]
+	}
+	media = strings.TrimSpace(media)
+	switch {
+	case strings.EqualFold(media, "application/x-www-form-urlencoded"):
+		return r.appendForm(dst, body)
+	case strings.EqualFold(media, "multipart/form-data"):
+		return r.appendMultipart(dst, body, contentType)
+	case strings.Contains(strings.ToLower(media), "json") || looksJSON(body):
+		return r.appendJSON(dst, body)
+	}
+	return dst, false
+}
+
+func looksJSON(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{', '[':
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// appendJSON masks the value of every object member whose unescaped key is sensitive, at
+// any depth, copying everything else byte for byte. Malformed JSON is handled as far as it
+// parses: nothing is ever lost, at worst nothing is masked.
+func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
+	start := len(dst)
+	copied, changed := 0, false
+	var key, scratch []byte
+	for i := 0; i < len(body); {
+		q := bytes.IndexByte(body[i:], '"')
+		if q < 0 {
+			break
+		}
+		s := i + q
+		end := skipString(body, s)
+		if end < 0 {
+			break
+		}
+		j := skipSpace(body, end)
+		if j >= len(body) || body[j] != ':' {
+			i = end
+			continue
+		}
+		key = body[s+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			key = unescapeJSON(scratch[:0], key)
+			scratch = key
+		}
+		if !r.field(key) {
+			i = j + 1
+			continue
+		}
+		vStart := skipSpace(body, j+1)
+		vEnd := skipValue(body, vStart)
+		if vEnd <= vStart {
+			i = j + 1
+			continue
+		}
+		dst = append(dst, body[copied:vStart]...)
+		dst = maskJSON(dst, body[vStart:vEnd])
+		copied, i, changed = vEnd, vEnd, true
+	}
+	if !changed {
+		return dst[:start], false
+	}
+	return append(dst, body[copied:]...), true
+}
+
+// maskJSON appends v with every string replaced by a mask of its length and every number
+// by 0; keys, structure, booleans and null are kept.
+func maskJSON(dst, v []byte) []byte {
+	var scratch []byte
+	for i := 0; i < len(v); {
+		c := v[i]
+		switch {
+		case c == '"':
+			end := skipString(v, i)
+			if end < 0 {
+				return append(dst, v[i:]...)
+			}
+			if j := skipSpace(v, end); j < len(v) && v[j] == ':' {
+				dst = append(dst, v[i:end]...) // a key
+			} else {
+				scratch = unescapeJSON(scratch[:0], v[i+1:end-1])
+				dst = append(dst, '"')
+				dst = appendStars(dst, utf8.RuneCount(scratch))
+				dst = append(dst, '"')
+			}
+			i = end
+		case c == '-' || ('0' <= c && c <= '9'):
+			dst = append(dst, '0')
+			for i < len(v) && strings.IndexByte("+-.eE0123456789", v[i]) >= 0 {
+				i++
+			}
+		default:
+			dst = append(dst, c)
+			i++
+		}
+	}
+	return dst
+}
+
+// skipString returns the index after the JSON string starting at b[i] == '"', or -1.
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		j += k
+		bs := 0
+		for p := j - 1; p > i && b[p] == '\\'; p-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return j + 1
+		}
+		j++
+	}
+	return -1
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index after the JSON value starting at b[i]; a malformed value
+// extends to the end of b.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		if end := skipString(b, i); end > 0 {
+			return end
+		}
+		return len(b)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end := skipString(b, j)
+				if end < 0 {
+					return len(b)
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i
+	for j < len(b) && strings.IndexByte(",}] \t\r\n", b[j]) < 0 {
+		j++
+	}
+	return j
+}
+
+// unescapeJSON appends the decoded content of a JSON string (without its quotes). Invalid
+// escapes are kept as written.
+func unescapeJSON(dst, s []byte) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(s, i+1)
+			if !ok {
+				dst = append(dst, '\\', 'u')
+				continue
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				if r2, ok := hex4(s, i+3); ok && i+2 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+						r = d
+						i += 6
+					}
+				}
+			}
+			dst = utf8.AppendRune(dst, r)
+		default: // \" \\ \/ and anything else: the character itself
+			dst = append(dst, s[i])
+		}
+	}
+	return dst
+}
+
+func hex4(s []byte, i int) (rune, bool) {
+	if i+4 > len(s) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s[i : i+4] {
+		d := unhex(c)
+		if d < 0 {
+			return 0, false
+		}
+		r = r<<4 | rune(d)
+	}
+	return r, true
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
+}
+
+// unescapeForm appends the decoded form component ('+' is a space, %XX a byte; a broken
+// escape is kept as written).
+func unescapeForm(dst []byte, s []byte) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			dst = append(dst, ' ')
+		case c == '%' && i+2 < len(s) && unhex(s[i+1]) >= 0 && unhex(s[i+2]) >= 0:
+			dst = append(dst, byte(unhex(s[i+1])<<4|unhex(s[i+2])))
+			i += 2
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// appendForm masks the values of sensitive fields in an application/x-www-form-urlencoded
+// body, keeping names, order and separators.
+func (r *Redactor) appendForm(dst, body []byte) ([]byte, bool) {
+	start := len(dst)
+	changed := false
+	var scratch []byte
+	for rest := body; len(rest) > 0; {
+		pair := rest
+		amp := bytes.IndexByte(rest, '&')
+		if amp >= 0 {
+			pair, rest = rest[:amp], rest[amp+1:]
+		} else {
+			rest = nil
+		}
+		name, val, hasEq := bytes.Cut(pair, []byte("="))
+		scratch = unescapeForm(scratch[:0], name)
+		if hasEq && r.field(scratch) {
+			dst = append(append(dst, name...), '=')
+			scratch = unescapeForm(scratch[:0], val)
+			dst = appendStars(dst, utf8.RuneCount(scratch))
+			changed = true
+		} else {
+			dst = append(dst, pair...)
+		}
+		if amp >= 0 {
+			dst = append(dst, '&')
+		}
+	}
+	if !changed {
+		return dst[:start], false
+	}
+	return dst, true
+}
+
+// appendMultipart masks the content of parts whose form field name is sensitive.
+func (r *Redactor) appendMultipart(dst, body []byte, contentType string) ([]byte, bool) {
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil || params["boundary"] == "" {
+		return dst, false
+	}
+	delim := []byte("--" + params["boundary"])
+	start := len(dst)
+	changed := false
+	copied := 0
+	for pos := 0; ; {
+		d := bytes.Index(body[pos:], delim)
+		if d < 0 {
+			break
+		}
+		hdrStart := pos + d + len(delim)
+		hdrEnd := bytes.Index(body[hdrStart:], []byte("\r\n\r\n"))
+		if hdrEnd < 0 {
+			break
+		}
+		content := hdrStart + hdrEnd + 4
+		next := bytes.Index(body[content:], append([]byte("\r\n"), delim...))
+		contentEnd := len(body)
+		if next >= 0 {
+			contentEnd = content + next
+		}
+		if name, ok := partName(body[hdrStart:content]); ok && r.Field(name) {
+			dst = append(dst, body[copied:content]...)
+			dst = appendStars(dst, utf8.RuneCount(body[content:contentEnd]))
+			copied, changed = contentEnd, true
+		}
+		if next < 0 {
+			break
+		}
+		pos = contentEnd
+	}
+	if !changed {
+		return dst[:start], false
+	}
+	return append(dst, body[copied:]...), true
+}
+
+// partName finds the name parameter of a part's Content-Disposition header.
+func partName(headers []byte) (string, bool) {
+	for _, line := range strings.Split(string(headers), "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "Content-Disposition") {
+			continue
+		}
+		_, params, err := mime.ParseMediaType(strings.TrimSpace(v))
+		if err != nil {
+			return "", false
+		}
+		name, ok := params["name"]
+		return name, ok
+	}
+	return "", false
+}

@@ -165,6 +165,9 @@ func (d *Decoder) Decode(f *Frame, seg *tcp.Segment) (Encap, Outcome) {
 	case f.Decapsulated:
 		w.depth = 1
 		out = w.ether(f.Data)
+	case f.Link == LinkEthernet:
+		w.encap, w.vni = EncapRaw, 0
+		out = w.ether(f.Data)
 	default:
 		w.encap, w.vni = EncapRaw, 0
 		out = w.link(f.Link, f.Data)
@@ -273,6 +276,9 @@ func (w *walk) ip4(b []byte) Outcome {
 		fr := fragment{off: int(ff&0x1fff) * 8, more: ff&0x2000 != 0, proto: proto, data: l4, length: len(l4) + short,
 			key: fragKey{tunnel: w.vni, src: src, dst: dst, id: uint32(binary.BigEndian.Uint16(b[4:6])), proto: proto}}
 		return w.fragment(&fr, &src, &dst)
+	}
+	if proto == ipProtoTCP { // the common case, without the dispatch
+		return w.d.tcp(l4, &src, &dst, w.seg, short)
 	}
 	return w.l4(proto, l4, &src, &dst, short)
 }

@@ -51,19 +51,20 @@ func (h *half) acked(ack uint32) {
 }
 
 // ackedHoleSegments is how many later segments of the same direction must have arrived
-// before an acknowledged hole is given up, and it must have waited half the reorder timeout.
+// before an acknowledged hole is given up, and it must have waited a quarter of the reorder
+// timeout.
 // The acknowledgement alone proves little: the other direction often travels another queue
 // and overtakes; mirror paths (NLB, GWLB) reorder a direction's own packets by a few places;
 // and a sender that moves between CPUs spreads one direction over two of XDP's per-CPU
-// rings, one of which a busy host can drain late. Sixteen later segments, half the reorder
-// timeout and the receiver's word that it had the bytes are evidence enough.
+// rings, one of which a busy host can drain late. Sixteen later segments, a quarter of the
+// reorder timeout and the receiver's word that it had the bytes are evidence enough.
 const ackedHoleSegments = 16
 
 // skipAckedHoles declares gaps for the holes before buffered data that the receiver has
 // already acknowledged, delivering the data behind them without waiting for the reorder
 // timeout.
 func (h *half) skipAckedHoles() {
-	wait := int64(h.f.a.cfg.ReorderTimeout) / 2
+	wait := int64(h.f.a.cfg.ReorderTimeout) / 4
 	for h.synced && h.hasPeerAck && len(h.ooo) >= ackedHoleSegments && !h.f.closed &&
 		int32(h.ooo[0].seq-h.nextSeq) > 0 && int32(h.peerAck-h.ooo[0].seq) >= 0 &&
 		h.f.a.now-h.ooo[0].arrived >= wait {

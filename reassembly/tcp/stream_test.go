@@ -437,8 +437,8 @@ func TestAcknowledgedHoleIsGivenUpWithoutWaiting(t *testing.T) {
 	l.send(l.seg(true, 0, "")) // the client's ACK covers everything sent so far
 	l.want("", "head ")
 	l.send(later[ackedHoleSegments-1])
-	l.want("", "head ") // enough evidence, but the hole has not waited half the reorder timeout
-	l.ts += int64(5 * time.Second)
+	l.want("", "head ") // enough evidence, but the hole has not waited a quarter of the reorder timeout
+	l.ts += int64(3 * time.Second)
 	l.send(l.seg(true, 0, ""))
 	l.want("", "head <gap 4>"+strings.Repeat(".", ackedHoleSegments))
 	if s := l.a.Stats(); s.Gaps != 1 || s.GapsAcked != 1 {

@@ -252,6 +252,17 @@ func (l *Lab) CollectorCommand(ctx context.Context, name string, args ...string)
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.CollectorNetns, name}, args...)...)
 }
 
+// ServerCommand returns a command that runs inside the server's namespace (any server
+// listening on the Server address's IP is mirrored to the collector).
+func (l *Lab) ServerCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.nsSrv, name}, args...)...)
+}
+
+// ClientCommand returns a command that runs inside the client's namespace.
+func (l *Lab) ClientCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.nsCli, name}, args...)...)
+}
+
 // CollectorRxPackets returns the collector veth's received-packet counter.
 func (l *Lab) CollectorRxPackets() (uint64, error) {
 	out, err := exec.Command("ip", "-n", l.CollectorNetns, "-s", "-j", "link", "show", "dev", l.CollectorIf).Output()

@@ -178,7 +178,10 @@ func (d *Decoder) Decode(f *Frame, seg *tcp.Segment) (Encap, Outcome) {
 	if w.encap == EncapRaw && !f.Decapsulated && !d.raw {
 		return w.encap, OutcomeNotMirrored
 	}
-	if d.excluded(seg) || (w.encap == EncapRaw && d.isLocal(seg.Key.Lo.Addr, seg.Key.Hi.Addr)) {
+	// The host's own traffic is never traced: raw, or inside IP-in-IP and GRE, which is how a
+	// host's own tunnels look (a mirror's inner addresses are never the appliance's).
+	hostTunnel := w.encap == EncapRaw || w.encap == EncapIPIP || w.encap == EncapGRE
+	if d.excluded(seg) || (hostTunnel && d.isLocal(seg.Key.Lo.Addr, seg.Key.Hi.Addr)) {
 		return w.encap, OutcomeLocal
 	}
 	seg.Key.Tunnel = w.vni

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -150,6 +151,30 @@ func TestGREKeyIsNotPartOfTheFlow(t *testing.T) {
 	d.Decode(&Frame{Data: outerGRE(t, &layers.GRE{KeyPresent: true, Key: 0x02000000, Protocol: layers.EthernetTypeTransparentEthernetBridging}, resp)}, &b)
 	if a.Key != b.Key || a.Hash != b.Hash {
 		t.Fatalf("the directions have different flows: %+v / %+v", a.Key, b.Key)
+	}
+}
+
+// The appliance's own connections are not traced when they travel in the host's own
+// IP-in-IP or GRE tunnels either; a mirror tunnel's inner traffic is never the host's.
+func TestLocalTrafficInHostTunnels(t *testing.T) {
+	inner := innerTCP(t, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "x")
+	ipip := serialize(t, &layers.IPv4{Version: 4, TTL: 9, Protocol: layers.IPProtocolIPv4, SrcIP: []byte{192, 0, 2, 1}, DstIP: []byte{192, 0, 2, 2}}, gopacket.Payload(inner[14:]))
+	cases := []struct {
+		name string
+		f    Frame
+		want Outcome
+	}{
+		{"ipip", Frame{Data: ipip, Link: LinkRawIP}, OutcomeLocal},
+		{"gre", Frame{Data: outerGRE(t, &layers.GRE{Protocol: layers.EthernetTypeIPv4}, inner[14:])}, OutcomeLocal},
+		{"vxlan mirror", Frame{Data: outerUDP(t, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, inner))}, OutcomeTCP},
+	}
+	for _, tc := range cases {
+		d := NewDecoder(DecoderConfig{Raw: true, LocalAddrs: []netip.Addr{netip.MustParseAddr("10.1.0.9")}})
+		var seg tcp.Segment
+		tc.f.Timestamp = 1
+		if _, out := d.Decode(&tc.f, &seg); out != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, out, tc.want)
+		}
 	}
 }
 

@@ -393,27 +393,53 @@ func (f *Defragmenter) charge(dg *datagram, n int) {
 	f.held.Add(int64(n))
 }
 
-// reserve makes room for n more bytes: first by freeing pooled buffers, then by dropping
-// this shard's oldest datagrams other than keep. Shards reserve concurrently, so the
-// budget can be exceeded by at most one growth per shard.
+// reserve makes room for n more bytes: first by freeing this shard's pooled buffers, then
+// by dropping its oldest datagrams other than keep, then — so that datagrams piled up in
+// one shard cannot starve the others — the pools and oldest datagrams of shards whose lock
+// is free (TryLock: never waiting while holding this shard's lock, so no deadlock). Shards
+// reserve concurrently, so the budget can be exceeded by at most one growth per shard.
 func (f *Defragmenter) reserve(sh *defragShard, keep *datagram, n int) bool {
 	for f.held.Load()+int64(n) > f.max {
-		if k := len(sh.pool); k > 0 {
-			f.held.Add(-int64(sh.pool[k-1].charged))
-			sh.pool[k-1] = nil
-			sh.pool = sh.pool[:k-1]
+		if f.shed(sh, keep) {
 			continue
 		}
-		victim := sh.head
-		if victim != nil && victim == keep {
-			victim = victim.next
+		freed := false
+		for i := range f.shards {
+			o := &f.shards[i]
+			if o == sh || !o.mu.TryLock() {
+				continue
+			}
+			freed = f.shed(o, nil)
+			o.mu.Unlock()
+			if freed {
+				break
+			}
 		}
-		if victim == nil {
+		if !freed {
 			return false
 		}
-		f.drop(sh, victim, &f.c.evicted)
 	}
 	f.held.Add(int64(n))
+	return true
+}
+
+// shed frees one pooled buffer of sh, or else drops its oldest datagram other than keep
+// (counted as evicted); false when sh has nothing to give. sh's lock is held.
+func (f *Defragmenter) shed(sh *defragShard, keep *datagram) bool {
+	if k := len(sh.pool); k > 0 {
+		f.held.Add(-int64(sh.pool[k-1].charged))
+		sh.pool[k-1] = nil
+		sh.pool = sh.pool[:k-1]
+		return true
+	}
+	victim := sh.head
+	if victim != nil && victim == keep {
+		victim = victim.next
+	}
+	if victim == nil {
+		return false
+	}
+	f.drop(sh, victim, &f.c.evicted)
 	return true
 }
 

@@ -17,6 +17,7 @@ import (
 // Decoders are pooled: building a flate or brotli reader allocates tens of kilobytes.
 var (
 	gzipPool   sync.Pool
+	zlibPool   sync.Pool
 	flatePool  sync.Pool
 	brotliPool sync.Pool
 )
@@ -45,10 +46,17 @@ func Decode(raw []byte, encoding string, limit int, rawTruncated bool) ([]byte, 
 	case "deflate":
 		// "deflate" means zlib-wrapped per RFC 9110, but some servers send raw DEFLATE.
 		if len(raw) >= 2 && (uint16(raw[0])<<8|uint16(raw[1]))%31 == 0 && raw[0]&0x0f == 8 {
-			zr, err := zlib.NewReader(src)
+			zr, _ := zlibPool.Get().(io.ReadCloser)
+			var err error
+			if zr == nil {
+				zr, err = zlib.NewReader(src)
+			} else {
+				err = zr.(zlib.Resetter).Reset(src, nil)
+			}
 			if err != nil {
 				return raw, rawTruncated, err
 			}
+			defer zlibPool.Put(zr)
 			r = zr
 		} else {
 			fr, _ := flatePool.Get().(io.ReadCloser)
@@ -74,22 +82,43 @@ func Decode(raw []byte, encoding string, limit int, rawTruncated bool) ([]byte, 
 	default:
 		return raw, rawTruncated, errors.New("unsupported content-encoding " + encoding)
 	}
-	out := make([]byte, 0, min(limit, 4*len(raw)+512))
-	buf := bytes.NewBuffer(out)
-	n, err := io.CopyN(buf, r, int64(limit))
+	out, err := readUpTo(r, limit, min(limit, 4*len(raw)+512))
 	cut := false
-	if err == nil && n == int64(limit) {
+	if err == nil && len(out) == limit {
 		// Exactly at the limit: cut only if more follows.
 		var one [1]byte
 		if m, _ := r.Read(one[:]); m > 0 {
 			cut = true
 		}
 	}
-	if err != nil && err != io.EOF {
-		if rawTruncated && (errors.Is(err, io.ErrUnexpectedEOF) || buf.Len() > 0) {
-			return buf.Bytes(), true, nil // the prefix we could decode of a cut body
+	if err != nil {
+		if rawTruncated && (errors.Is(err, io.ErrUnexpectedEOF) || len(out) > 0) {
+			return out, true, nil // the prefix we could decode of a cut body
 		}
 		return raw, rawTruncated, err
 	}
-	return buf.Bytes(), cut || rawTruncated, nil
+	return out, cut || rawTruncated, nil
+}
+
+// readUpTo reads r to its end or to limit bytes into one slice, starting at size bytes and
+// doubling (never past limit): one allocation for most bodies, no intermediate buffers.
+// io.EOF is not an error.
+func readUpTo(r io.Reader, limit, size int) ([]byte, error) {
+	out := make([]byte, 0, max(size, 1))
+	for len(out) < limit {
+		if len(out) == cap(out) {
+			grown := make([]byte, len(out), min(2*cap(out), limit))
+			copy(grown, out)
+			out = grown
+		}
+		n, err := r.Read(out[len(out):cap(out)])
+		out = out[:len(out)+n]
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }

@@ -52,18 +52,28 @@ func newAcceptFilter(a TunnelAccept, dc DecoderConfig) *acceptFilter {
 }
 
 // sourceRejected reports whether f is a tunnel packet (outer UDP to a VXLAN or GENEVE
-// port, behind Ethernet and up to two VLAN tags) whose outer source is not accepted.
+// port, behind Ethernet and up to two VLAN tags, or behind another link type's header)
+// whose outer source is not accepted.
 func (a *acceptFilter) sourceRejected(f *Frame) bool {
 	if len(a.sources) == 0 || f.Decapsulated || f.TunnelPayload {
 		return false
 	}
 	b := f.Data
-	if len(b) < 14 {
-		return false
-	}
-	et, off := binary.BigEndian.Uint16(b[12:]), 14
-	for i := 0; i < 2 && (et == etherTypeVLAN || et == etherTypeQinQ) && len(b) >= off+4; i++ {
-		et, off = binary.BigEndian.Uint16(b[off+2:]), off+4
+	var et uint16
+	off := 0
+	if f.Link == LinkEthernet {
+		if len(b) < 14 {
+			return false
+		}
+		et, off = binary.BigEndian.Uint16(b[12:]), 14
+		for i := 0; i < 2 && (et == etherTypeVLAN || et == etherTypeQinQ) && len(b) >= off+4; i++ {
+			et, off = binary.BigEndian.Uint16(b[off+2:]), off+4
+		}
+	} else {
+		var ok bool
+		if et, b, ok = linkNetwork(f.Link, b); !ok {
+			return false
+		}
 	}
 	var src [16]byte
 	var l4 []byte

@@ -1,8 +1,11 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
@@ -92,44 +95,98 @@ func TestDecodeAllocs(t *testing.T) {
 	}
 }
 
+// fuzzModes are the ways a source can hand a frame over (FuzzDecode's mode argument).
+var fuzzModes = []Frame{
+	{},                                       // a captured frame of the link type given
+	{TunnelPayload: true, Encap: EncapVXLAN}, // a UDP socket's VXLAN payload
+	{TunnelPayload: true, Encap: EncapGENEVE},
+	{Decapsulated: true, Encap: EncapVXLAN, Tunnel: 9}, // XDP: the inner Ethernet frame
+	{Decapsulated: true, InnerIsIP: true, Encap: EncapGENEVE, Tunnel: 9},
+}
+
+// FuzzDecode feeds one decoder (its defragmenter keeps state across inputs) arbitrary
+// frames of every link type and source mode. Seeds: the builders below and
+// testdata/fuzz/FuzzDecode, frames of the real captures in testdata/formats.
 func FuzzDecode(f *testing.F) {
-	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "GET / HTTP/1.1\r\n\r\n"))), false)
-	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "x"))), false)
-	f.Add(innerTCP6(f, "fd00::5", "fd00::9", 40000, 80, 7, "GET"), true)
-	d := NewDecoder(DecoderConfig{Raw: true})
-	f.Fuzz(func(t *testing.T, data []byte, udp bool) {
+	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "GET / HTTP/1.1\r\n\r\n"))), uint8(LinkEthernet), uint8(0))
+	f.Add(outerUDP(f, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, innerTCP(f, "10.1.0.5", "10.1.0.9", 40000, 80, 7, "x"))), uint8(LinkEthernet), uint8(0))
+	f.Add(innerTCP6(f, "fd00::5", "fd00::9", 40000, 80, 7, "GET"), uint8(LinkEthernet), uint8(2))
+	f.Add(vxlanHdr(1, innerTCP(f, "10.1.0.5", "10.1.0.9", 1, 80, 7, "x")), uint8(LinkEthernet), uint8(1))
+	f.Add(etherWith(mplsStack(f, innerTCP(f, "10.1.0.5", "10.1.0.9", 1, 80, 7, "x")[14:], 16, 17), 0x8847, 0x88a8, 0x8100), uint8(LinkEthernet), uint8(0))
+	f.Add(outerGRE(f, &layers.GRE{SeqPresent: true, Protocol: 0x22eb}, erspan3(12, 0, true, innerTCP(f, "10.1.0.5", "10.1.0.9", 1, 80, 7, "x"))), uint8(LinkEthernet), uint8(0))
+	f.Add(nflogRecord(binary.LittleEndian, 2, innerTCP(f, "10.1.0.5", "10.1.0.9", 1, 80, 7, "x")[14:]), uint8(LinkNFLOG), uint8(0))
+	f.Add(append(sll2Header(1, 0x86dd), innerTCP6(f, "fd00::5", "fd00::9", 1, 80, 7, "x")[14:]...), uint8(LinkSLL2), uint8(0))
+	big := tcp4(f, 3, 3000)
+	f.Add(frag4(big, 0, 1480), uint8(LinkRawIP), uint8(0))
+	f.Add(frag4(big, 1480, 1<<20), uint8(LinkRawIP), uint8(0))
+	d := NewDecoder(DecoderConfig{Raw: true, Defrag: DefragConfig{MaxBytes: 256 << 10}})
+	f.Fuzz(func(t *testing.T, data []byte, link, mode uint8) {
 		var seg tcp.Segment
-		fr := Frame{Data: data, TunnelPayload: udp, Encap: EncapGENEVE, Timestamp: 1}
-		_, out := d.Decode(&fr, &seg)
-		if out >= NumOutcomes {
-			t.Fatalf("outcome %d", out)
+		fr := fuzzModes[int(mode)%len(fuzzModes)]
+		fr.Data, fr.Link, fr.Timestamp = data, Link(link%uint8(LinkUnknown+1)), 1
+		encap, out := d.Decode(&fr, &seg)
+		if out >= NumOutcomes || encap >= numEncaps {
+			t.Fatalf("encap %d outcome %d", encap, out)
 		}
-		if (out == OutcomeTCP || out == OutcomeTruncated) && len(seg.Payload) > len(data) {
-			t.Fatalf("payload longer than the frame")
+		if out == OutcomeTCP || out == OutcomeTruncated {
+			if len(seg.Payload) > max(len(data), maxDatagram) || seg.Missing < 0 {
+				t.Fatalf("payload %d bytes of a %d-byte frame, missing %d", len(seg.Payload), len(data), seg.Missing)
+			}
+		}
+		if s := d.defrag.Stats(); s.HeldBytes < 0 || s.HeldBytes > 256<<10+defragShards*maxDatagram {
+			t.Fatalf("defragmenter holds %d bytes", s.HeldBytes)
 		}
 	})
 }
 
 func BenchmarkDecode(b *testing.B) {
 	inner := innerTCP(b, "10.1.0.5", "10.1.0.9", 40000, 80, 7, string(make([]byte, 1448)))
-	frames := map[string][]byte{
-		"vxlan":           outerUDP(b, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, inner)),
-		"geneve":          outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, inner)),
-		"vxlan_in_geneve": outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, outerUDP(b, "10.9.0.1", "10.9.0.2", 4789, vxlanHdr(5, inner)))),
-		"raw":             inner,
+	ip := inner[14:]
+	type bf struct {
+		name string
+		link Link
+		data []byte
 	}
-	for _, name := range []string{"vxlan", "geneve", "vxlan_in_geneve", "raw"} {
-		b.Run(name, func(b *testing.B) {
+	frames := []bf{
+		{"vxlan", LinkEthernet, outerUDP(b, "172.31.0.10", "172.31.0.99", 4789, vxlanHdr(42, inner))},
+		{"geneve", LinkEthernet, outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, inner))},
+		{"vxlan_in_geneve", LinkEthernet, outerUDP(b, "172.31.0.10", "172.31.0.99", 6081, geneveHdr(77, 0x6558, 32, outerUDP(b, "10.9.0.1", "10.9.0.2", 4789, vxlanHdr(5, inner))))},
+		{"raw", LinkEthernet, inner},
+		{"gre_teb", LinkEthernet, outerGRE(b, &layers.GRE{KeyPresent: true, SeqPresent: true, Protocol: layers.EthernetTypeTransparentEthernetBridging}, inner)},
+		{"erspan3", LinkEthernet, outerGRE(b, &layers.GRE{SeqPresent: true, Protocol: 0x22eb}, erspan3(7, 0, true, inner))},
+		{"mpls2", LinkEthernet, etherWith(mplsStack(b, ip, 100, 200), 0x8847)},
+		{"vlan3", LinkEthernet, etherWith(ip, 0x0800, 0x88a8, 0x8100, 0x8100)},
+		{"sll2", LinkSLL2, append(sll2Header(1, 0x0800), ip...)},
+		{"nflog", LinkNFLOG, nflogRecord(binary.LittleEndian, 2, ip)},
+	}
+	for _, f := range frames {
+		b.Run(f.name, func(b *testing.B) {
 			d := NewDecoder(DecoderConfig{Raw: true})
-			f := Frame{Data: frames[name], Timestamp: 1}
+			fr := Frame{Data: f.data, Link: f.link, Timestamp: 1}
 			var seg tcp.Segment
-			b.SetBytes(int64(len(f.Data)))
+			b.SetBytes(int64(len(fr.Data)))
 			b.ReportAllocs()
 			for range b.N {
-				if _, out := d.Decode(&f, &seg); out != OutcomeTCP {
+				if _, out := d.Decode(&fr, &seg); out != OutcomeTCP {
 					b.Fatal(out)
 				}
 			}
 		})
 	}
+	// A 4 KB TCP segment in three IPv4 fragments: ns per fragment (the defragmenter's
+	// lock, copy in, copy out of the completed datagram).
+	b.Run("ipv4_fragments", func(b *testing.B) {
+		p := tcp4(b, 1, 4000)
+		frags := [][]byte{frag4(p, 0, 1480), frag4(p, 1480, 2960), frag4(p, 2960, 1<<20)}
+		d := NewDecoder(DecoderConfig{Raw: true})
+		var seg tcp.Segment
+		b.SetBytes(int64(len(p)))
+		b.ReportAllocs()
+		for i := range b.N {
+			fr := Frame{Data: frags[i%3], Link: LinkRawIP, Timestamp: 1}
+			if _, out := d.Decode(&fr, &seg); out != OutcomeFragment && out != OutcomeTCP {
+				b.Fatal(out)
+			}
+		}
+	})
 }

@@ -48,6 +48,7 @@ type Dispatcher struct {
 	cfg     DispatcherConfig
 	workers []*worker
 	wg      sync.WaitGroup
+	defrag  *Defragmenter // shared by every handler: a datagram's fragments may reach several
 
 	mu       sync.Mutex
 	handlers []*packetCounters
@@ -74,7 +75,7 @@ func NewDispatcher(cfg DispatcherConfig, out exchange.Handler) *Dispatcher {
 	rc := cfg.Reassembly.WithDefaults()
 	rc.MaxFlows = max(1, rc.MaxFlows/cfg.Workers)
 	rc.BufferBytes = max(1, rc.BufferBytes/cfg.Workers)
-	d := &Dispatcher{cfg: cfg}
+	d := &Dispatcher{cfg: cfg, defrag: NewDefragmenter(cfg.Decoder.Defrag)}
 	for range cfg.Workers {
 		w := &worker{
 			asm:  reassembly.NewAssembler(rc, out),
@@ -119,7 +120,7 @@ func (d *Dispatcher) run(w *worker) {
 
 // NewHandler returns a FrameHandler for one source goroutine.
 func (d *Dispatcher) NewHandler() FrameHandler {
-	h := &handler{d: d, dec: NewDecoder(d.cfg.Decoder), pending: make([]*batch, len(d.workers)), c: &packetCounters{},
+	h := &handler{d: d, dec: newDecoder(d.cfg.Decoder, d.defrag), pending: make([]*batch, len(d.workers)), c: &packetCounters{},
 		accept: newAcceptFilter(d.cfg.Accept, d.cfg.Decoder)}
 	d.mu.Lock()
 	d.handlers = append(d.handlers, h.c)
@@ -141,13 +142,18 @@ func (d *Dispatcher) Close() {
 		close(w.in)
 	}
 	d.wg.Wait()
+	d.defrag.Close()
 }
+
+// DefragCollector exports the IP reassembly counters to Prometheus.
+func (d *Dispatcher) DefragCollector() *DefragCollector { return NewDefragCollector(d.defrag) }
 
 // Snapshot is the pipeline's counters at one moment.
 type Snapshot struct {
 	Packets    [NumEncaps][NumOutcomes]uint64
 	Bytes      [NumEncaps]uint64
 	Reassembly reassembly.Stats
+	Defrag     DefragStats
 	// BackpressureWaits and BackpressureTime: how often and how long source goroutines
 	// waited for the workers.
 	BackpressureWaits uint64
@@ -173,6 +179,7 @@ func (d *Dispatcher) Snapshot() Snapshot {
 		s.Rejected[RejectVNI] += c.rejectedVNI.Load()
 	}
 	d.mu.Unlock()
+	s.Defrag = d.defrag.Stats()
 	for _, w := range d.workers {
 		s.Reassembly.Add(w.asm.Stats())
 	}

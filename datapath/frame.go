@@ -13,13 +13,25 @@ const (
 	EncapVXLAN                    // VXLAN, UDP 4789 (AWS VPC Traffic Mirroring)
 	EncapGENEVE                   // GENEVE, UDP 6081 (AWS GWLB)
 	EncapGENEVEVXLAN              // VXLAN nested inside GENEVE (mirror target behind a GWLB endpoint)
+	EncapGRE                      // GRE carrying Ethernet (0x6558), IP or MPLS (Linux gretap/gre mirrors)
+	EncapERSPAN1                  // ERSPAN type I: GRE 0x88BE without sequence number or ERSPAN header
+	EncapERSPAN2                  // ERSPAN type II: GRE 0x88BE, 8-byte ERSPAN header
+	EncapERSPAN3                  // ERSPAN type III: GRE 0x22EB, 12-byte header (+ 8-byte platform subheader)
+	EncapIPIP                     // IPv4 or IPv6 directly inside IP (protocols 4 and 41)
+	numEncaps
 )
 
-var encapNames = [...]string{"raw", "vxlan", "geneve", "geneve_vxlan"}
+// NumEncaps is the number of Encap values.
+const NumEncaps = int(numEncaps)
+
+// The XDP program reports the first four values itself (datapath/xdp checks they agree);
+// the others only the Go decoder finds. A frame is labelled with its innermost tunnel, except
+// that VXLAN inside GENEVE keeps its own label.
+var encapNames = [NumEncaps]string{"raw", "vxlan", "geneve", "geneve_vxlan", "gre", "erspan1", "erspan2", "erspan3", "ipip"}
 
 // String returns the metric label of e.
 func (e Encap) String() string {
-	if int(e) < len(encapNames) {
+	if e < numEncaps {
 		return encapNames[e]
 	}
 	return "unknown"
@@ -40,6 +52,9 @@ type Frame struct {
 	InnerIsIP     bool // with Decapsulated: Data starts at an IP header, not Ethernet
 	Encap         Encap
 	Tunnel        uint32 // VNI with Decapsulated
+	// Link is the link-layer header Data starts with when the source did not decapsulate;
+	// the zero value is Ethernet, what every live source delivers.
+	Link Link
 }
 
 // FrameHandler consumes the frames of one source goroutine; it is never shared between

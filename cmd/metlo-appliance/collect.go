@@ -182,6 +182,9 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	if err := c.metrics.RegisterPipeline(pipelineStats{c.disp}); err != nil {
 		return err
 	}
+	if err := c.metrics.Register(c.disp.DefragCollector()); err != nil {
+		return err
+	}
 	c.capture = &captureState{c: c}
 	if !c.offline {
 		if err := c.metrics.RegisterCapture(c.capture); err != nil {
@@ -433,6 +436,9 @@ func (c *collector) printSummary(w io.Writer) {
 	if c.captureLine != "" {
 		fmt.Fprintf(w, "capture   %s\n", c.captureLine)
 	}
+	if line := defragLine(s.Defrag); line != "" {
+		fmt.Fprintf(w, "ip frags %s\n", line)
+	}
 	fmt.Fprintf(w, "flows     %d created, %d evicted (idle, max-flows or memory), %d open; http1=%d http2=%d other=%d\n", r.FlowsCreated, r.FlowsEvicted, r.Flows,
 		r.Protocols["http1"], r.Protocols["http2"], r.Protocols["other"])
 	if r.Protocols["http2"] > 0 {
@@ -506,6 +512,21 @@ func (c *collector) progressReading() progressReading {
 	x := s.Reassembly.Exchanges
 	r.exchanges = x["complete"] + x["truncated"] + x["no_response"]
 	return r
+}
+
+// defragLine lists the non-zero IP reassembly counters, or nothing when no fragment came.
+func defragLine(d datapath.DefragStats) string {
+	line := ""
+	for _, f := range []struct {
+		name string
+		n    uint64
+	}{{"reassembled", d.Reassembled}, {"duplicates", d.Duplicates}, {"expired", d.Expired}, {"unfinished", d.Unfinished},
+		{"overlapping", d.Overlapping}, {"invalid", d.Invalid}, {"evicted", d.Evicted}, {"ignored", d.Ignored}} {
+		if f.n > 0 {
+			line += fmt.Sprintf(" %s=%d", f.name, f.n)
+		}
+	}
+	return line
 }
 
 // pipelineStats adapts the dispatcher's snapshot to the exporter's metrics collector.

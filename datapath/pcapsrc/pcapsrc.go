@@ -1,5 +1,7 @@
 // Package pcapsrc replays pcap and pcapng files (optionally gzip-compressed, or from
-// stdin) as datapath frames, as fast as the reader can go.
+// stdin) as datapath frames, as fast as the reader can go. Every link type the decoder
+// reads is accepted (datapath.SupportedLinkTypes); pcapng files may mix interfaces of
+// different link types.
 package pcapsrc
 
 import (
@@ -102,51 +104,54 @@ func (s *Source) Run(ctx context.Context, newHandler func() datapath.FrameHandle
 		defer f.Close()
 		in = f
 	}
-	pr, ng, err := openReader(in)
+	pr, link, ng, err := openReader(in)
 	if err != nil {
 		return err
 	}
 	h := newHandler()
 	defer h.Flush()
-	return s.readAll(ctx, pr, ng, h)
+	return s.readAll(ctx, pr, link, ng, h)
 }
 
 // openReader detects gzip and pcap/pcapng by their magic numbers, without seeking, and
-// checks the link type. ng is true for pcapng, whose link type is checked per packet.
-func openReader(in io.Reader) (packetReader, bool, error) {
+// checks a pcap file's link type. ng is true for pcapng, whose link type comes with each
+// packet (its interface's).
+func openReader(in io.Reader) (r packetReader, link datapath.Link, ng bool, err error) {
 	br := bufio.NewReaderSize(in, readBufferSize)
 	head, err := br.Peek(4)
 	if err != nil {
-		return nil, false, fmt.Errorf("read capture header: %w", noEOF(err))
+		return nil, 0, false, fmt.Errorf("read capture header: %w", noEOF(err))
 	}
 	if head[0] == 0x1f && head[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, false, fmt.Errorf("open gzip stream: %w", err)
+			return nil, 0, false, fmt.Errorf("open gzip stream: %w", err)
 		}
 		br = bufio.NewReaderSize(zr, readBufferSize)
 		if head, err = br.Peek(4); err != nil {
-			return nil, false, fmt.Errorf("read capture header: %w", noEOF(err))
+			return nil, 0, false, fmt.Errorf("read capture header: %w", noEOF(err))
 		}
 	}
 	switch {
 	case head[0] == 0x0a && head[1] == 0x0d && head[2] == 0x0d && head[3] == 0x0a:
 		r, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
-			return nil, false, fmt.Errorf("read pcapng header: %w", noEOF(err))
+			return nil, 0, false, fmt.Errorf("read pcapng header: %w", noEOF(err))
 		}
-		return r, true, nil
+		return r, 0, true, nil
 	case isPcapMagic(head):
 		r, err := pcapgo.NewReader(br)
 		if err != nil {
-			return nil, false, fmt.Errorf("read pcap header: %w", noEOF(err))
+			return nil, 0, false, fmt.Errorf("read pcap header: %w", noEOF(err))
 		}
-		if lt := r.LinkType(); lt != layers.LinkTypeEthernet {
-			return nil, false, fmt.Errorf("unsupported link type %s (%d): only Ethernet captures can be read", lt, uint32(lt))
+		lt := r.LinkType()
+		link, ok := datapath.LinkFromPcap(uint32(lt))
+		if !ok {
+			return nil, 0, false, &datapath.LinkTypeError{Name: lt.String(), Type: uint32(lt)}
 		}
-		return r, false, nil
+		return r, link, false, nil
 	default:
-		return nil, false, fmt.Errorf("unknown capture format: magic %x is neither pcap nor pcapng", head)
+		return nil, 0, false, fmt.Errorf("unknown capture format: magic %x is neither pcap nor pcapng", head)
 	}
 }
 
@@ -168,8 +173,9 @@ func noEOF(err error) error {
 	return err
 }
 
-func (s *Source) readAll(ctx context.Context, pr packetReader, ng bool, h datapath.FrameHandler) error {
+func (s *Source) readAll(ctx context.Context, pr packetReader, link datapath.Link, ng bool, h datapath.FrameHandler) error {
 	var frame datapath.Frame
+	var warned map[int]bool // pcapng interfaces whose link type was reported unreadable
 	for n := 0; ; n++ {
 		if n%ctxCheckEvery == 0 && ctx.Err() != nil {
 			return nil
@@ -188,14 +194,26 @@ func (s *Source) readAll(ctx context.Context, pr packetReader, ng bool, h datapa
 			return fmt.Errorf("read capture record %d: %w", n+1, err)
 		}
 		if ng {
-			if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok && lt != layers.LinkTypeEthernet {
-				return fmt.Errorf("unsupported link type %s (%d) on pcapng interface %d: only Ethernet captures can be read", lt, uint32(lt), ci.InterfaceIndex)
+			link = datapath.LinkEthernet
+			if len(ci.AncillaryData) > 0 {
+				if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok {
+					var known bool
+					if link, known = datapath.LinkFromPcap(uint32(lt)); !known && !warned[ci.InterfaceIndex] {
+						if warned == nil {
+							warned = map[int]bool{}
+						}
+						warned[ci.InterfaceIndex] = true
+						s.log.Warn("pcapng interface has a link type the decoder cannot read; its packets are counted as unknown_link",
+							"interface", ci.InterfaceIndex, "link_type", lt.String(), "link_type_value", uint32(lt), "readable", datapath.SupportedLinkTypes)
+					}
+				}
 			}
 		}
 		frame = datapath.Frame{
 			Data:      data,
 			WireLen:   ci.Length,
 			Timestamp: ci.Timestamp.UnixNano(),
+			Link:      link,
 		}
 		s.packets.Add(1)
 		s.bytes.Add(uint64(len(data)))

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -256,42 +258,94 @@ func TestTruncatedInsideRecordHeader(t *testing.T) {
 	}
 }
 
-func TestRejectsNonEthernet(t *testing.T) {
-	_, _, err := runSource(t, Config{Path: "testdata/linux_sll.pcap"})
-	if err == nil || !strings.Contains(err.Error(), "Linux SLL") || !strings.Contains(err.Error(), "(113)") {
-		t.Fatalf("err = %v, want an error naming link type Linux SLL (113)", err)
+// Every link type the decoder reads is accepted and passed on with each frame.
+func TestLinkTypes(t *testing.T) {
+	cases := map[layers.LinkType]datapath.Link{
+		layers.LinkTypeEthernet:  datapath.LinkEthernet,
+		layers.LinkTypeLinuxSLL:  datapath.LinkSLL,
+		layers.LinkTypeLinuxSLL2: datapath.LinkSLL2,
+		layers.LinkTypeRaw:       datapath.LinkRawIP,
+		layers.LinkTypeIPv4:      datapath.LinkRawIP,
+		layers.LinkTypeIPv6:      datapath.LinkRawIP,
+		layers.LinkTypeNull:      datapath.LinkNull,
+		layers.LinkTypeLoop:      datapath.LinkNull,
+		layers.LinkType(239):     datapath.LinkNFLOG,
+	}
+	for lt, want := range cases {
+		t.Run(lt.String(), func(t *testing.T) {
+			rec, _, err := runSource(t, Config{Path: "-", Stdin: bytes.NewReader(writePcap(t, fixturePackets(), false, lt))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rec.frames) != len(fixturePackets()) {
+				t.Fatalf("%d frames", len(rec.frames))
+			}
+			for _, f := range rec.frames {
+				if f.Link != want {
+					t.Fatalf("frame link %v, want %v", f.Link, want)
+				}
+			}
+		})
+	}
+	// The committed fixture, a Linux cooked capture, which the first release refused.
+	rec, _, err := runSource(t, Config{Path: "testdata/linux_sll.pcap"})
+	if err != nil || len(rec.frames) != 5 || rec.frames[0].Link != datapath.LinkSLL {
+		t.Fatalf("linux_sll.pcap: %v, %d frames", err, len(rec.frames))
 	}
 }
 
-func TestRejectsNonEthernetPcapngInterface(t *testing.T) {
+func TestRejectsUnreadableLinkType(t *testing.T) {
+	_, _, err := runSource(t, Config{Path: "-", Stdin: bytes.NewReader(writePcap(t, fixturePackets(), false, layers.LinkTypeIEEE802_11))})
+	var lte *datapath.LinkTypeError
+	if !errors.As(err, &lte) || lte.Type != 105 || !strings.Contains(err.Error(), "(105)") || !strings.Contains(err.Error(), "Linux SLL2 (276)") {
+		t.Fatalf("err = %v, want a LinkTypeError naming 802.11 (105) and the readable types", err)
+	}
+}
+
+// A pcapng file may mix interfaces: each frame carries its interface's link type; an
+// interface the decoder cannot read is reported once and its frames still counted.
+func TestPcapngMixedInterfaces(t *testing.T) {
 	var buf bytes.Buffer
 	w, err := pcapgo.NewNgWriter(&buf, layers.LinkTypeEthernet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := w.AddInterface(pcapgo.NgInterface{Name: "tun0", LinkType: layers.LinkTypeRaw, SnapLength: 65535})
-	if err != nil {
-		t.Fatal(err)
+	add := func(name string, lt layers.LinkType) int {
+		id, err := w.AddInterface(pcapgo.NgInterface{Name: name, LinkType: lt, SnapLength: 65535})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
 	}
+	ifaces := []int{0, add("any", layers.LinkTypeLinuxSLL2), add("tun0", layers.LinkTypeRaw), add("wlan0mon", layers.LinkTypeIEEE80211Radio)}
+	want := []datapath.Link{datapath.LinkEthernet, datapath.LinkSLL2, datapath.LinkRawIP, datapath.LinkUnknown}
 	p := fixturePackets()[0]
-	ci := gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: len(p.data), Length: len(p.data)}
-	if err := w.WritePacket(ci, p.data); err != nil {
-		t.Fatal(err)
-	}
-	ci.InterfaceIndex = raw
-	ci.CaptureLength, ci.Length = len(p.data)-14, len(p.data)-14
-	if err := w.WritePacket(ci, p.data[14:]); err != nil {
-		t.Fatal(err)
+	for round := range 2 {
+		for _, id := range ifaces {
+			ci := gopacket.CaptureInfo{Timestamp: p.ts.Add(time.Duration(round) * time.Second), CaptureLength: len(p.data), Length: len(p.data), InterfaceIndex: id}
+			if err := w.WritePacket(ci, p.data); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	rec, _, err := runSource(t, Config{Path: "-", Stdin: &buf})
-	if err == nil || !strings.Contains(err.Error(), "link type Raw") {
-		t.Fatalf("err = %v, want an error naming link type Raw", err)
+	var logs strings.Builder
+	rec, _, err := runSource(t, Config{Path: "-", Stdin: &buf, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(rec.frames) != 1 {
-		t.Errorf("got %d frames before the error, want the 1 Ethernet frame", len(rec.frames))
+	if len(rec.frames) != 2*len(ifaces) {
+		t.Fatalf("%d frames, want %d", len(rec.frames), 2*len(ifaces))
+	}
+	for i, f := range rec.frames {
+		if f.Link != want[i%len(want)] {
+			t.Errorf("frame %d: link %v, want %v", i, f.Link, want[i%len(want)])
+		}
+	}
+	if n := strings.Count(logs.String(), "cannot read"); n != 1 || !strings.Contains(logs.String(), "interface=3") {
+		t.Errorf("%d warnings, want one naming interface 3:\n%s", n, logs.String())
 	}
 }
 

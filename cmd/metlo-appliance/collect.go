@@ -219,7 +219,11 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	}
 	if !c.offline {
 		c.notify.ready(c.capture.statusLine())
-		bg.Go(func() { c.notify.watchdog(logCtx, c.capture.alive) })
+		// Pinged until the collector returns: the shutdown flush (up to flush-timeout) must
+		// not look like a hang.
+		wdCtx, stopWatchdog := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopWatchdog()
+		go c.notify.watchdog(wdCtx, c.capture.responsive)
 	}
 	if progress != nil {
 		bg.Go(func() { showProgress(logCtx, progress, in, progressInterval, c.progressReading) })

@@ -33,8 +33,8 @@ func (n notifier) stopping() {
 
 // watchdog pings systemd at half its WatchdogSec while alive() holds, until ctx ends. The
 // ping comes from a goroutine that first takes alive()'s reading of the pipeline, so a
-// process whose scheduler or stats locks are wedged misses it and systemd restarts it;
-// alive() false (capture closed) stops the pings too.
+// process whose scheduler or stats locks are wedged misses it and systemd aborts and
+// restarts it (the abort leaves every goroutine's stack in the journal).
 func (n notifier) watchdog(ctx context.Context, alive func() bool) {
 	interval, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || interval <= 0 {

@@ -14,8 +14,8 @@ import (
 
 // TestSystemdNotify runs the collector as systemd would run a Type=notify service with a
 // watchdog: NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID set. It must say READY=1 (with a
-// status line) once its capture is open, ping WATCHDOG=1 while it runs, and STOPPING=1 when
-// told to stop.
+// status line) once its capture is open, ping WATCHDOG=1 while it runs, say STOPPING=1 when
+// told to stop, and keep pinging while it flushes queued traces.
 func TestSystemdNotify(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -30,15 +30,19 @@ func TestSystemdNotify(t *testing.T) {
 	defer conn.Close()
 	conf := filepath.Join(dir, "config.yaml")
 	os.WriteFile(conf, nil, 0o600)
+	// Traces for a backend that is down wait in memory: shutdown then spends flush-timeout
+	// trying to deliver them, and the watchdog must keep being pinged meanwhile.
+	vxlan := freeUDPPort(t)
 	cmd := exec.Command(bin, "collect", "--capture", "udp", "--udp-bind", "127.0.0.1",
-		"--vxlan-ports", strconv.Itoa(freeUDPPort(t)), "--geneve-ports", strconv.Itoa(freeUDPPort(t)),
-		"--metrics-addr", "", "--sink", "jsonl:"+filepath.Join(dir, "traces.jsonl"), "--config", conf, "--credentials-file", "")
+		"--vxlan-ports", strconv.Itoa(vxlan), "--geneve-ports", strconv.Itoa(freeUDPPort(t)),
+		"--metrics-addr", "", "--sink", "metlo:http://"+freeTCPAddr(t), "--spool-dir", "", "--flush-timeout", "2s",
+		"--config", conf, "--credentials-file", "")
 	var logs strings.Builder
 	cmd.Stderr = &logs
 	// WATCHDOG_PID must be the collector's own pid, known only once it starts: a shell
 	// sets it and execs the collector in its place.
 	cmd.Path, cmd.Args = "/bin/sh", append([]string{"sh", "-c", `WATCHDOG_PID=$$ exec "$@"`, "sh", bin}, cmd.Args[1:]...)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000", "METLO_KEY="+fullKey)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -73,9 +77,19 @@ func TestSystemdNotify(t *testing.T) {
 	if el := time.Since(start); el > 1500*time.Millisecond {
 		t.Errorf("3 watchdog pings took %v; WatchdogSec=400ms wants one every 200ms", el)
 	}
+	sendSampleVXLAN(t, vxlan)
+	time.Sleep(500 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
 	read("STOPPING=1", 20*time.Second)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("collector exited with %v\n%s", err, logs.String())
+	stopping := time.Now()
+	for range 3 { // within the 2 s flush
+		read("WATCHDOG=1", 2*time.Second)
+	}
+	if el := time.Since(stopping); el > 1900*time.Millisecond {
+		t.Errorf("3 pings during the shutdown flush took %v", el)
+	}
+	cmd.Wait() // exits 0 or, with traces dropped at shutdown, not: either is fine here
+	if !strings.Contains(logs.String(), "dropped_shutdown") {
+		t.Errorf("no traces were waiting at shutdown, so the flush was not exercised:\n%s", logs.String())
 	}
 }

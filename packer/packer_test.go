@@ -132,8 +132,11 @@ func TestAMIIMDSv2Script(t *testing.T) {
 	if out, err := sh("AWS="+fake, "AMI_NAME=x", "REGIONS=us-east-1", "IMDSV2_ONLY=false"); err != nil || !strings.Contains(out, "skipped") {
 		t.Errorf("IMDSV2_ONLY=false: %v\n%s", err, out)
 	}
+	if out, err := sh("AWS="+fake, "AMI_NAME=x", "REGIONS=us-east-1", "PACKER_BUILDER_TYPE=googlecompute"); err != nil {
+		t.Errorf("a GCE build: %v\n%s", err, out)
+	}
 	if _, err := os.Stat(calls); err == nil {
-		t.Error("IMDSV2_ONLY=false still called the AWS CLI")
+		t.Error("IMDSV2_ONLY=false or a GCE build still called the AWS CLI")
 	}
 }
 

@@ -8,6 +8,9 @@
 set -eu
 
 AWS=${AWS:-aws}
+if [ -n "${PACKER_BUILDER_TYPE:-}" ] && [ "$PACKER_BUILDER_TYPE" != "amazon-ebs" ]; then
+	exit 0 # the post-processor's only= keeps other builds away; this keeps them away too
+fi
 if [ "${IMDSV2_ONLY:-true}" = "false" ]; then
 	echo "ami-imdsv2: skipped (aws_imdsv2_only=false); instances may use IMDSv1"
 	exit 0

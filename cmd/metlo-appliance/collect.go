@@ -44,9 +44,9 @@ request/response pair as a Metlo trace.
 Live capture (--capture): auto tries XDP in native then generic mode, then AF_PACKET;
 udp listens on the VXLAN/GENEVE ports with plain sockets (no root needed).
 Offline: --pcap FILE (pcap or pcapng, '-' = stdin) or --sample (a bundled capture)
-processes the input as fast as possible (with a progress line on a terminal), prints a
-summary to stderr and exits; it exits 3 when traces were dropped and 4 when undelivered
-traces wait in the spool.
+processes the input as fast as possible (with a progress line when stderr is a terminal
+and the traces do not go to it), prints a summary to stderr and exits; it exits 3 when
+traces were dropped and 4 when undelivered traces wait in the spool.
 
 Exit status: 0 success, 1 runtime failure, 64 malformed command line, 78 configuration
 error (a bad value, conflicting inputs, a missing file or interface), 3 and 4 as above.`,
@@ -113,7 +113,7 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		}
 	}
 	var progress *terminal
-	if width := terminalWidth(stderr); in != nil && width > 0 {
+	if width := terminalWidth(stderr); in != nil && width > 0 && !tracesOnTerminal(cfg.Sinks, os.Stdout) {
 		progress = &terminal{w: stderr, width: width}
 		stderr = progress // log lines clear the progress line first
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -104,6 +105,13 @@ func terminalWidth(w io.Writer) int {
 	return 80
 }
 
+// tracesOnTerminal says whether a sink writes traces to stdout and stdout is a terminal:
+// the traces scrolling by are then the run's progress, and a progress line redrawn on the
+// same screen would be torn apart by them.
+func tracesOnTerminal(sinks []string, stdout io.Writer) bool {
+	return slices.Contains(sinks, "jsonl:-") && terminalWidth(stdout) > 0
+}
+
 // terminal serialises a progress line and log lines on one terminal: a log line first
 // clears the progress line, which the next tick redraws.
 type terminal struct {
@@ -158,13 +166,14 @@ func showProgress(ctx context.Context, t *terminal, in *captureFile, interval ti
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
+		// Drawn at once: the run is under way from its first moment.
+		t.draw(progressLine(filepath.Base(in.name), in.read.Load(), in.size, read(), time.Since(start)))
 		select {
 		case <-ctx.Done():
 			t.clear()
 			return
 		case <-tick.C:
 		}
-		t.draw(progressLine(filepath.Base(in.name), in.read.Load(), in.size, read(), time.Since(start)))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -254,5 +255,75 @@ func TestRunPrintsNoSecrets(t *testing.T) {
 		if strings.Contains(out, secret) {
 			t.Errorf("a secret (%q) was printed:\n%s", secret, out)
 		}
+	}
+}
+
+// The built binary, as an operator runs it: a progress line on a terminal's stderr while the
+// traces go to a file; none when the traces scroll by on the same terminal (they would tear
+// it apart), nor when stderr is a pipe.
+func TestProgressBinary(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "synthetic.pcap")
+	f, err := os.Create(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := synth.Build(50, 10, synth.MixedAPI).WritePcap(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	conf := filepath.Join(dir, "config.yaml")
+	os.WriteFile(conf, nil, 0o600)
+	// run starts the binary with stderr (and, when stdoutTTY, stdout) on a fresh terminal and
+	// returns what the terminal showed and what reached stdout otherwise.
+	run := func(stdoutTTY, stderrTTY bool, sink string) (screen, stdout, stderr string) {
+		t.Helper()
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			t.Skipf("no pseudo-terminal: %v", err)
+		}
+		defer ptmx.Close()
+		if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 200}); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut, scr bytes.Buffer
+		cmd := exec.Command(bin, "collect", "--pcap", pcap, "--sink", sink, "--config", conf, "--credentials-file", "")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if stdoutTTY {
+			cmd.Stdout = tty
+		}
+		if stderrTTY {
+			cmd.Stderr = tty
+		}
+		done := make(chan struct{})
+		go func() { io.Copy(&scr, ptmx); close(done) }()
+		err = cmd.Run()
+		tty.Close()
+		<-done
+		if err != nil {
+			t.Fatalf("%v\nterminal:\n%q\nstderr:\n%s", err, scr.String(), errOut.String())
+		}
+		return scr.String(), out.String(), errOut.String()
+	}
+	progress := regexp.MustCompile(`\r\x1b\[Ksynthetic\.pcap +\d+%  [0-9.]+ [kMG]?B of [0-9.]+ [kMG]?B  \d+ packets  \d+ exchanges  `)
+
+	screen, stdout, _ := run(false, true, "jsonl:-")
+	if !progress.MatchString(screen) || !regexp.MustCompile("\r\x1b\\[K\r?\n── metlo-appliance summary").MatchString(screen) {
+		t.Errorf("stderr on a terminal, traces to a pipe: want a progress line cleared before the summary:\n%q", screen)
+	}
+	if n := strings.Count(stdout, "\n"); n == 0 || strings.ContainsAny(stdout, "\r\x1b") {
+		t.Errorf("stdout holds %d traces, or terminal codes:\n%.300q", n, stdout)
+	}
+
+	screen, _, _ = run(true, true, "jsonl:-")
+	if strings.Contains(screen, "\x1b[K") || strings.Contains(screen, "synthetic.pcap ") || !strings.Contains(screen, `"request":`) {
+		t.Errorf("traces on the terminal: want them, and no progress line:\n%.600q", screen)
+	}
+
+	_, _, stderr := run(false, false, "jsonl:"+filepath.Join(dir, "out.jsonl"))
+	if strings.ContainsAny(stderr, "\r\x1b") || !strings.Contains(stderr, "── metlo-appliance summary") {
+		t.Errorf("stderr to a pipe: want the summary and no terminal codes:\n%q", stderr)
 	}
 }

@@ -182,7 +182,7 @@ type MetloSink struct {
 func NewMetloSink(rawURL string, o MetloOptions, m *Metrics, ready ReadySetter, log *slog.Logger) (*MetloSink, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("metlo sink %q: want an http:// or https:// URL", MaskURL(rawURL))
+		return nil, fmt.Errorf("metlo sink %q: want an http:// or https:// URL", maskSchemeless(MaskURL(rawURL)))
 	}
 	o.withDefaults()
 	if m == nil {
@@ -243,6 +243,22 @@ func MaskURL(s string) string {
 		return s
 	}
 	return s[:scheme+3] + "****" + rest[at:]
+}
+
+// maskSchemeless hides the userinfo of a backend address written without a scheme
+// ("user:pass@host:8081"), which MaskURL leaves alone so file names stay readable.
+func maskSchemeless(s string) string {
+	if strings.Contains(s, "://") {
+		return s
+	}
+	end := strings.IndexAny(s, "/?#")
+	if end < 0 {
+		end = len(s)
+	}
+	if at := strings.LastIndex(s[:end], "@"); at >= 0 {
+		return "****" + s[at:]
+	}
+	return s
 }
 
 // Name implements Sink.

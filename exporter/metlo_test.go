@@ -348,9 +348,11 @@ func TestMetloURLValidationAndMasking(t *testing.T) {
 			t.Errorf("NewMetloSink(%q) succeeded", u)
 		}
 	}
-	_, err := NewMetloSink("ftp://user:s3cret@x", MetloOptions{}, nil, nil, quietLog)
-	if err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Fatalf("error leaks the password: %v", err)
+	for _, bad := range []string{"ftp://user:s3cret@x", "user:s3cret@x:8081", "user:s3cret@x/api", "http://user:s3cret@x:port"} {
+		_, err := NewMetloSink(bad, MetloOptions{}, nil, nil, quietLog)
+		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "****@x") {
+			t.Errorf("NewMetloSink(%q): error leaks the password or hides the host: %v", bad, err)
+		}
 	}
 	var logs strings.Builder
 	s, err := NewMetloSink("http://user:pw@metlo.internal:8081/", MetloOptions{}, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))

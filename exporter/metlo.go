@@ -285,7 +285,11 @@ func (s *MetloSink) Start(ctx context.Context) error {
 		s.q.Close()
 		return err
 	case err != nil:
-		s.log.Warn("metlo backend unreachable; spooling traces and retrying", "sink", s.name, "err", err)
+		held := "spooling traces"
+		if s.spoolDir == "" {
+			held = "holding traces in memory"
+		}
+		s.log.Warn("metlo backend unreachable; "+held+" and retrying", "sink", s.name, "err", err)
 	default:
 		s.verified.Store(true)
 	}

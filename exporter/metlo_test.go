@@ -491,3 +491,24 @@ func copyDir(t *testing.T, from string) string {
 	}
 	return to
 }
+
+// With the backend down, the start-up warning says where the traces wait: in the spool, or
+// in memory when there is none (it said "spooling" for both).
+func TestMetloUnreachableSaysWhereTracesWait(t *testing.T) {
+	for _, c := range []struct{ spool, want string }{{"", "holding traces in memory"}, {t.TempDir(), "spooling traces"}} {
+		var logs strings.Builder
+		s, err := NewMetloSink("http://127.0.0.1:1", MetloOptions{Key: testKey, SpoolDir: c.spool}, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		s.Close(ctx)
+		cancel()
+		if !strings.Contains(logs.String(), "metlo backend unreachable; "+c.want+" and retrying") {
+			t.Errorf("spool-dir %q: want %q in the logs:\n%s", c.spool, c.want, logs.String())
+		}
+	}
+}

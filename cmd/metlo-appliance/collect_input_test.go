@@ -262,6 +262,9 @@ func TestRunPrintsNoSecrets(t *testing.T) {
 // traces go to a file; none when the traces scroll by on the same terminal (they would tear
 // it apart), nor when stderr is a pipe.
 func TestProgressBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "synthetic.pcap")

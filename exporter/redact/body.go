@@ -23,14 +23,32 @@ func (r *Redactor) AppendBody(dst, body []byte, contentType string) ([]byte, boo
 	}
 	media = strings.TrimSpace(media)
 	switch {
-	case strings.EqualFold(media, "application/x-www-form-urlencoded"):
+	case equalFold(media, "application/json"):
+		return r.appendJSON(dst, body)
+	case equalFold(media, "application/x-www-form-urlencoded"):
 		return r.appendForm(dst, body)
-	case strings.EqualFold(media, "multipart/form-data"):
+	case equalFold(media, "multipart/form-data"):
 		return r.appendMultipart(dst, body, contentType)
-	case strings.Contains(strings.ToLower(media), "json") || looksJSON(body):
+	case containsJSON(media) || looksJSON(body):
 		return r.appendJSON(dst, body)
 	}
 	return dst, false
+}
+
+// equalFold is strings.EqualFold for an ASCII lower-case want: the length is compared first.
+func equalFold(s, want string) bool {
+	return len(s) == len(want) && strings.EqualFold(s, want)
+}
+
+// containsJSON reports whether a media type mentions json in any case (application/json,
+// application/problem+json, text/x-json, application/JSON).
+func containsJSON(media string) bool {
+	for i := 0; i+4 <= len(media); i++ {
+		if media[i]|0x20 == 'j' && media[i+1]|0x20 == 's' && media[i+2]|0x20 == 'o' && media[i+3]|0x20 == 'n' {
+			return true
+		}
+	}
+	return false
 }
 
 func looksJSON(b []byte) bool {
@@ -52,13 +70,11 @@ func looksJSON(b []byte) bool {
 func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
 	start := len(dst)
 	copied, changed := 0, false
-	var key, scratch []byte
 	for i := 0; i < len(body); {
-		q := bytes.IndexByte(body[i:], '"')
-		if q < 0 {
+		s := indexQuote(body, i)
+		if s < 0 {
 			break
 		}
-		s := i + q
 		end := skipString(body, s)
 		if end < 0 {
 			break
@@ -68,12 +84,7 @@ func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
 			i = end
 			continue
 		}
-		key = body[s+1 : end-1]
-		if bytes.IndexByte(key, '\\') >= 0 {
-			key = unescapeJSON(scratch[:0], key)
-			scratch = key
-		}
-		if !r.field(key) {
+		if !fieldName(r, body[s+1:end-1], jsonName) {
 			i = j + 1
 			continue
 		}
@@ -96,7 +107,8 @@ func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
 // maskJSON appends v with every string replaced by a mask of its length and every number
 // by 0; keys, structure, booleans and null are kept.
 func maskJSON(dst, v []byte) []byte {
-	var scratch []byte
+	var buf [256]byte // strings are counted in it, not on the heap, unless longer
+	scratch := buf[:0]
 	for i := 0; i < len(v); {
 		c := v[i]
 		switch {
@@ -129,12 +141,10 @@ func maskJSON(dst, v []byte) []byte {
 
 // skipString returns the index after the JSON string starting at b[i] == '"', or -1.
 func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
+	for j := i + 1; ; j++ {
+		if j = indexQuote(b, j); j < 0 {
 			return -1
 		}
-		j += k
 		bs := 0
 		for p := j - 1; p > i && b[p] == '\\'; p-- {
 			bs++
@@ -142,7 +152,23 @@ func skipString(b []byte, i int) int {
 		if bs%2 == 0 {
 			return j + 1
 		}
-		j++
+	}
+}
+
+// indexQuote returns the index of the first '"' in b at or after i, or -1. JSON puts
+// quotes close together (keys, short values): a plain loop finds them sooner than
+// bytes.IndexByte, which wins on long strings.
+func indexQuote(b []byte, i int) int {
+	for end := min(i+16, len(b)); i < end; i++ {
+		if b[i] == '"' {
+			return i
+		}
+	}
+	if i >= len(b) {
+		return -1
+	}
+	if k := bytes.IndexByte(b[i:], '"'); k >= 0 {
+		return i + k
 	}
 	return -1
 }
@@ -297,8 +323,7 @@ func (r *Redactor) appendForm(dst, body []byte) ([]byte, bool) {
 			rest = nil
 		}
 		name, val, hasEq := bytes.Cut(pair, []byte("="))
-		scratch = unescapeForm(scratch[:0], name)
-		if hasEq && r.field(scratch) {
+		if hasEq && fieldName(r, name, formName) {
 			dst = append(append(dst, name...), '=')
 			scratch = unescapeForm(scratch[:0], val)
 			dst = appendStars(dst, utf8.RuneCount(scratch))
@@ -342,7 +367,7 @@ func (r *Redactor) appendMultipart(dst, body []byte, contentType string) ([]byte
 		if next >= 0 {
 			contentEnd = content + next
 		}
-		if name, ok := partName(body[hdrStart:content]); ok && r.Field(name) {
+		if name, ok := partName(body[hdrStart:content]); ok && fieldName(r, name, plainName) {
 			dst = append(dst, body[copied:content]...)
 			dst = appendStars(dst, utf8.RuneCount(body[content:contentEnd]))
 			copied, changed = contentEnd, true

@@ -9,8 +9,9 @@
 //
 // Every packet bumps COUNTER_RECEIVED and exactly one outcome counter, so the per-CPU
 // counters always add up: received = vxlan + geneve + geneve_vxlan + raw + passed + non_tcp
-// + filtered + malformed + ringbuf_full. COUNTER_TRUNCATED additionally marks captured
-// frames shorter than they were on the wire.
+// + filtered + malformed + ringbuf_full + rejected_source + rejected_vni + whole.
+// COUNTER_TRUNCATED
+// additionally marks captured frames shorter than they were on the wire.
 
 #include "headers/bpf_base.h"
 #include "headers/proto.h"
@@ -30,6 +31,9 @@ enum counter {
 	COUNTER_MALFORMED,
 	COUNTER_RINGBUF_FULL,
 	COUNTER_TRUNCATED,
+	COUNTER_REJECTED_SOURCE, // a tunnel packet from an outer source outside accept_sources
+	COUNTER_REJECTED_VNI,	 // a tunnel packet whose VNI is not in accept_vnis
+	COUNTER_WHOLE,		 // a frame in an encapsulation the Go decoder opens: handed on whole
 	COUNTER_MAX,
 };
 
@@ -43,21 +47,21 @@ enum encap {
 
 #define FRAME_FLAG_INNER_IP 0x01	 // data starts at an IP header (GENEVE 0x0800/0x86DD)
 #define FRAME_FLAG_COARSE_TIME 0x02 // timestamp from the coarse clock (see may_start_message)
+#define FRAME_FLAG_WHOLE 0x04	    // the whole received frame, tunnel and all: Go decodes it from the start
 
 // Header in front of every ring-buffer record. The inner frame starts data_off bytes from
 // the start of the record (not always right after the header: up to 7 bytes of alignment
 // prefix sit between, see emit_sized). Records are longer than data_off + cap_len:
 // reservations come in a few fixed sizes.
 struct frame_meta {
-	__u64 timestamp; // CLOCK_MONOTONIC ns: bpf_ktime_get_ns, or coarse (FRAME_FLAG_COARSE_TIME)
-	__u32 wire_len;	 // inner frame length on the wire (from the inner IP length if larger)
-	__u32 hash;	 // symmetric hash of the inner flow, 0 when the inner frame is not IP
-	__u32 vni;	 // VXLAN/GENEVE VNI, 0 for raw frames
-	__u16 cap_len;	 // inner bytes at data_off
-	__u8 encap;	 // enum encap
-	__u8 flags;	 // FRAME_FLAG_*
-	__u16 data_off;	 // offset of the inner frame from the start of the record, >= 32
-	__u16 reserved[3];
+	__u64 timestamp;   // CLOCK_MONOTONIC ns: bpf_ktime_get_ns, or coarse (FRAME_FLAG_COARSE_TIME)
+	__u32 wire_len;	   // inner frame length on the wire (from the inner IP length if larger)
+	__u32 vni;	   // VXLAN/GENEVE VNI, 0 for raw frames
+	__u16 cap_len;	   // inner bytes at data_off
+	__u16 data_off;	   // offset of the inner frame from the start of the record, >= 32
+	__u8 encap;	   // enum encap
+	__u8 flags;	   // FRAME_FLAG_*
+	__u8 reserved[10]; // the header is 32 bytes: RESERVE_SLACK and the copy alignment rely on it
 };
 
 // Anchors that put these types into BTF, so bpf2go can generate their Go twins.
@@ -69,6 +73,7 @@ const enum encap *unused_encap __attribute__((unused));
 #define MAX_CAPTURE 9216
 #define MAX_TUNNEL_PORTS 4
 #define MAX_FILTER_PORTS 16
+#define MAX_ACCEPT_VNIS 16
 
 // Load-time configuration, set by the Go loader before the program is verified.
 volatile const __u16 vxlan_ports[MAX_TUNNEL_PORTS] = {4789};
@@ -77,6 +82,9 @@ volatile const __u8 raw_mode = 1;	   // capture TCP not addressed to a local add
 volatile const __u8 tcp_only = 0;	   // drop (and count) inner frames that are not TCP
 volatile const __u32 filter_ports_len = 0; // >0: keep only TCP/UDP with a port in filter_ports
 volatile const __u16 filter_ports[MAX_FILTER_PORTS] = {};
+volatile const __u8 accept_sources_on = 0; // tunnels only from an outer source in accept_sources
+volatile const __u32 accept_vnis_len = 0; // >0: tunnels only with one of the first accept_vnis_len VNIs
+volatile const __u32 accept_vnis[MAX_ACCEPT_VNIS] = {};
 
 // One ring buffer per CPU (index = bpf_get_smp_processor_id()); the loader resizes both
 // levels from its configuration.
@@ -100,23 +108,43 @@ struct {
 } counters SEC(".maps");
 
 // The appliance's own addresses, IPv4 as v4-mapped IPv6. Raw mode never captures these.
+// The Go side follows the host's addresses live (rtnetlink) and updates this map, the filter
+// below and local_prefixes while the program runs.
 struct addr_key {
 	__u32 addr[4];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
+	__uint(max_entries, 64); // the loader sizes it
 	__type(key, struct addr_key);
 	__type(value, __u8);
 } local_addrs SEC(".maps");
 
+// Local routes wider than one address (AnyIP ranges: `ip route add local 10.1.0.0/24`),
+// IPv4 as v4-mapped IPv6 (prefixlen + 96). Looked up only when local_filter says any exist.
+struct prefix_key {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct prefix_key);
+	__type(value, __u8);
+} local_prefixes SEC(".maps");
+
 // A 512-bit filter over local_addrs: bit local_filter_bit(a) is set for every local address.
-// A clear bit proves an address is not local without the hash lookup (~15–20 ns), and
-// mirrored traffic is almost never addressed to the appliance. Whoever adds a local
-// address sets its bit too (the Go loader does both).
+// A clear bit proves an address is not one of local_addrs without the hash lookup (~15–20
+// ns), and mirrored traffic is almost never addressed to the appliance. Whoever adds a local
+// address sets its bit after storing the address (the Go loader does), and clears bits only
+// after recomputing them from the remaining addresses. prefixes counts local_prefixes.
 struct local_filter {
 	__u64 bits[8];
+	__u32 prefixes;
+	__u32 reserved;
 };
 
 struct {
@@ -139,23 +167,40 @@ static __always_inline int is_local(const struct addr_key *k)
 {
 	__u32 zero = 0;
 	struct local_filter *lf = bpf_map_lookup_elem(&local_filter, &zero);
-	if (lf) {
-		__u32 bit = local_filter_bit(k);
-		if (!(lf->bits[(bit >> 6) & 7] & (1ULL << (bit & 63))))
-			return 0;
-	}
-	return bpf_map_lookup_elem(&local_addrs, k) != 0;
+	if (!lf) // never: an array slot always exists
+		return bpf_map_lookup_elem(&local_addrs, k) != 0;
+	__u32 bit = local_filter_bit(k);
+	if ((lf->bits[(bit >> 6) & 7] & (1ULL << (bit & 63))) && bpf_map_lookup_elem(&local_addrs, k))
+		return 1;
+	if (!lf->prefixes)
+		return 0;
+	struct prefix_key pk = {.prefixlen = 128};
+	pk.addr[0] = k->addr[0];
+	pk.addr[1] = k->addr[1];
+	pk.addr[2] = k->addr[2];
+	pk.addr[3] = k->addr[3];
+	return bpf_map_lookup_elem(&local_prefixes, &pk) != 0;
 }
+
+// Outer source addresses tunnels are accepted from (the mirror sources' networks), as
+// prefix_key (IPv4 v4-mapped). Set at load time; consulted only with accept_sources_on.
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct prefix_key);
+	__type(value, __u8);
+} accept_sources SEC(".maps");
 
 // What the parsers learn about an IP packet.
 struct flow {
 	void *l4;	// L4 header (may lie beyond data_end)
-	__u32 a, b;	// source/destination address folded to 32 bits
 	__u32 l3_len;	// IP header + payload length as the IP header declares it
 	__u16 sport, dport; // raw (network order) ports, 0 when unknown
 	__u8 proto;	// L4 protocol
 	__u8 ports_ok;	// sport/dport were read
 	struct addr_key dst;
+	struct prefix_key src; // a full-length accept_sources key: looked up as it is
 };
 
 enum parse_result {
@@ -169,6 +214,27 @@ static __always_inline void count(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
 		*v += 1;
+}
+
+static __always_inline int accepted_source(const struct prefix_key *src)
+{
+	return bpf_map_lookup_elem(&accept_sources, src) != 0;
+}
+
+// vni_rejected tells whether accept_vnis is set and vni is not in it. A list in the
+// program's constants, not a map: no helper call in the middle of the tunnel parsers.
+static __always_inline int vni_rejected(__u32 vni)
+{
+	if (!accept_vnis_len)
+		return 0;
+#pragma unroll
+	for (__u32 i = 0; i < MAX_ACCEPT_VNIS; i++) {
+		if (i >= accept_vnis_len)
+			break;
+		if (accept_vnis[i] == vni)
+			return 0;
+	}
+	return 1;
 }
 
 static __always_inline int verdict(__u32 idx, int action)
@@ -214,9 +280,9 @@ static __always_inline int parse_l2(void **pos, void *end, __u16 *proto)
 }
 
 // parse_l3 reads an IPv4 or IPv6 header at pos and, when present, the L4 ports; f->dst only
-// when want_dst (a constant at each call site).
+// when want_dst, f->src only when want_src (load-time constants at each call site).
 static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct flow *f,
-				    const int want_dst)
+				    const int want_dst, const int want_src)
 {
 	int fragment = 0;
 	// Callers do not zero their flows (a dozen stores per packet): whatever is read later
@@ -224,6 +290,10 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 	f->sport = 0;
 	f->dport = 0;
 	f->ports_ok = 0;
+	// l3_len is read only after PARSE_OK, but clang may carry it in a register through
+	// code shared by several parse sites; after a helper call on one of them the verifier
+	// then sees an uninitialised register spilled (R4 !read_ok). One store settles it.
+	f->l3_len = 0;
 
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = pos;
@@ -235,13 +305,18 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 		f->l3_len = bpf_ntohs(ip->tot_len);
 		if (f->l3_len < ihl)
 			return PARSE_BAD;
-		f->a = ip->saddr;
-		f->b = ip->daddr;
 		if (want_dst) {
 			f->dst.addr[0] = 0;
 			f->dst.addr[1] = 0;
 			f->dst.addr[2] = 0xffff0000U; // ::ffff:a.b.c.d, little-endian load
 			f->dst.addr[3] = ip->daddr;
+		}
+		if (want_src) {
+			f->src.prefixlen = 128;
+			f->src.addr[0] = 0;
+			f->src.addr[1] = 0;
+			f->src.addr[2] = 0xffff0000U;
+			f->src.addr[3] = ip->saddr;
 		}
 		f->proto = ip->protocol;
 		fragment = (ip->frag_off & bpf_htons(0x3fff)) != 0;
@@ -253,13 +328,18 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 		if ((*(__u8 *)ip6 >> 4) != 6)
 			return PARSE_BAD;
 		f->l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-		f->a = ip6->saddr[0] ^ ip6->saddr[1] ^ ip6->saddr[2] ^ ip6->saddr[3];
-		f->b = ip6->daddr[0] ^ ip6->daddr[1] ^ ip6->daddr[2] ^ ip6->daddr[3];
 		if (want_dst) {
 			f->dst.addr[0] = ip6->daddr[0];
 			f->dst.addr[1] = ip6->daddr[1];
 			f->dst.addr[2] = ip6->daddr[2];
 			f->dst.addr[3] = ip6->daddr[3];
+		}
+		if (want_src) {
+			f->src.prefixlen = 128;
+			f->src.addr[0] = ip6->saddr[0];
+			f->src.addr[1] = ip6->saddr[1];
+			f->src.addr[2] = ip6->saddr[2];
+			f->src.addr[3] = ip6->saddr[3];
 		}
 		f->proto = ip6->nexthdr;
 		f->l4 = ip6 + 1;
@@ -276,30 +356,6 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 		}
 	}
 	return PARSE_OK;
-}
-
-static __always_inline __u32 mix32(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
-}
-
-// flow_hash is symmetric: both directions of a connection hash alike, so one reassembly
-// shard sees both. Datapath's Go twin (xdp.FlowHash) must stay identical.
-static __always_inline __u32 flow_hash(struct flow *f)
-{
-	__u32 lo = f->a < f->b ? f->a : f->b;
-	__u32 hi = f->a < f->b ? f->b : f->a;
-	__u32 plo = f->sport < f->dport ? f->sport : f->dport;
-	__u32 phi = f->sport < f->dport ? f->dport : f->sport;
-	__u32 h = mix32(lo ^ 0x9e3779b9);
-	h = mix32(h ^ hi);
-	h = mix32(h ^ ((plo << 16) | phi) ^ ((__u32)f->proto << 8));
-	return h ? h : 1;
 }
 
 // Each reservation is the bucket size plus RESERVE_SLACK: the 32-byte header and up to 7
@@ -440,7 +496,7 @@ static __always_inline int parse_inner(void *inner, void *end, __u8 inner_is_ip,
 	} else if (parse_l2(l3, end, &proto) != PARSE_OK) {
 		return PARSE_BAD;
 	}
-	return parse_l3(*l3, end, proto, f, 0);
+	return parse_l3(*l3, end, proto, f, 0, 0);
 }
 
 #define TCP_FIN 0x01
@@ -507,7 +563,6 @@ static __always_inline int capture(struct xdp_md *ctx, void *data, void *end, vo
 		__u32 declared = (__u32)(l3 - inner) + fp->l3_len;
 		if (declared > len)
 			m.wire_len = declared;
-		m.hash = flow_hash(fp);
 	}
 	m.cap_len = len > MAX_CAPTURE ? MAX_CAPTURE : len;
 	m.vni = vni;
@@ -537,6 +592,8 @@ static __always_inline int handle_vxlan(struct xdp_md *ctx, void *data, void *en
 	struct vxlanhdr *vx = pos;
 	if ((void *)(vx + 1) > end || !(vx->flags & 0x08))
 		return verdict(COUNTER_MALFORMED, XDP_DROP);
+	if (vni_rejected(vni24(vx->vni)))
+		return verdict(COUNTER_REJECTED_VNI, XDP_DROP);
 	struct flow f;
 	void *l3;
 	int rc = parse_inner(vx + 1, end, 0, &l3, &f);
@@ -569,6 +626,9 @@ static __always_inline int handle_geneve(struct xdp_md *ctx, void *data, void *e
 	    port_in(bpf_ntohs(f.dport), vxlan_ports, MAX_TUNNEL_PORTS)) {
 		struct vxlanhdr *vx = f.l4 + sizeof(struct udphdr);
 		if ((void *)(vx + 1) <= end && (vx->flags & 0x08)) {
+			// The mirror session's VNI is the VXLAN one; GWLB's GENEVE VNI is its own.
+			if (vni_rejected(vni24(vx->vni)))
+				return verdict(COUNTER_REJECTED_VNI, XDP_DROP);
 			struct flow nf;
 			void *nl3;
 			int nrc = parse_inner(vx + 1, end, 0, &nl3, &nf);
@@ -576,8 +636,29 @@ static __always_inline int handle_geneve(struct xdp_md *ctx, void *data, void *e
 				       COUNTER_GENEVE_VXLAN, nrc, nl3, &nf);
 		}
 	}
+	if (vni_rejected(vni))
+		return verdict(COUNTER_REJECTED_VNI, XDP_DROP);
 	return capture(ctx, data, end, inner, inner_is_ip, ENCAP_GENEVE, vni, COUNTER_GENEVE, rc, l3,
 		       &f);
+}
+
+// capture_whole hands the received frame on whole, for encapsulations the Go decoder opens
+// and this program does not (GRE with ERSPAN or Ethernet inside, MPLS): better decoded in
+// Go than passed to a kernel that would drop them.
+static __always_inline int capture_whole(struct xdp_md *ctx)
+{
+	__u32 total = bpf_xdp_get_buff_len(ctx);
+	struct frame_meta m = {};
+	m.wire_len = total;
+	m.cap_len = total > MAX_CAPTURE ? MAX_CAPTURE : total;
+	m.encap = ENCAP_RAW;
+	m.flags = FRAME_FLAG_WHOLE;
+	m.timestamp = bpf_ktime_get_ns();
+	if (emit(ctx, &m, 0) < 0)
+		return verdict(COUNTER_RINGBUF_FULL, XDP_DROP);
+	if (m.wire_len > m.cap_len)
+		count(COUNTER_TRUNCATED);
+	return verdict(COUNTER_WHOLE, XDP_DROP);
 }
 
 SEC("xdp.frags")
@@ -591,16 +672,41 @@ int xdp_capture(struct xdp_md *ctx)
 	count(COUNTER_RECEIVED);
 	if (parse_l2(&pos, end, &proto) != PARSE_OK)
 		return verdict(COUNTER_PASSED, XDP_PASS);
+	// MPLS-labelled frames in raw mode: mirrored traffic of an MPLS network (the host runs
+	// none); the Go decoder pops the labels.
+	if (raw_mode && proto == bpf_htons(ETH_P_MPLS_UC))
+		return capture_whole(ctx);
 	struct flow outer = {};
-	if (parse_l3(pos, end, proto, &outer, raw_mode) != PARSE_OK)
+	if (parse_l3(pos, end, proto, &outer, raw_mode, accept_sources_on) != PARSE_OK)
 		return verdict(COUNTER_PASSED, XDP_PASS);
+
+	if (outer.proto == IPPROTO_GRE) {
+		struct grehdr *gre = outer.l4;
+		if ((void *)(gre + 1) <= end) {
+			__u16 gp = gre->proto;
+			// ERSPAN and Ethernet over GRE are mirror encapsulations, wherever they go.
+			// IP over GRE is left to the kernel: it is how a host's own tunnels look.
+			if (gp == bpf_htons(ETH_P_ERSPAN) || gp == bpf_htons(ETH_P_ERSPAN3) ||
+			    gp == bpf_htons(ETH_P_TEB)) {
+				if (accept_sources_on && !accepted_source(&outer.src))
+					return verdict(COUNTER_REJECTED_SOURCE, XDP_DROP);
+				return capture_whole(ctx);
+			}
+		}
+	}
 
 	if (outer.proto == IPPROTO_UDP && outer.ports_ok) {
 		__u16 dport = bpf_ntohs(outer.dport);
 		void *payload = outer.l4 + sizeof(struct udphdr);
-		if (port_in(dport, vxlan_ports, MAX_TUNNEL_PORTS))
+		int vxlan = port_in(dport, vxlan_ports, MAX_TUNNEL_PORTS);
+		int geneve = !vxlan && port_in(dport, geneve_ports, MAX_TUNNEL_PORTS);
+		// Tunnels are taken only from the mirror sources (forged tunnel packets would
+		// become forged traces); the rest are dropped and counted.
+		if ((vxlan || geneve) && accept_sources_on && !accepted_source(&outer.src))
+			return verdict(COUNTER_REJECTED_SOURCE, XDP_DROP);
+		if (vxlan)
 			return handle_vxlan(ctx, data, end, payload);
-		if (port_in(dport, geneve_ports, MAX_TUNNEL_PORTS))
+		if (geneve)
 			return handle_geneve(ctx, data, end, payload);
 	}
 

@@ -46,6 +46,9 @@ type DecoderConfig struct {
 	// LocalAddrs are the appliance's own addresses: raw TCP to or from them is its own
 	// traffic (SSH, scrapes, exports) and is never traced.
 	LocalAddrs []netip.Addr
+	// Local, when set, is a live set of the host's addresses (kept current by whoever
+	// follows address changes), consulted in addition to LocalAddrs.
+	Local *LocalSet
 	// Exclude lists endpoints never traced in any encapsulation (the Metlo backend).
 	Exclude []netip.AddrPort
 }
@@ -56,6 +59,7 @@ type Decoder struct {
 	vxlan, geneve portSet
 	raw           bool
 	local         [][16]byte
+	liveLocal     *LocalSet
 	exclude       []tcp.Endpoint
 }
 
@@ -72,7 +76,7 @@ func (p *portSet) addAll(ports []uint16) {
 
 // NewDecoder builds a decoder; empty port lists take the standard 4789 and 6081.
 func NewDecoder(cfg DecoderConfig) *Decoder {
-	d := &Decoder{raw: cfg.Raw}
+	d := &Decoder{raw: cfg.Raw, liveLocal: cfg.Local}
 	if len(cfg.VXLANPorts) == 0 {
 		cfg.VXLANPorts = []uint16{4789}
 	}
@@ -336,7 +340,7 @@ func (d *Decoder) isLocal(seg *tcp.Segment) bool {
 			return true
 		}
 	}
-	return false
+	return d.liveLocal != nil && (d.liveLocal.Contains(seg.Key.Lo.Addr) || d.liveLocal.Contains(seg.Key.Hi.Addr))
 }
 
 func (d *Decoder) excluded(seg *tcp.Segment) bool {

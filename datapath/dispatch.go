@@ -12,8 +12,11 @@ import (
 
 // DispatcherConfig configures decoding and the reassembly workers.
 type DispatcherConfig struct {
-	Workers    int // reassembly workers; each owns the flows whose hash maps to it
-	Decoder    DecoderConfig
+	Workers int // reassembly workers; each owns the flows whose hash maps to it
+	Decoder DecoderConfig
+	// Accept limits whose tunnel packets are taken (outer sources, VNIs); rejects are
+	// counted by reason and go no further.
+	Accept     TunnelAccept
 	Reassembly reassembly.Config // totals; MaxFlows and BufferBytes are split across workers
 	// Live makes idle workers advance their clocks with the wall clock, so quiet flows time
 	// out; capture files run on packet time alone.
@@ -55,6 +58,11 @@ type Dispatcher struct {
 type packetCounters struct {
 	packets [NumEncaps][NumOutcomes]atomic.Uint64
 	bytes   [NumEncaps]atomic.Uint64
+	// waits and waitNanos count the times (and time) the handler waited for a worker to
+	// free a batch: back-pressure that stalls the source (a live source's ring fills).
+	waits, waitNanos atomic.Uint64
+	// rejectedSource and rejectedVNI count tunnel packets the accept filter refused.
+	rejectedSource, rejectedVNI atomic.Uint64
 }
 
 // NewDispatcher starts the workers; exchanges go to out, which is called from every
@@ -111,7 +119,8 @@ func (d *Dispatcher) run(w *worker) {
 
 // NewHandler returns a FrameHandler for one source goroutine.
 func (d *Dispatcher) NewHandler() FrameHandler {
-	h := &handler{d: d, dec: NewDecoder(d.cfg.Decoder), pending: make([]*batch, len(d.workers)), c: &packetCounters{}}
+	h := &handler{d: d, dec: NewDecoder(d.cfg.Decoder), pending: make([]*batch, len(d.workers)), c: &packetCounters{},
+		accept: newAcceptFilter(d.cfg.Accept, d.cfg.Decoder)}
 	d.mu.Lock()
 	d.handlers = append(d.handlers, h.c)
 	d.mu.Unlock()
@@ -139,11 +148,17 @@ type Snapshot struct {
 	Packets    [NumEncaps][NumOutcomes]uint64
 	Bytes      [NumEncaps]uint64
 	Reassembly reassembly.Stats
+	// BackpressureWaits and BackpressureTime: how often and how long source goroutines
+	// waited for the workers.
+	BackpressureWaits uint64
+	BackpressureTime  time.Duration
+	// Rejected counts tunnel packets refused by DispatcherConfig.Accept, by Reject* reason.
+	Rejected map[string]uint64
 }
 
 // Snapshot sums every handler's and worker's counters; safe from any goroutine.
 func (d *Dispatcher) Snapshot() Snapshot {
-	var s Snapshot
+	s := Snapshot{Rejected: map[string]uint64{RejectSource: 0, RejectVNI: 0}}
 	d.mu.Lock()
 	for _, c := range d.handlers {
 		for e := range c.packets {
@@ -152,6 +167,10 @@ func (d *Dispatcher) Snapshot() Snapshot {
 			}
 			s.Bytes[e] += c.bytes[e].Load()
 		}
+		s.BackpressureWaits += c.waits.Load()
+		s.BackpressureTime += time.Duration(c.waitNanos.Load())
+		s.Rejected[RejectSource] += c.rejectedSource.Load()
+		s.Rejected[RejectVNI] += c.rejectedVNI.Load()
 	}
 	d.mu.Unlock()
 	for _, w := range d.workers {
@@ -166,11 +185,20 @@ type handler struct {
 	dec     *Decoder
 	pending []*batch
 	c       *packetCounters
+	accept  *acceptFilter // nil: every tunnel packet is taken
 }
 
 func (h *handler) HandleFrame(f *Frame) {
+	if h.accept != nil && h.accept.sourceRejected(f) {
+		h.c.rejectedSource.Add(1)
+		return
+	}
 	var seg tcp.Segment
 	encap, out := h.dec.Decode(f, &seg)
+	if (out == OutcomeTCP || out == OutcomeTruncated) && h.accept != nil && h.accept.vniRejected(encap, seg.Key.Tunnel) {
+		h.c.rejectedVNI.Add(1)
+		return
+	}
 	h.c.packets[encap][out].Add(1)
 	h.c.bytes[encap].Add(uint64(len(f.Data)))
 	if out != OutcomeTCP && out != OutcomeTruncated {
@@ -186,7 +214,16 @@ func (h *handler) HandleFrame(f *Frame) {
 		b = nil
 	}
 	if b == nil {
-		b = <-h.d.workers[wi].free // back-pressure: a live source's kernel ring absorbs (and counts) overload
+		select {
+		case b = <-h.d.workers[wi].free:
+		default:
+			// Back-pressure: the worker is behind. A live source's kernel ring absorbs (and
+			// counts) the overload meanwhile; the wait is counted so it can be told apart.
+			start := time.Now()
+			b = <-h.d.workers[wi].free
+			h.c.waits.Add(1)
+			h.c.waitNanos.Add(uint64(time.Since(start)))
+		}
 		h.pending[wi] = b
 	}
 	if len(seg.Payload) > cap(b.buf) { // larger than a whole batch (jumbo super-frame): own copy

@@ -40,7 +40,6 @@ type Frame struct {
 	InnerIsIP     bool // with Decapsulated: Data starts at an IP header, not Ethernet
 	Encap         Encap
 	Tunnel        uint32 // VNI with Decapsulated
-	Hash          uint32 // symmetric flow hash computed by the source, 0 if none
 }
 
 // FrameHandler consumes the frames of one source goroutine; it is never shared between

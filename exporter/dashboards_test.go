@@ -22,6 +22,9 @@ var metricName = regexp.MustCompile(`\bmetlo_appliance_[a-z0-9_]+`)
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	m := fixedMetrics()
+	if err := m.RegisterCapture(fakeCapture{}); err != nil {
+		t.Fatal(err)
+	}
 	b := metlotest.New(testKey)
 	o := testOpts(b)
 	o.SpoolDir = t.TempDir()

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
 // need skips the test when a tool is missing (CI installs packer, shellcheck and systemd).
@@ -175,9 +177,7 @@ func TestMain(m *testing.M) {
 // TestInstallIntoFreshRoot runs the image's install script into a scratch root seeded with
 // this machine's account databases and checks the files, user and enabled units it leaves.
 func TestInstallIntoFreshRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: install sets file owners for the metlo user")
-	}
+	netnstest.RequireRoot(t, "install sets file owners for the metlo user")
 	need(t, "systemctl")
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
@@ -362,23 +362,10 @@ func unitCaps(t *testing.T) []string {
 // on a veth in a fresh network namespace: native XDP attaches with them, AF_PACKET needs only
 // CAP_NET_RAW, and XDP without CAP_BPF fails — so the set is both sufficient and needed.
 func TestCollectorCapabilities(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and drops to an unprivileged user")
-	}
-	need(t, "setpriv")
-	need(t, "curl")
+	netnstest.Require(t, "setpriv", "curl")
 	bin := buildBinary(t)
-	ns := fmt.Sprintf("metlo-caps-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Skipf("network namespaces not permitted: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	for _, args := range [][]string{
-		{"-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1"},
-		{"-n", ns, "link", "set", "lo", "up"}, {"-n", ns, "link", "set", "v0", "up"}, {"-n", ns, "link", "set", "v1", "up"},
-	} {
-		run(t, ".", nil, "ip", args...)
-	}
+	ns := netnstest.Add(t, "mcaps")
+	netnstest.Veth(t, ns, "v0", ns, "v1", 0)
 
 	caps := unitCaps(t)
 	start := func(capture string, caps []string) (ready bool, log string) {

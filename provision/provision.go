@@ -44,6 +44,9 @@ type Options struct {
 	HealthPort  int      // port serving the appliance's /readyz, used for load-balancer health checks
 	In          io.Reader
 	Out         io.Writer // human-readable progress, plans and tables
+
+	Prices             Prices  // list prices for the cost estimate; nil = DefaultPrices
+	MirroredGBPerMonth float64 // expected mirrored traffic, for the data-dependent part of the estimate
 }
 
 // Provider sets up, lists and tears down one cloud's mirroring to this appliance. Every

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 )
@@ -103,5 +104,31 @@ func TestLostHEADRequestDoesNotShiftPairing(t *testing.T) {
 	}
 	if s := c.a.Stats(); s.Exchanges["orphan_response"] != 1 || s.Exchanges["parse_error"] != 0 {
 		t.Fatalf("stats %+v", s.Exchanges)
+	}
+}
+
+func TestLostResponseWithLaggingClientQueue(t *testing.T) {
+	// The two directions travel different capture queues and the client's lags. Response 1
+	// was lost; response 2 is seen before request 2. It acknowledges request 2's bytes, so
+	// it must wait for request 2 instead of pairing with request 1.
+	c := newConv(t, Config{ReorderTimeout: 100 * time.Millisecond})
+	c.handshake()
+	c.client("GET /one HTTP/1.1\r\n\r\n")
+	_ = c.seg(false, 0, resp(200, "Content-Length: 3\r\n", "one")) // lost by the mirror
+	req2 := c.seg(true, 0, "GET /two HTTP/1.1\r\n\r\n")
+	resp2 := c.seg(false, 0, resp(200, "Content-Length: 3\r\n", "two"))
+	c.ts += int64(time.Second)
+	resp2.Timestamp = c.ts
+	c.send(resp2) // the server's queue runs ahead: its hole is given up after the reorder timeout
+	c.a.Advance(c.ts + int64(200*time.Millisecond))
+	c.send(req2)
+	c.close()
+	c.a.FlushAll()
+	got := c.want(2)
+	if got[0].Request.Path != "/one" || got[0].Flags&exchange.FlagNoResponse == 0 {
+		t.Fatalf("first: %s status %d %q flags %b", got[0].Request.Path, got[0].Response.Status, got[0].Response.Body, got[0].Flags)
+	}
+	if got[1].Request.Path != "/two" || string(got[1].Response.Body) != "two" {
+		t.Fatalf("second: %s %q", got[1].Request.Path, got[1].Response.Body)
 	}
 }

@@ -13,6 +13,8 @@ type Stats struct {
 	FlowsEvicted       uint64
 	OutOfOrderSegments uint64
 	Gaps               uint64
+	FlowsEnded         uint64            // connections that ended (closed, reset, evicted or flushed)
+	OneSidedFlows      uint64            // of those, the ones that had shown one direction only
 	BufferedBytes      int64             // memory budget in use: out-of-order data, held responses, unemitted bodies
 	Drops              map[string]uint64 // by reason, from every layer
 	Exchanges          map[string]uint64 // by outcome
@@ -28,6 +30,8 @@ func (a *Assembler) Stats() Stats {
 		FlowsEvicted:       t.FlowsEvicted,
 		OutOfOrderSegments: t.OutOfOrderSegments,
 		Gaps:               t.Gaps,
+		FlowsEnded:         t.Ended,
+		OneSidedFlows:      t.OneSided,
 		BufferedBytes:      int64(a.budget.Used()),
 		Drops:              make(map[string]uint64, int(tcp.NumDrops)+int(http1.NumDrops)),
 		Exchanges:          make(map[string]uint64, http1.NumOutcomes),
@@ -52,6 +56,8 @@ func (s *Stats) Add(o Stats) {
 	s.FlowsEvicted += o.FlowsEvicted
 	s.OutOfOrderSegments += o.OutOfOrderSegments
 	s.Gaps += o.Gaps
+	s.FlowsEnded += o.FlowsEnded
+	s.OneSidedFlows += o.OneSidedFlows
 	s.BufferedBytes += o.BufferedBytes
 	if s.Drops == nil {
 		s.Drops = map[string]uint64{}

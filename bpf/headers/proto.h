@@ -11,9 +11,13 @@
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88A8
 #define ETH_P_TEB 0x6558 /* transparent Ethernet bridging: GENEVE carries an Ethernet frame */
+#define ETH_P_MPLS_UC 0x8847
+#define ETH_P_ERSPAN 0x88BE  /* ERSPAN types I and II over GRE */
+#define ETH_P_ERSPAN3 0x22EB /* ERSPAN type III over GRE */
 
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
+#define IPPROTO_GRE 47
 
 struct ethhdr {
 	__u8 dst[6];
@@ -53,6 +57,13 @@ struct udphdr {
 	__u16 dest;
 	__u16 len;
 	__u16 check;
+};
+
+/* RFC 2784: flags and version, protocol type; checksum, key and sequence number follow
+ * when flagged. */
+struct grehdr {
+	__u16 flags;
+	__u16 proto;
 };
 
 /* RFC 7348: flags (I = 0x08), 3 reserved bytes, 24-bit VNI, 1 reserved byte. */

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/metlo-labs/metlo-appliance/provision"
 	"github.com/metlo-labs/metlo-appliance/provision/cloudmeta"
 )
 
@@ -155,6 +156,9 @@ func (o *bootOptions) render(ctx context.Context, log *slog.Logger) (*bootSettin
 	st, err := o.settings(cloud, raw, log)
 	if err != nil {
 		return nil, err
+	}
+	if cloud == "aws" {
+		o.awsTunnelDefaults(ctx, st, log)
 	}
 	if err := o.write(ctx, st); err != nil {
 		return nil, err
@@ -446,6 +450,12 @@ func (o *bootOptions) provision(ctx context.Context, log *slog.Logger, out io.Wr
 		if err == nil {
 			log.Info("provisioning done", "cloud", st.Cloud, "attempt", attempt)
 			return nil
+		}
+		var inc *provision.IncompleteError
+		if errors.As(err, &inc) && inc.Permanent() {
+			// Retrying cannot make the cloud mirror these; the reconcile timer looks again later.
+			log.Warn("provisioning incomplete: some sources cannot be mirrored; not retrying", "cloud", st.Cloud, "missing", len(inc.Missing), "err", err)
+			return fmt.Errorf("provision: %w", err)
 		}
 		if o.once {
 			return fmt.Errorf("provision: %w", err)

@@ -34,12 +34,14 @@ type bootIMDS struct {
 	upstream string // the awsemu IMDS
 	userData string
 	tags     map[string]string
+	vpcCIDRs string // vpc-ipv4-cidr-blocks of every interface, "" = not served
 }
 
 func (b *bootIMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	up, _ := url.Parse(b.upstream)
 	tagPath, isTag := strings.CutPrefix(r.URL.Path, "/latest/meta-data/tags/instance")
-	if r.URL.Path != "/latest/user-data" && !isTag {
+	isCIDRs := b.vpcCIDRs != "" && strings.HasSuffix(r.URL.Path, "/vpc-ipv4-cidr-blocks")
+	if r.URL.Path != "/latest/user-data" && !isTag && !isCIDRs {
 		httputil.NewSingleHostReverseProxy(up).ServeHTTP(w, r)
 		return
 	}
@@ -56,6 +58,8 @@ func (b *bootIMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case isCIDRs:
+		fmt.Fprint(w, b.vpcCIDRs)
 	case !isTag:
 		fmt.Fprint(w, b.userData)
 	case tagPath == "" || tagPath == "/":
@@ -246,7 +250,11 @@ func TestBootAWS(t *testing.T) {
 		fmt.Fprintf(&ud, "export %s=%q\n", k, v)
 	}
 	fmt.Fprintf(&ud, "METLO_AWS_ENDPOINT=%s\nMETLO_AWS_MAX_ATTEMPTS=2\nMETLO_TARGET=eni\n", w.api)
+	// The sessions get the sample capture's VNI, and the emulated VPC is loopback, where
+	// the replay comes from: the tunnel accept lists boot derives must let it in.
+	ud.WriteString("METLO_AWS_VNI=4242\n")
 	md.userData = ud.String()
+	md.vpcCIDRs = "127.0.0.0/8\n10.99.0.0/16"
 	md.tags = map[string]string{"Name": "metlo", "METLO_SOURCES": "instance:i-0web000000000001", "METLO_TARGET": "nlb"}
 	srv := httptest.NewServer(md)
 	defer srv.Close()
@@ -256,7 +264,8 @@ func TestBootAWS(t *testing.T) {
 
 	cfg, prov := readRendered(t, b.dir)
 	want := map[string]any{"capture": "udp", "interface": "eth9", "metlo-key": testMetloKey, "metlo-host": "http://metlo.internal:8081",
-		"vxlan-ports": []any{cs.vxlan}, "sink": []any{"jsonl:" + cs.traces}}
+		"vxlan-ports": []any{cs.vxlan}, "sink": []any{"jsonl:" + cs.traces},
+		"accept-vnis": []any{4242}, "accept-sources": []any{"127.0.0.0/8", "10.99.0.0/16"}}
 	for k, v := range want {
 		if fmt.Sprint(cfg[k]) != fmt.Sprint(v) {
 			t.Errorf("config %s = %v, want %v", k, cfg[k], v)
@@ -462,5 +471,30 @@ func TestBootRender(t *testing.T) {
 func TestDefaultRouteInterfaceMissingFile(t *testing.T) {
 	if ifc := defaultRouteInterface("/nonexistent"); ifc != "" {
 		t.Errorf("route from a missing file: %q", ifc)
+	}
+}
+
+// TestBootProvisionStopsOnPermanentGaps: a source AWS can never mirror (a T2 instance) makes
+// boot provision fail at once instead of retrying for --max-time, and never log "done".
+func TestBootProvisionStopsOnPermanentGaps(t *testing.T) {
+	w := newAWSWorld(t)
+	w.emu.AddInstance(awsemu.Instance{ID: "i-0old000000000001", Type: "t2.micro"})
+	dir := t.TempDir()
+	st := bootSettings{Cloud: "aws", Provision: map[string][]string{"source": {"instance:i-0old000000000001"},
+		"aws-endpoint": {w.api}, "aws-imds-endpoint": {w.imdsURL}}}
+	b, _ := yaml.Marshal(st)
+	if err := os.WriteFile(filepath.Join(dir, "provision.yaml"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	root := newRootCmd()
+	root.SetArgs([]string{"boot", "provision", "--config-dir", dir, "--retry-min", "10ms", "--max-time", "30s"})
+	root.SetOut(&out)
+	root.SetErr(&out)
+	start := time.Now()
+	err := root.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "t2.micro") || strings.Contains(out.String(), "provisioning done") ||
+		strings.Contains(out.String(), "provisioning failed; retrying") || time.Since(start) > 10*time.Second {
+		t.Fatalf("err = %v after %s\n%s", err, time.Since(start), out.String())
 	}
 }

@@ -47,9 +47,9 @@ func TestGCPCommandsEndToEnd(t *testing.T) {
 
 	out := run("provision", "--source", "instance:web-1", "--source", "tag:web", "--health-port", "9800")
 	mustContain(out, "  + create health check metlo-appliance-metlo-1-hc (HTTP :9800/readyz)",
-		"gcp: policy metlo-appliance-metlo-1-pm ok: 1 instance, 0 subnets, 1 tag (8 created, 1 patched)")
+		"gcp: policy metlo-appliance-metlo-1-pm ok: 1 instance, 0 subnets, 1 tag (6 created, 1 changed)")
 
-	out = run("provision", "--dry-run", "--source", "subnet:app-sub", "--health-port", "9800")
+	out = run("provision", "--dry-run", "--source", "instance:web-1", "--source", "tag:web", "--source", "subnet:app-sub", "--health-port", "9800")
 	mustContain(out, "  ~ would patch packet mirroring metlo-appliance-metlo-1-pm (add subnet regions/us-central1/subnetworks/app-sub)",
 		"gcp: dry run, nothing changed (1 resource to change)")
 
@@ -57,10 +57,10 @@ func TestGCPCommandsEndToEnd(t *testing.T) {
 	mustContain(out, "zones/us-central1-b/instances/web-1", "isMirroringCollector=true", "HTTP :9800/readyz")
 
 	out = run("remove", "tag:web")
-	mustContain(out, "gcp: policy metlo-appliance-metlo-1-pm ok: 1 instance, 0 subnets, 0 tags (1 patched)")
+	mustContain(out, "gcp: policy metlo-appliance-metlo-1-pm ok: 1 instance, 0 subnets, 0 tags (1 changed)")
 
 	out = run("cleanup", "--yes")
-	mustContain(out, "gcp: cleanup of metlo-appliance-metlo-1 ok: 8 deleted, 0 already gone")
+	mustContain(out, "gcp: cleanup of metlo-appliance-metlo-1 ok: 6 deleted, 2 already gone")
 	for _, c := range []string{"instanceGroups", "healthChecks", "backendServices", "forwardingRules", "firewalls", "packetMirrorings"} {
 		if keys := emu.Keys(c); len(keys) != 0 {
 			t.Errorf("cleanup left %v", keys)

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/datapath/afpacket"
+	"github.com/metlo-labs/metlo-appliance/datapath/localaddr"
 	"github.com/metlo-labs/metlo-appliance/datapath/pcapsrc"
 	"github.com/metlo-labs/metlo-appliance/datapath/udpsrc"
 	"github.com/metlo-labs/metlo-appliance/datapath/xdp"
@@ -73,10 +75,26 @@ type collector struct {
 	closeSrc func() error
 	// captureLine is the source's own counters (kernel drops), read before it closes.
 	captureLine string
+	// local is the host's own addresses, followed live while capturing.
+	local *datapath.LocalSet
+	// capture reports the live capture's state and losses to /metrics and the log.
+	capture *captureState
 }
 
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	log := newLogger(cfg.LogLevel, stderr)
+	memSource := cfg.resolveMemory()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The budgets take about two thirds of the limit; the garbage collector works
+		// harder as the heap nears it, instead of letting garbage grow past it.
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
+	level := slog.LevelInfo
+	if cfg.Pcap != "" || cfg.Sample {
+		level = slog.LevelDebug // an offline run's stderr is its summary
+	}
+	log.Log(ctx, level, "memory budget", "memory-limit", cfg.MemoryLimit, "from", memSource,
+		"buffer-bytes", cfg.BufferBytes, "queue-bytes", cfg.QueueBytes, "metlo-queue-bytes", cfg.MetloQueueBytes)
 	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now()}
 	if !c.offline && len(cfg.Sinks) == 1 && cfg.Sinks[0] == "jsonl:-" && cfg.MetloHost == "" {
 		log.Warn("no sink configured: traces go to stdout; set --sink metlo:URL (or METLO_HOST) to ship them")
@@ -116,17 +134,45 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if !c.offline {
+		stop := c.followLocalAddrs(ctx)
+		defer stop()
+	}
 	c.disp = datapath.NewDispatcher(c.dispatcherConfig(), c.exp)
 	if err := c.metrics.RegisterPipeline(pipelineStats{c.disp}); err != nil {
 		return err
+	}
+	c.capture = &captureState{c: c}
+	if !c.offline {
+		if err := c.metrics.RegisterCapture(c.capture); err != nil {
+			return err
+		}
 	}
 	if err := c.openSource(ctx); err != nil {
 		c.disp.Close()
 		_ = c.exp.Close(context.Background())
 		return err
 	}
+	if !c.offline {
+		acc := cfg.tunnelAccept()
+		srcs, vnis := "any", "any"
+		if len(acc.Sources) > 0 {
+			srcs = fmt.Sprint(acc.Sources)
+		}
+		if len(acc.VNIs) > 0 {
+			vnis = fmt.Sprint(acc.VNIs)
+		}
+		log.Info("tunnel packets accepted", "sources", srcs, "vnis", vnis)
+	}
 	c.health.SetReady("capture", true)
+	c.capture.up.Store(true)
+	logCtx, stopLog := context.WithCancel(ctx)
+	if cfg.SummaryInterval > 0 {
+		go c.capture.logSummaries(logCtx, log, cfg.SummaryInterval)
+	}
 	runErr := c.src.Run(ctx, c.disp.NewHandler)
+	stopLog()
+	c.capture.up.Store(false)
 	c.health.SetReady("capture", false)
 	c.captureLine = captureStats(c.src)
 	if c.closeSrc != nil {
@@ -238,12 +284,11 @@ func (c *collector) dispatcherConfig() datapath.DispatcherConfig {
 		Raw:         cfg.Raw,
 		Exclude:     c.exp.BackendEndpoints(),
 	}
-	if !c.offline {
-		dc.LocalAddrs = hostAddrs(c.log)
-	}
+	dc.Local = c.local
 	return datapath.DispatcherConfig{
 		Workers: workers,
 		Decoder: dc,
+		Accept:  cfg.tunnelAccept(),
 		Live:    !c.offline,
 		Reassembly: reassembly.Config{
 			BodyCap:         cfg.BodyCap,
@@ -268,7 +313,12 @@ func (c *collector) openSource(ctx context.Context) error {
 		c.src = pcapsrc.New(pcapsrc.Config{Path: cfg.Pcap, Logger: c.log})
 		return nil
 	case cfg.Capture == "udp":
-		s, err := udpsrc.New(udpsrc.Config{VXLANPorts: cfg.VXLANPorts, GENEVEPorts: cfg.GENEVEPorts, Logger: c.log})
+		ring := cfg.RingBytes
+		if ring == 0 {
+			ring = datapath.DefaultRingBytes()
+		}
+		s, err := udpsrc.New(udpsrc.Config{VXLANPorts: cfg.VXLANPorts, GENEVEPorts: cfg.GENEVEPorts, RecvBuffer: ring,
+			BindAddr: cfg.UDPBind, AcceptSources: cfg.tunnelAccept().Sources, Logger: c.log})
 		if err != nil {
 			return err
 		}
@@ -282,7 +332,9 @@ func (c *collector) openSource(ctx context.Context) error {
 		for _, mode := range []xdp.Mode{xdp.ModeNative, xdp.ModeGeneric} {
 			xc := xdp.DefaultConfig(cfg.Interface)
 			xc.VXLANPorts, xc.GENEVEPorts = toPorts(cfg.VXLANPorts), toPorts(cfg.GENEVEPorts)
-			xc.Raw, xc.Mode, xc.Logger = cfg.Raw, mode, c.log
+			xc.Raw, xc.Mode, xc.Logger, xc.RingBytes = cfg.Raw, mode, c.log, cfg.RingBytes
+			acc := cfg.tunnelAccept()
+			xc.AcceptSources, xc.AcceptVNIs = acc.Sources, acc.VNIs
 			s, err := xdp.Open(xc)
 			if err == nil {
 				if err := c.metrics.Register(s.Collector()); err != nil {
@@ -302,7 +354,7 @@ func (c *collector) openSource(ctx context.Context) error {
 			}
 		}
 	}
-	s, err := afpacket.New(afpacket.Config{Interface: cfg.Interface, Logger: c.log})
+	s, err := afpacket.New(afpacket.Config{Interface: cfg.Interface, RingBytes: cfg.RingBytes, Logger: c.log})
 	if errors.Is(err, os.ErrPermission) {
 		return fmt.Errorf("%w (AF_PACKET capture needs root or CAP_NET_RAW; --capture udp needs neither)", err)
 	}
@@ -342,7 +394,7 @@ func (c *collector) printSummary(w io.Writer) {
 	if c.captureLine != "" {
 		fmt.Fprintf(w, "capture   %s\n", c.captureLine)
 	}
-	fmt.Fprintf(w, "flows     %d created, %d evicted idle, %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
+	fmt.Fprintf(w, "flows     %d created, %d evicted (idle, max-flows or memory), %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
 	fmt.Fprintf(w, "exchanges %d emitted (complete=%d truncated=%d no_response=%d); orphan_responses=%d parse_errors=%d non_http_flows=%d\n",
 		emitted, r.Exchanges["complete"], r.Exchanges["truncated"], r.Exchanges["no_response"],
 		r.Exchanges["orphan_response"], r.Exchanges["parse_error"], r.Exchanges["non_http"])
@@ -410,8 +462,35 @@ func toPorts(ps []int) []uint16 {
 	return out
 }
 
-// hostAddrs lists this host's addresses: raw capture never traces its own traffic.
-func hostAddrs(log *slog.Logger) []netip.Addr {
+// followLocalAddrs keeps c.local equal to this host's addresses and local routes (raw
+// capture never traces the host's own traffic) until the returned stop is called.
+func (c *collector) followLocalAddrs(ctx context.Context) (stop func()) {
+	w, err := localaddr.Open()
+	if err != nil {
+		c.log.Warn("cannot follow local addresses; using the current ones only", "err", err)
+		c.local = datapath.NewLocalSet(staticHostAddrs(c.log), nil)
+		return func() {}
+	}
+	set := w.Current()
+	c.local = datapath.NewLocalSet(set.Addrs, set.Prefixes)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := w.Run(ctx, func(s localaddr.Set) {
+			added, removed := set.Diff(s)
+			set = s
+			c.local.Set(s.Addrs, s.Prefixes)
+			c.log.Debug("decoder's local addresses changed", "added", added, "removed", removed)
+		})
+		if err != nil {
+			c.log.Warn("no longer following local addresses", "err", err)
+		}
+	}()
+	return func() { w.Close(); <-done }
+}
+
+// staticHostAddrs lists this host's addresses once.
+func staticHostAddrs(log *slog.Logger) []netip.Addr {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		log.Warn("cannot list local addresses; raw capture may trace this host's own traffic", "err", err)

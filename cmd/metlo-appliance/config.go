@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/exporter"
 	"github.com/metlo-labs/metlo-appliance/exporter/spool"
 )
@@ -28,23 +30,28 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // are the mapstructure tags; defaults come from defaultConfig.
 type Config struct {
 	// Capture
-	Capture     string   `mapstructure:"capture"`      // auto|xdp|afpacket|udp (live); ignored with pcap
-	Interface   string   `mapstructure:"interface"`    // capture interface for xdp/afpacket
-	Pcap        string   `mapstructure:"pcap"`         // pcap/pcapng file, "-" = stdin
-	Sample      bool     `mapstructure:"sample"`       // run on the bundled sample capture
-	VXLANPorts  []int    `mapstructure:"vxlan-ports"`  // UDP ports carrying VXLAN
-	GENEVEPorts []int    `mapstructure:"geneve-ports"` // UDP ports carrying GENEVE
-	Raw         bool     `mapstructure:"raw"`          // capture unencapsulated TCP not addressed to us (GCP)
-	Workers     int      `mapstructure:"workers"`      // reassembly workers; 0 = one per CPU
-	Sinks       []string `mapstructure:"sink"`         // jsonl:PATH, metlo:URL
+	Capture     string   `mapstructure:"capture"`        // auto|xdp|afpacket|udp (live); ignored with pcap
+	Interface   string   `mapstructure:"interface"`      // capture interface for xdp/afpacket
+	Pcap        string   `mapstructure:"pcap"`           // pcap/pcapng file, "-" = stdin
+	Sample      bool     `mapstructure:"sample"`         // run on the bundled sample capture
+	VXLANPorts  []int    `mapstructure:"vxlan-ports"`    // UDP ports carrying VXLAN
+	GENEVEPorts []int    `mapstructure:"geneve-ports"`   // UDP ports carrying GENEVE
+	Raw         bool     `mapstructure:"raw"`            // capture unencapsulated TCP not addressed to us (GCP)
+	RingBytes   int      `mapstructure:"ring-bytes"`     // kernel buffer of each capture ring (XDP per CPU, AF_PACKET per socket, UDP per socket); 0 = automatic
+	AcceptSrcs  []string `mapstructure:"accept-sources"` // outer source CIDRs/addresses tunnel packets are taken from; empty = any
+	AcceptVNIs  []int    `mapstructure:"accept-vnis"`    // VNIs tunnel packets are taken with; empty = any
+	UDPBind     string   `mapstructure:"udp-bind"`       // address the --capture udp sockets bind; "" = all
+	Workers     int      `mapstructure:"workers"`        // reassembly workers; 0 = one per CPU
+	Sinks       []string `mapstructure:"sink"`           // jsonl:PATH, metlo:URL
 
-	// Reassembly and HTTP limits
+	// Memory, reassembly and HTTP limits
+	MemoryLimit     int64         `mapstructure:"memory-limit"`      // the collector's memory budget; 0 = 75% of the cgroup limit, else 50% of RAM
 	BodyCap         int           `mapstructure:"body-cap"`          // bytes kept per body; longer bodies are truncated and flagged
 	MaxFlows        int           `mapstructure:"max-flows"`         // tracked connections across all workers
 	FlowBufferBytes int           `mapstructure:"flow-buffer-bytes"` // bytes set aside per connection direction (out-of-order data, held responses)
-	BufferBytes     int           `mapstructure:"buffer-bytes"`      // one memory budget for out-of-order data, held responses and unemitted bodies, across all flows
+	BufferBytes     int           `mapstructure:"buffer-bytes"`      // reassembly's memory budget (connections, waiting requests, bodies, buffers); 0 = 40% of memory-limit
 	IdleTimeout     time.Duration `mapstructure:"idle-timeout"`      // evict a flow after this long without packets
-	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // emit a request without response after this long
+	ResponseTimeout time.Duration `mapstructure:"response-timeout"`  // response bytes seen before their request wait this long for it
 
 	// Export
 	Environment      string        `mapstructure:"environment"`           // meta.environment of every trace
@@ -52,9 +59,9 @@ type Config struct {
 	MetloKey         string        `mapstructure:"metlo-key"`             // Metlo API key (env METLO_KEY)
 	CredentialsFile  string        `mapstructure:"credentials-file"`      // Metlo's KEY=VALUE credentials file (METLO_HOST, METLO_KEY)
 	QueueTraces      int           `mapstructure:"queue-traces"`          // intake queue between capture and encoding, in traces
-	QueueBytes       int64         `mapstructure:"queue-bytes"`           // intake queue, in bytes
+	QueueBytes       int64         `mapstructure:"queue-bytes"`           // intake queue, in bytes; 0 = 15% of memory-limit
 	MetloQueueTraces int           `mapstructure:"metlo-queue-traces"`    // traces waiting for the Metlo backend
-	MetloQueueBytes  int64         `mapstructure:"metlo-queue-bytes"`     // bytes waiting for the Metlo backend
+	MetloQueueBytes  int64         `mapstructure:"metlo-queue-bytes"`     // bytes waiting for the Metlo backend without a spool; 0 = 10% of memory-limit
 	BatchSize        int           `mapstructure:"batch-size"`            // traces per POST to the Metlo backend (a batch also closes after 1s)
 	RateLimit        float64       `mapstructure:"rate-limit"`            // traces/s sent to the Metlo backend; 0 = unlimited
 	RateBurst        int           `mapstructure:"rate-burst"`            // traces that may go at once above rate-limit
@@ -71,8 +78,9 @@ type Config struct {
 	RedactFields     []string      `mapstructure:"redact-fields"`         // field names masked besides the built-in sensitive names
 
 	// Operations
-	MetricsAddr string `mapstructure:"metrics-addr"` // Prometheus /metrics, /healthz, /readyz; "" disables
-	LogLevel    string `mapstructure:"log-level"`    // debug|info|warn|error
+	MetricsAddr     string        `mapstructure:"metrics-addr"`     // Prometheus /metrics, /healthz, /readyz; "" disables
+	SummaryInterval time.Duration `mapstructure:"summary-interval"` // live capture: one summary log line this often; 0 disables
+	LogLevel        string        `mapstructure:"log-level"`        // debug|info|warn|error
 }
 
 func defaultConfig() Config {
@@ -84,15 +92,12 @@ func defaultConfig() Config {
 		BodyCap:          64 << 10,
 		MaxFlows:         1 << 20,
 		FlowBufferBytes:  1 << 20,
-		BufferBytes:      256 << 20,
 		IdleTimeout:      2 * time.Minute,
 		ResponseTimeout:  30 * time.Second,
 		Environment:      "production",
 		CredentialsFile:  "/opt/metlo/credentials",
 		QueueTraces:      1 << 16,
-		QueueBytes:       256 << 20,
 		MetloQueueTraces: 100_000,
-		MetloQueueBytes:  256 << 20,
 		BatchSize:        500,
 		RateLimit:        60,
 		RateBurst:        500,
@@ -105,6 +110,7 @@ func defaultConfig() Config {
 		OfflineTimeout:   10 * time.Minute,
 		Redact:           true,
 		MetricsAddr:      ":9731",
+		SummaryInterval:  time.Minute,
 		LogLevel:         "info",
 	}
 }
@@ -173,14 +179,18 @@ var keyHelp = map[string]string{
 	"pcap": "read a pcap/pcapng file instead of capturing (- = stdin)", "sample": "run on the bundled sample capture",
 	"vxlan-ports": "UDP ports carrying VXLAN", "geneve-ports": "UDP ports carrying GENEVE",
 	"raw": "also capture unencapsulated TCP not addressed to this host (GCP)", "workers": "reassembly workers (0 = one per CPU)",
-	"sink": "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
-	"max-flows": "tracked connections across all workers", "flow-buffer-bytes": "bytes set aside per connection direction (out-of-order data, held responses)",
-	"buffer-bytes": "memory budget across all flows: out-of-order data, held responses, bodies not yet exported", "idle-timeout": "evict a flow after this long without packets",
-	"response-timeout": "emit a request without response after this long", "environment": "meta.environment of every trace",
+	"ring-bytes":     "kernel buffer of each capture ring: XDP per CPU, AF_PACKET and UDP per socket (0 = 64 MiB each, less when that would pass 1/16 of memory)",
+	"accept-sources": "take tunnel packets only from these outer source CIDRs or addresses (empty: any); repeatable", "accept-vnis": "take tunnel packets only with these VNIs (empty: any)",
+	"udp-bind": "address the --capture udp sockets listen on (empty: all addresses)",
+	"sink":     "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
+	"memory-limit": "the collector's memory budget in bytes, split over buffer-bytes, queue-bytes and metlo-queue-bytes when those are 0 (0 = 75% of the cgroup limit, else 50% of RAM)",
+	"max-flows":    "tracked connections across all workers", "flow-buffer-bytes": "bytes set aside per connection direction (out-of-order data, held responses)",
+	"buffer-bytes": "reassembly memory budget across all flows: connections, waiting requests, bodies, out-of-order data (0 = 40% of memory-limit)", "idle-timeout": "evict a flow after this long without packets",
+	"response-timeout": "how long response bytes seen before their request wait for it", "environment": "meta.environment of every trace",
 	"metlo-host": "Metlo collector URL; used as the sink when no --sink is given", "metlo-key": "Metlo API key",
 	"credentials-file": "Metlo credentials file with METLO_HOST/METLO_KEY lines", "queue-traces": "intake queue size in traces",
-	"queue-bytes": "intake queue size in bytes", "metlo-queue-traces": "Metlo sink queue size in traces",
-	"metlo-queue-bytes": "Metlo sink queue size in bytes", "batch-size": "traces per POST to the Metlo backend",
+	"queue-bytes": "intake queue size in bytes (0 = 15% of memory-limit)", "metlo-queue-traces": "Metlo sink queue size in traces",
+	"metlo-queue-bytes": "Metlo sink queue size in bytes when there is no spool (0 = 10% of memory-limit)", "batch-size": "traces per POST to the Metlo backend",
 	"rate-limit": "max traces/s sent to the Metlo backend (0 = unlimited); see docs/configuration.md for sizing", "flush-timeout": "how long shutdown waits to deliver queued traces",
 	"rate-burst": "traces that may go at once above rate-limit", "max-inflight": "POSTs to the Metlo backend outstanding at once",
 	"max-lag":         "shed repeated endpoints when the backlog would take longer than this to send (0 = never)",
@@ -190,6 +200,7 @@ var keyHelp = map[string]string{
 	"redact":                "mask credentials in traces (false sends them verbatim)",
 	"redact-headers":        "header names masked besides the built-in credential headers", "redact-fields": "query/body field names masked besides the built-in sensitive names",
 	"metrics-addr": "listen address of /metrics, /healthz, /readyz (empty disables)", "log-level": "debug|info|warn|error",
+	"summary-interval": "while capturing live, log one summary line (rates, exchanges, drops) this often (0 disables)",
 }
 
 // loadConfig resolves the configuration with precedence flags (only those the user set) >
@@ -330,10 +341,9 @@ func (c *Config) validate() error {
 		oneOf("capture", c.Capture, "auto", "xdp", "afpacket", "udp"),
 		oneOf("log-level", c.LogLevel, "debug", "info", "warn", "error"),
 		positive("body-cap", int64(c.BodyCap)), positive("max-flows", int64(c.MaxFlows)),
-		positive("flow-buffer-bytes", int64(c.FlowBufferBytes)), positive("buffer-bytes", int64(c.BufferBytes)),
+		positive("flow-buffer-bytes", int64(c.FlowBufferBytes)),
 		positive("idle-timeout", int64(c.IdleTimeout)), positive("response-timeout", int64(c.ResponseTimeout)),
-		positive("queue-traces", int64(c.QueueTraces)), positive("queue-bytes", c.QueueBytes),
-		positive("metlo-queue-traces", int64(c.MetloQueueTraces)), positive("metlo-queue-bytes", c.MetloQueueBytes),
+		positive("queue-traces", int64(c.QueueTraces)), positive("metlo-queue-traces", int64(c.MetloQueueTraces)),
 		positive("batch-size", int64(c.BatchSize)), positive("flush-timeout", int64(c.FlushTimeout)),
 		positive("rate-burst", int64(c.RateBurst)), positive("max-inflight", int64(c.MaxInFlight)),
 		positive("request-timeout", int64(c.RequestTimeout)), positive("offline-flush-timeout", int64(c.OfflineTimeout)),
@@ -341,6 +351,31 @@ func (c *Config) validate() error {
 	}
 	if c.MaxLag < 0 || c.SpoolMaxBytes < 0 {
 		errs = append(errs, errors.New("config: max-lag and spool-max-bytes must be 0 or more"))
+	}
+	if c.MemoryLimit < 0 || c.BufferBytes < 0 || c.QueueBytes < 0 || c.MetloQueueBytes < 0 {
+		errs = append(errs, errors.New("config: memory-limit, buffer-bytes, queue-bytes and metlo-queue-bytes must be 0 (derived) or more"))
+	}
+	if c.SummaryInterval < 0 {
+		errs = append(errs, fmt.Errorf("config: summary-interval must be 0 (off) or more, got %v", c.SummaryInterval))
+	}
+	if c.RingBytes != 0 && (c.RingBytes < 1<<20 || c.RingBytes > 1<<30) {
+		errs = append(errs, fmt.Errorf("config: ring-bytes must be 0 (automatic) or 1 MiB to 1 GiB, got %d", c.RingBytes))
+	}
+	if _, err := c.acceptSources(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.AcceptVNIs) > 16 {
+		errs = append(errs, fmt.Errorf("config: accept-vnis takes at most 16 VNIs, got %d", len(c.AcceptVNIs)))
+	}
+	for _, v := range c.AcceptVNIs {
+		if v < 0 || v >= 1<<24 {
+			errs = append(errs, fmt.Errorf("config: accept-vnis must be 0-16777215, got %d", v))
+		}
+	}
+	if c.UDPBind != "" {
+		if _, err := netip.ParseAddr(c.UDPBind); err != nil {
+			errs = append(errs, fmt.Errorf("config: udp-bind must be an IP address: %w", err))
+		}
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("config: workers must be 0 (one per CPU) or more, got %d", c.Workers))
@@ -374,6 +409,37 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// acceptSources parses accept-sources: CIDRs, or single addresses (a /32 or /128).
+func (c *Config) acceptSources() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.AcceptSrcs {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("config: accept-sources: %q is neither a CIDR nor an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	if len(out) > 1024 {
+		return nil, fmt.Errorf("config: accept-sources takes at most 1024 entries, got %d", len(out))
+	}
+	return out, nil
+}
+
+// tunnelAccept is the accept-sources and accept-vnis lists as the datapath takes them.
+func (c *Config) tunnelAccept() datapath.TunnelAccept {
+	srcs, _ := c.acceptSources() // validated by loadConfig
+	a := datapath.TunnelAccept{Sources: srcs}
+	for _, v := range c.AcceptVNIs {
+		a.VNIs = append(a.VNIs, uint32(v))
+	}
+	return a
 }
 
 // exporterOptions turns the export keys into exporter.Options; the caller adds Metrics,

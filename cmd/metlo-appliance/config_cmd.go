@@ -24,7 +24,11 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			source := c.resolveMemory() // the derived budgets are part of what takes effect
 			out, err := configYAML(c)
+			if err == nil {
+				out = append(out, "# memory-limit from "+source+"\n"...)
+			}
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,7 +30,7 @@ func TestLivePrometheus(t *testing.T) {
 		t.Skip("prometheus not installed (Debian package prometheus)")
 	}
 	lab := netlab.New(t, netlab.Options{Mode: netlab.VXLAN})
-	c := startLiveCollector(t, lab, "--capture", "afpacket", "-i", lab.CollectorIf)
+	c := startLiveCollector(t, lab, "--capture", "afpacket", "-i", lab.CollectorIf, "--summary-interval", "1s")
 	metricsAddr := lab.CollectorIP.String() + ":9731"
 	promAddr := lab.CollectorIP.String() + ":9090"
 
@@ -93,6 +94,19 @@ func TestLivePrometheus(t *testing.T) {
 	}
 	t.Logf("prometheus: %v exchanges, %.2f exchanges/s over the last minute", got, rate)
 
+	// The capture's own state and every loss point it counts, by reason.
+	for q, want := range map[string]float64{
+		`metlo_appliance_capture_up`: 1,
+		`metlo_appliance_capture_info{method="afpacket",interface="` + lab.CollectorIf + `"}`: 1,
+		`metlo_appliance_capture_dropped_total{reason="packet_ring_full"}`:                    0,
+		`metlo_appliance_capture_ring_freezes_total`:                                          0,
+		`count(metlo_appliance_datapath_backpressure_seconds_total)`:                          1,
+	} {
+		if v, err := promQuery(lab, promAddr, q); err != nil || v != want {
+			t.Errorf("%s = %v (err %v), want %v", q, v, err, want)
+		}
+	}
+
 	if promtool, err := exec.LookPath("promtool"); err == nil {
 		_, body, err := getInCollector(lab, metricsAddr, "/metrics")
 		if err != nil {
@@ -105,6 +119,11 @@ func TestLivePrometheus(t *testing.T) {
 		}
 	}
 	c.stop(t, len(truth))
+	// The live pulse in the log (read once the collector exited): one line a second, and
+	// one that saw the traffic.
+	if !regexp.MustCompile(`msg=capture packets_per_s=[1-9][0-9]* exchanges_per_s=[0-9]+ exchanges=[1-9]`).MatchString(c.stderr.String()) {
+		t.Errorf("no live summary line with traffic in the log:\n%s", tail(c.stderr.String(), 20))
+	}
 }
 
 // promQuery runs an instant PromQL query and returns its single scalar result.

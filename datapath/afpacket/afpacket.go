@@ -1,7 +1,7 @@
 //go:build linux
 
-// Package afpacket captures frames from a network interface through TPACKET_V3 mmap rings
-// (gopacket/afpacket, pure Go), optionally fanned out over several sockets and goroutines.
+// Package afpacket captures frames from a network interface through TPACKET_V3 mmap rings,
+// read in place, optionally fanned out over several sockets and goroutines.
 // It is the capture for raw mirrored copies (GCP Packet Mirroring) where XDP is unavailable.
 package afpacket
 
@@ -17,16 +17,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gopacket/gopacket/afpacket"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/datapath/sysmem"
 )
 
 // Defaults for the zero Config: rings hold 9001-byte MTU frames with room to spare.
 const (
 	DefaultBlockSize    = 1 << 20               // bytes per ring block; the largest frame must fit one block
-	DefaultNumBlocks    = 32                    // blocks per ring, so 32 MiB of ring per socket
 	DefaultBlockTimeout = 10 * time.Millisecond // the kernel hands over a partly filled block after this
 )
 
@@ -44,8 +44,12 @@ type Config struct {
 	// BlockSize is the ring block size in bytes, a multiple of the page size and at least
 	// 16 KiB; 0 means DefaultBlockSize.
 	BlockSize int
-	// NumBlocks is the number of blocks per ring; 0 means DefaultNumBlocks.
+	// NumBlocks is the number of blocks per ring; 0 derives it from RingBytes.
 	NumBlocks int
+	// RingBytes is the size of each socket's ring when NumBlocks is 0, rounded down to
+	// whole blocks (at least 2); 0 picks datapath.AutoRingBytes for the number of sockets
+	// (64 MiB each while that takes at most 1/16 of the memory).
+	RingBytes int
 	// BlockTimeout is how long the kernel keeps a partly filled block; 0 means DefaultBlockTimeout.
 	BlockTimeout time.Duration
 	// Fanout is the number of sockets (each with its own ring and goroutine) sharing the
@@ -74,12 +78,13 @@ type Source struct {
 	closed  atomic.Bool
 }
 
-var _ datapath.Source = (*Source)(nil)
+var _ datapath.StatsSource = (*Source)(nil)
 
 // socket is one TPACKET_V3 ring and its counters.
 type socket struct {
-	tp                                         *afpacket.TPacket
+	r                                          *ring
 	packets, bytes, drops, freezes, readErrors atomic.Uint64
+	scratch                                    []byte // a frame with its VLAN tag put back
 }
 
 // New validates cfg and opens the rings (promiscuous, outgoing frames filtered out in the
@@ -92,14 +97,18 @@ func New(cfg Config) (*Source, error) {
 	if cfg.BlockSize == 0 {
 		cfg.BlockSize = DefaultBlockSize
 	}
-	if cfg.NumBlocks <= 0 {
-		cfg.NumBlocks = DefaultNumBlocks
-	}
 	if cfg.BlockTimeout <= 0 {
 		cfg.BlockTimeout = DefaultBlockTimeout
 	}
 	if cfg.Fanout <= 0 {
 		cfg.Fanout = runtime.NumCPU()
+	}
+	if cfg.NumBlocks <= 0 {
+		ring := cfg.RingBytes
+		if ring <= 0 {
+			ring = datapath.AutoRingBytes(cfg.Fanout, sysmem.Available())
+		}
+		cfg.NumBlocks = max(2, ring/max(cfg.BlockSize, 1))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -119,13 +128,20 @@ func New(cfg Config) (*Source, error) {
 		return nil, err
 	}
 	s := &Source{cfg: cfg, log: cfg.Logger.With("source", "afpacket", "interface", cfg.Interface)}
+	fanout := 0
+	if cfg.Fanout > 1 {
+		// Hash keeps a flow on one socket; rollover sends a packet to the next socket
+		// when this one's ring is full rather than dropping it (reassembly sorts out the
+		// rare flow whose packets then come from two readers).
+		fanout = (unix.PACKET_FANOUT_HASH|unix.PACKET_FANOUT_FLAG_ROLLOVER)<<16 | int(cfg.FanoutID)
+	}
 	for range cfg.Fanout {
-		tp, err := s.openSocket(filter)
+		r, err := openRing(iface.Index, cfg.BlockSize, cfg.NumBlocks, cfg.BlockTimeout, filter, fanout)
 		if err != nil {
 			s.Close()
-			return nil, err
+			return nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
 		}
-		s.sockets = append(s.sockets, &socket{tp: tp})
+		s.sockets = append(s.sockets, &socket{r: r})
 	}
 	s.log.Info("capturing", "sockets", cfg.Fanout, "ring_bytes", cfg.BlockSize*cfg.NumBlocks)
 	return s, nil
@@ -147,38 +163,21 @@ func ignoreOutgoing() ([]bpf.RawInstruction, error) {
 	return prog, nil
 }
 
-func (s *Source) openSocket(filter []bpf.RawInstruction) (*afpacket.TPacket, error) {
-	tp, err := afpacket.NewTPacket(
-		afpacket.OptInterface(s.cfg.Interface),
-		afpacket.TPacketVersion3,
-		afpacket.OptFrameSize(frameSize),
-		afpacket.OptBlockSize(s.cfg.BlockSize),
-		afpacket.OptNumBlocks(s.cfg.NumBlocks),
-		afpacket.OptBlockTimeout(s.cfg.BlockTimeout),
-		afpacket.OptPollTimeout(pollTimeout),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("open packet ring on %s: %w", s.cfg.Interface, err)
-	}
-	if err := tp.SetBPF(filter); err != nil {
-		tp.Close()
-		return nil, fmt.Errorf("attach outgoing filter: %w", err)
-	}
-	if err := tp.SetPromiscuous(true); err != nil {
-		tp.Close()
-		return nil, fmt.Errorf("enable promiscuous mode on %s: %w", s.cfg.Interface, err)
-	}
-	if s.cfg.Fanout > 1 {
-		if err := tp.SetFanout(afpacket.FanoutHash, s.cfg.FanoutID); err != nil {
-			tp.Close()
-			return nil, fmt.Errorf("join fanout group %d: %w", s.cfg.FanoutID, err)
-		}
-	}
-	return tp, nil
-}
-
 // Name returns "afpacket".
 func (s *Source) Name() string { return "afpacket" }
+
+// Interface is the captured interface.
+func (s *Source) Interface() string { return s.cfg.Interface }
+
+// SourceStats reports the kernel's drops and ring freezes (refreshed every second while
+// running).
+func (s *Source) SourceStats() datapath.SourceStats {
+	st := s.Stats()
+	return datapath.SourceStats{
+		Dropped:     map[string]uint64{datapath.DropPacketRingFull: st.Drops},
+		RingFreezes: st.QueueFreezes,
+	}
+}
 
 // Stats returns the counters summed over all sockets; kernel drop counts lag by up to a second.
 func (s *Source) Stats() Stats {
@@ -200,7 +199,7 @@ func (s *Source) Close() error {
 		return nil
 	}
 	for _, so := range s.sockets {
-		so.tp.Close()
+		so.r.close()
 	}
 	return nil
 }
@@ -244,33 +243,36 @@ func (so *socket) read(stopped *atomic.Bool, h datapath.FrameHandler) error {
 		lastFlush = time.Now().UnixNano()
 		lastStats = lastFlush
 	)
-	for !stopped.Load() {
-		data, ci, err := so.tp.ZeroCopyReadPacketData()
-		if err != nil {
-			if errors.Is(err, afpacket.ErrTimeout) {
-				if pending {
-					h.Flush()
-					pending = false
-				}
-				now := time.Now().UnixNano()
-				lastFlush = now
-				if now-lastStats >= int64(statsInterval) {
-					so.updateKernelStats()
-					lastStats = now
-				}
-				continue
-			}
-			so.readErrors.Add(1)
-			return fmt.Errorf("read packet ring: %w", err)
-		}
-		ts := ci.Timestamp.UnixNano()
-		frame = datapath.Frame{Data: data, WireLen: ci.Length, Timestamp: ts}
+	deliver := func(data []byte, wire int, ts int64) {
+		frame = datapath.Frame{Data: data, WireLen: wire, Timestamp: ts}
 		h.HandleFrame(&frame)
-		pending = true
-		so.packets.Add(1)
-		so.bytes.Add(uint64(len(data)))
-		// Under steady light traffic poll never times out: flush by the packets' own clock.
-		if ts-lastFlush >= int64(flushInterval) {
+	}
+	for !stopped.Load() {
+		b, ready := so.r.block()
+		if !ready {
+			if pending {
+				h.Flush()
+				pending = false
+			}
+			now := time.Now().UnixNano()
+			lastFlush = now
+			if now-lastStats >= int64(statsInterval) {
+				so.updateKernelStats()
+				lastStats = now
+			}
+			if err := so.r.wait(time.Now().Add(pollTimeout)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				so.readErrors.Add(1)
+				return fmt.Errorf("wait for packet ring: %w", err)
+			}
+			continue
+		}
+		n, bytes := packets(b, &so.scratch, deliver)
+		so.r.release(b)
+		so.packets.Add(uint64(n))
+		so.bytes.Add(uint64(bytes))
+		pending = pending || n > 0
+		// Under steady traffic the ring never runs dry: flush by the packets' own clock.
+		if ts := frame.Timestamp; pending && ts-lastFlush >= int64(flushInterval) {
 			h.Flush()
 			pending = false
 			lastFlush = ts
@@ -283,13 +285,13 @@ func (so *socket) read(stopped *atomic.Bool, h datapath.FrameHandler) error {
 	return nil
 }
 
-// updateKernelStats reads PACKET_STATISTICS (which the kernel resets on every read;
-// gopacket accumulates them) into the atomic counters.
+// updateKernelStats adds PACKET_STATISTICS (which the kernel resets on every read) to the
+// atomic counters.
 func (so *socket) updateKernelStats() {
-	_, v3, err := so.tp.SocketStats()
+	drops, freezes, err := so.r.stats()
 	if err != nil {
 		return
 	}
-	so.drops.Store(uint64(v3.Drops()))
-	so.freezes.Store(uint64(v3.QueueFreezes()))
+	so.drops.Add(drops)
+	so.freezes.Add(freezes)
 }

@@ -102,9 +102,7 @@ func promiscuity(t testing.TB, ns, dev string) int {
 func vethPair(t testing.TB) (capNS, peerNS string) {
 	netnstest.Require(t)
 	capNS, peerNS = netnstest.Add(t, "mucap"), netnstest.Add(t, "mupeer")
-	netnstest.IP(t, "-n", capNS, "link", "add", "cap0", "mtu", "9000", "type", "veth", "peer", "name", "peer0", "mtu", "9000", "netns", peerNS)
-	netnstest.IP(t, "-n", capNS, "link", "set", "cap0", "up")
-	netnstest.IP(t, "-n", peerNS, "link", "set", "peer0", "up")
+	netnstest.Veth(t, capNS, "cap0", peerNS, "peer0", 9000)
 	return capNS, peerNS
 }
 
@@ -294,6 +292,9 @@ func TestKernelDropsAreCounted(t *testing.T) {
 	if st.Drops == 0 || st.Drops+got < 200 || st.Drops > 200 {
 		t.Errorf("stats %+v with %d test frames received: want drops > 0 and drops+received >= 200", st, got)
 	}
+	if ss := src.SourceStats(); ss.Dropped[datapath.DropPacketRingFull] != st.Drops || ss.RingFreezes != st.QueueFreezes {
+		t.Errorf("SourceStats %+v, want the kernel's %d drops and %d freezes", ss, st.Drops, st.QueueFreezes)
+	}
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -368,4 +369,58 @@ func BenchmarkCaptureVeth(b *testing.B) {
 	st := src.Stats()
 	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(b.N), "ns/packet")
 	b.ReportMetric(float64(st.Drops), "drops")
+}
+
+// vlanCollector keeps the frames that carry the test marker behind an 802.1Q tag.
+type vlanCollector struct {
+	mu     sync.Mutex
+	frames []received
+}
+
+func (c *vlanCollector) HandleFrame(f *datapath.Frame) {
+	d := f.Data
+	if len(d) < 25 || binary.BigEndian.Uint16(d[12:]) != 0x8100 || binary.BigEndian.Uint16(d[16:]) != testEtherType {
+		return
+	}
+	c.mu.Lock()
+	c.frames = append(c.frames, received{bytes.Clone(d), f.WireLen, f.Timestamp})
+	c.mu.Unlock()
+}
+func (c *vlanCollector) Flush() {}
+
+// TestVLANTagIsRestored sends 802.1Q-tagged frames: the kernel hands the tag to the ring
+// beside the frame (VLAN offload), and the source must put it back, byte for byte.
+func TestVLANTagIsRestored(t *testing.T) {
+	capNS, peerNS := vethPair(t)
+	var src *Source
+	var err error
+	netnstest.Run(t, capNS, func() { src, err = New(Config{Interface: "cap0", Fanout: 1, Logger: quiet}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := &vlanCollector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, func() datapath.FrameHandler { return col }) }()
+	var frames [][]byte
+	for i := range uint32(20) {
+		plain := testFrame("IN ", i, 200+int(i))
+		tagged := append(bytes.Clone(plain[:12]), 0x81, 0x00, 0x20|byte(i>>8), byte(i+7)) // PCP 1, VID i+7
+		frames = append(frames, append(tagged, plain[12:]...))
+	}
+	var sendErr error
+	netnstest.Run(t, peerNS, func() { sendErr = sendRaw("peer0", frames) })
+	if sendErr != nil {
+		t.Fatal(sendErr)
+	}
+	waitUntil(t, "the tagged frames", func() bool { col.mu.Lock(); defer col.mu.Unlock(); return len(col.frames) == len(frames) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, got := range col.frames {
+		if !bytes.Equal(got.data, frames[i]) || got.wireLen != len(frames[i]) {
+			t.Fatalf("frame %d: got % x (wire %d), want % x", i, got.data[:20], got.wireLen, frames[i][:20])
+		}
+	}
 }

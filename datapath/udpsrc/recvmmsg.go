@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"syscall"
 	"time"
 	"unsafe"
@@ -31,9 +32,11 @@ type reader struct {
 	rc      syscall.RawConn
 	hdrs    []mmsghdr
 	iovs    []unix.Iovec
-	bufs    []byte // batch*maxDatagram bytes, one slot per datagram
-	control []byte // batch*controlSize bytes
+	bufs    []byte                  // batch*maxDatagram bytes, one slot per datagram
+	control []byte                  // batch*controlSize bytes
+	names   []unix.RawSockaddrInet6 // each datagram's sender
 	maxDgm  int
+	accept  []netip.Prefix // nil: every sender
 
 	handler datapath.FrameHandler
 	frame   datapath.Frame
@@ -42,9 +45,21 @@ type reader struct {
 	// readFn is r.readBatch bound once, so RawConn.Read does not allocate a closure per call.
 	readFn func(fd uintptr) bool
 	err    error // set by readBatch for run
+
+	lastData time.Time // when the last datagram arrived
+	lingered bool      // readBatch found the queue empty while lingering: sleep, then look again
 }
 
-func newReader(so *socket, batch, maxDgm int) (*reader, error) {
+// Reader pacing, as for the XDP rings: while datagrams keep coming, a reader that empties
+// its queue sleeps linger and drains what came meanwhile instead of waiting to be woken
+// for nearly every datagram (15 us of CPU per datagram at 50 000/s, mostly wake-ups);
+// after idleAfter without datagrams it waits to be woken, costing nothing while idle.
+const (
+	linger    = time.Millisecond
+	idleAfter = 20 * time.Millisecond
+)
+
+func newReader(so *socket, batch, maxDgm int, accept []netip.Prefix) (*reader, error) {
 	rc, err := so.conn.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("get raw udp socket: %w", err)
@@ -56,7 +71,9 @@ func newReader(so *socket, batch, maxDgm int) (*reader, error) {
 		iovs:    make([]unix.Iovec, batch),
 		bufs:    make([]byte, batch*maxDgm),
 		control: make([]byte, batch*controlSize),
+		names:   make([]unix.RawSockaddrInet6, batch),
 		maxDgm:  maxDgm,
+		accept:  accept,
 		frame:   datapath.Frame{TunnelPayload: true, Encap: so.encap},
 	}
 	for i := range r.hdrs {
@@ -67,6 +84,8 @@ func newReader(so *socket, batch, maxDgm int) (*reader, error) {
 		h.SetIovlen(1)
 		h.Control = &r.control[i*controlSize]
 		h.SetControllen(controlSize)
+		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		h.Namelen = unix.SizeofSockaddrInet6
 	}
 	r.readFn = r.readBatch
 	return r, nil
@@ -77,6 +96,10 @@ func (r *reader) run(newHandler func() datapath.FrameHandler) error {
 	r.handler = newHandler()
 	defer r.handler.Flush()
 	for {
+		if r.lingered {
+			time.Sleep(linger)
+			r.lingered = false
+		}
 		r.err = nil
 		err := r.rc.Read(r.readFn)
 		if err == nil {
@@ -106,6 +129,10 @@ func (r *reader) readBatch(fd uintptr) bool {
 				r.handler.Flush()
 				r.pending = false
 			}
+			if time.Since(r.lastData) < idleAfter {
+				r.lingered = true
+				return true // back to run, which sleeps and reads again
+			}
 			return false
 		case unix.EINTR:
 			continue
@@ -120,9 +147,14 @@ func (r *reader) readBatch(fd uintptr) bool {
 // deliver hands on the first n datagrams of the batch and readies their headers for reuse.
 func (r *reader) deliver(n int) {
 	now := time.Now().UnixNano()
-	var bytes, truncated uint64
+	var bytes, truncated, rejected, handed uint64
 	for i := 0; i < n; i++ {
 		m := &r.hdrs[i]
+		if r.accept != nil && !r.accepted(i) {
+			rejected++
+			continue
+		}
+		handed++
 		wire := int(m.len) // real datagram length thanks to MSG_TRUNC
 		got := min(wire, r.maxDgm)
 		if m.hdr.Flags&unix.MSG_TRUNC != 0 || wire > r.maxDgm {
@@ -141,13 +173,41 @@ func (r *reader) deliver(n int) {
 	for i := 0; i < n; i++ {
 		r.hdrs[i].hdr.SetControllen(controlSize)
 		r.hdrs[i].hdr.Flags = 0
+		r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 	}
-	r.pending = true
-	r.so.stats.packets.Add(uint64(n))
+	if handed > 0 {
+		r.pending = true
+	}
+	if rejected > 0 {
+		r.so.stats.rejected.Add(rejected)
+	}
+	r.lastData = time.Unix(0, now)
+	r.so.stats.packets.Add(handed)
 	r.so.stats.bytes.Add(bytes)
 	if truncated > 0 {
 		r.so.stats.truncated.Add(truncated)
 	}
+}
+
+// accepted reports whether datagram i's sender is in the accept list.
+func (r *reader) accepted(i int) bool {
+	sa := &r.names[i]
+	var addr netip.Addr
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		addr = netip.AddrFrom4(sa4.Addr)
+	case unix.AF_INET6:
+		addr = netip.AddrFrom16(sa.Addr).Unmap()
+	default:
+		return false
+	}
+	for _, p := range r.accept {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // rxqOverflow finds the SO_RXQ_OVFL drop counter in a datagram's control data without

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,9 @@ const (
 type Config struct {
 	// BindAddr is the local address to bind; "" binds all addresses (IPv4 and IPv6).
 	BindAddr string
+	// AcceptSources, when set, are the only sender addresses whose datagrams are taken;
+	// the others are read, dropped and counted (Stats.Rejected).
+	AcceptSources []netip.Prefix
 	// VXLANPorts receive VXLAN; nil means {DefaultVXLANPort}, an empty non-nil slice none.
 	// Port 0 picks a free port (tests).
 	VXLANPorts []int
@@ -60,6 +64,7 @@ type Stats struct {
 	Bytes      uint64 // datagram bytes handed to handlers (after truncation)
 	Truncated  uint64 // datagrams longer than MaxDatagram
 	Drops      uint64 // datagrams the kernel dropped for a full receive queue (SO_RXQ_OVFL)
+	Rejected   uint64 // datagrams from a sender outside AcceptSources
 	ReadErrors uint64 // failed receive calls
 }
 
@@ -71,7 +76,7 @@ type Source struct {
 	closed  atomic.Bool
 }
 
-var _ datapath.Source = (*Source)(nil)
+var _ datapath.StatsSource = (*Source)(nil)
 
 // socket is one bound UDP socket with the encapsulation its port carries.
 type socket struct {
@@ -82,7 +87,7 @@ type socket struct {
 
 // socketStats are one socket's counters, written only by its reader goroutine.
 type socketStats struct {
-	packets, bytes, truncated, drops, readErrors atomic.Uint64
+	packets, bytes, truncated, drops, readErrors, rejected atomic.Uint64
 }
 
 // New validates cfg and binds every socket, so a bad port or address fails here rather
@@ -126,7 +131,40 @@ func New(cfg Config) (*Source, error) {
 			}
 		}
 	}
+	var vxlan, geneve []string
+	for _, so := range s.sockets {
+		a := so.conn.LocalAddr().String()
+		if so.encap == datapath.EncapVXLAN {
+			vxlan = append(vxlan, a)
+		} else {
+			geneve = append(geneve, a)
+		}
+	}
+	accept := "any"
+	if len(cfg.AcceptSources) > 0 {
+		accept = fmt.Sprint(cfg.AcceptSources)
+	}
+	s.log.Info("listening for tunnels", "vxlan", vxlan, "geneve", geneve, "accept_sources", accept, "recv_buffer", s.cfg.RecvBuffer)
+	if len(cfg.AcceptSources) == 0 && cfg.BindAddr == "" {
+		s.log.Warn("tunnel ports are open to any sender on every address: anyone who can reach them can inject traffic that becomes traces; set accept-sources and udp-bind")
+	}
 	return s, nil
+}
+
+// unmapped returns the prefixes with IPv4-mapped IPv6 ones turned into IPv4, as senders
+// are compared unmapped; nil for none.
+func unmapped(ps []netip.Prefix) []netip.Prefix {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(0, p.Bits()-96))
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }
 
 func orDefault(v, def int) int {
@@ -184,6 +222,15 @@ func (s *Source) setSockopts(fd int, reuse bool) error {
 // Name returns "udp".
 func (s *Source) Name() string { return "udp" }
 
+// SourceStats reports the datagrams the kernel dropped for full receive queues.
+func (s *Source) SourceStats() datapath.SourceStats {
+	st := s.Stats()
+	return datapath.SourceStats{
+		Dropped:  map[string]uint64{datapath.DropSocketOverflow: st.Drops},
+		Rejected: map[string]uint64{datapath.RejectSource: st.Rejected},
+	}
+}
+
 // LocalAddrs returns the bound address of every socket, in Config order.
 func (s *Source) LocalAddrs() []*net.UDPAddr {
 	out := make([]*net.UDPAddr, len(s.sockets))
@@ -202,6 +249,7 @@ func (s *Source) Stats() Stats {
 		st.Truncated += so.stats.truncated.Load()
 		st.Drops += so.stats.drops.Load()
 		st.ReadErrors += so.stats.readErrors.Load()
+		st.Rejected += so.stats.rejected.Load()
 	}
 	return st
 }
@@ -236,7 +284,7 @@ func (s *Source) Run(ctx context.Context, newHandler func() datapath.FrameHandle
 	)
 	readers := make([]*reader, len(s.sockets))
 	for i, so := range s.sockets {
-		r, err := newReader(so, s.cfg.BatchSize, s.cfg.MaxDatagram)
+		r, err := newReader(so, s.cfg.BatchSize, s.cfg.MaxDatagram, unmapped(s.cfg.AcceptSources))
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -270,6 +271,9 @@ func TestKernelDropsAreReported(t *testing.T) {
 	if st.Drops == 0 || st.Drops+st.Packets != burst+1 {
 		t.Errorf("stats %+v: want drops > 0 and drops+packets = %d", st, burst+1)
 	}
+	if got := src.SourceStats().Dropped[datapath.DropSocketOverflow]; got != st.Drops {
+		t.Errorf("SourceStats reports %d socket overflows, Stats %d", got, st.Drops)
+	}
 }
 
 func TestReusePortSockets(t *testing.T) {
@@ -345,7 +349,7 @@ func BenchmarkReceive(b *testing.B) {
 	}
 	defer src.Close()
 	so := src.sockets[0]
-	r, err := newReader(so, DefaultBatchSize, DefaultMaxDatagram)
+	r, err := newReader(so, DefaultBatchSize, DefaultMaxDatagram, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -373,4 +377,55 @@ func BenchmarkReceive(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*burst), "ns/packet")
+}
+
+// TestAcceptSources has datagrams arrive from accepted and other senders, over IPv4 and on
+// a dual-stack socket over IPv6: only the accepted senders' reach the handler, the others
+// are counted as rejected, in order, nothing lost on either side.
+func TestAcceptSources(t *testing.T) {
+	src, err := New(Config{VXLANPorts: []int{0}, GENEVEPorts: []int{},
+		AcceptSources: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32"), netip.MustParsePrefix("::1/128")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSink()
+	stop := start(t, src, s)
+	port := src.LocalAddrs()[0].Port
+	from := func(local net.IP, to net.IP, payload string) {
+		t.Helper()
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: local}, &net.UDPAddr{IP: to, Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(vxlanDatagram(1, []byte(payload))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := 0
+	for i := range 3 {
+		from(net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 1), fmt.Sprintf("stranger %d", i))
+		from(net.IPv4(127, 0, 0, 2), net.IPv4(127, 0, 0, 1), fmt.Sprintf("mirror %d", i))
+		want++
+	}
+	if c, err := net.DialUDP("udp6", nil, &net.UDPAddr{IP: net.IPv6loopback, Port: port}); err == nil {
+		c.Write(vxlanDatagram(1, []byte("mirror v6")))
+		c.Close()
+		want++
+	}
+	s.waitFor(t, "the accepted datagrams", func() bool { return len(s.frames) == want })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range s.frames {
+		if !bytes.HasPrefix(f.data[8:], []byte("mirror")) {
+			t.Errorf("a stranger's datagram was taken: %q", f.data[8:])
+		}
+	}
+	if st := src.Stats(); st.Rejected != 3 || st.Packets != uint64(want) {
+		t.Errorf("stats %+v: want 3 rejected, %d taken", st, want)
+	}
+	if got := src.SourceStats().Rejected[datapath.RejectSource]; got != 3 {
+		t.Errorf("SourceStats rejected %d, want 3", got)
+	}
 }

@@ -18,14 +18,9 @@ import (
 func TestKernelVXLANDevice(t *testing.T) {
 	netnstest.Require(t)
 	nsS, nsC := netnstest.Add(t, "musnd"), netnstest.Add(t, "mucol")
-	netnstest.IP(t, "-n", nsS, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", nsC)
+	netnstest.Veth(t, nsS, "veth0", nsC, "veth1", 0)
 	netnstest.IP(t, "-n", nsS, "addr", "add", "10.99.0.1/24", "dev", "veth0")
 	netnstest.IP(t, "-n", nsC, "addr", "add", "10.99.0.2/24", "dev", "veth1")
-	for _, ns := range []string{nsS, nsC} {
-		netnstest.IP(t, "-n", ns, "link", "set", "lo", "up")
-	}
-	netnstest.IP(t, "-n", nsS, "link", "set", "veth0", "up")
-	netnstest.IP(t, "-n", nsC, "link", "set", "veth1", "up")
 	netnstest.IP(t, "-n", nsS, "link", "add", "vx0", "type", "vxlan", "id", "4242", "remote", "10.99.0.2", "dstport", "4789", "dev", "veth0")
 	netnstest.IP(t, "-n", nsS, "addr", "add", "192.168.77.1/24", "dev", "vx0")
 	netnstest.IP(t, "-n", nsS, "link", "set", "vx0", "up")

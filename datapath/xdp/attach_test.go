@@ -2,25 +2,23 @@ package xdp
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
 // TestOpenErrors checks the typed errors a capture=auto caller falls back on.
 func TestOpenErrors(t *testing.T) {
 	needBPF(t)
-	l := newLab(t, "a", "b")
-	l.sh(fmt.Sprintf("ip link add v0 netns %s type veth peer name v1 netns %s", l.ns("a"), l.ns("b")))
-	l.in("a", "ip link set v0 up")
-	l.in("b", "ip link set v1 up")
+	l := netnstest.NewLab(t, "a", "b")
+	l.Veth("a", "v0", "b", "v1", 0)
 
 	open := func(cfg Config) (s *Source, err error) {
-		err = l.do("b", func() error { s, err = Open(cfg); return err })
+		err = l.Do("b", func() error { s, err = Open(cfg); return err })
 		return s, err
 	}
 	if _, err := open(DefaultConfig("nosuch0")); !errors.Is(err, ErrNoInterface) {
@@ -50,18 +48,14 @@ func TestJumboMTU(t *testing.T) {
 	needBPF(t)
 	for _, mode := range []Mode{ModeNative, ModeGeneric} {
 		t.Run(string(mode), func(t *testing.T) {
-			l := newLab(t, "a", "b")
-			l.sh(fmt.Sprintf("ip link add v0 netns %s type veth peer name v1 netns %s", l.ns("a"), l.ns("b")))
-			for _, d := range [][2]string{{"a", "v0"}, {"b", "v1"}} {
-				l.in(d[0], "ip link set "+d[1]+" mtu 9001 up")
-				l.in(d[0], "ethtool -K "+d[1]+" tso off gso off gro off")
-			}
-			l.in("a", "ip addr add 10.0.0.1/24 dev v0")
-			l.in("b", "ip addr add 10.0.0.2/24 dev v1")
+			l := netnstest.NewLab(t, "a", "b")
+			l.Veth("a", "v0", "b", "v1", 9001)
+			l.In("a", "ip addr add 10.0.0.1/24 dev v0")
+			l.In("b", "ip addr add 10.0.0.2/24 dev v1")
 			cfg := DefaultConfig("v1")
 			cfg.Mode = mode
 			var src *Source
-			err := l.do("b", func() (err error) { src, err = Open(cfg); return err })
+			err := l.Do("b", func() (err error) { src, err = Open(cfg); return err })
 			if errors.Is(err, ErrMTUTooLarge) {
 				t.Skipf("%s mode refuses mtu 9001 here (%v): use generic mode or a lower MTU", mode, err)
 			}
@@ -74,7 +68,7 @@ func TestJumboMTU(t *testing.T) {
 
 			inner := tcpFrame(t, clientV4, serverV4, 1, 80, strings.Repeat("J", 8900))
 			var conn net.Conn
-			if err := l.do("a", func() (err error) { conn, err = net.Dial("udp", "10.0.0.2:4789"); return err }); err != nil {
+			if err := l.Do("a", func() (err error) { conn, err = net.Dial("udp", "10.0.0.2:4789"); return err }); err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
@@ -101,5 +95,49 @@ func TestJumboMTU(t *testing.T) {
 			c, _ := src.Objects().CounterValues()
 			t.Fatalf("no jumbo frame captured; counters %v", c)
 		})
+	}
+}
+
+// TestRingFullReportedBySource overflows a 4 KiB ring that nobody reads with real frames
+// through an attached program: what did not fit is in SourceStats as ring_buffer_full.
+func TestRingFullReportedBySource(t *testing.T) {
+	needBPF(t)
+	l := netnstest.NewLab(t, "a", "b")
+	l.Veth("a", "v0", "b", "v1", 0)
+	l.In("a", "ip addr add 10.0.0.1/24 dev v0")
+	l.In("b", "ip addr add 10.0.0.2/24 dev v1")
+	cfg := DefaultConfig("v1")
+	cfg.RingBytes = 4096
+	var src *Source
+	if err := l.Do("b", func() (err error) { src, err = Open(cfg); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var conn net.Conn
+	if err := l.Do("a", func() (err error) { conn, err = net.Dial("udp", "10.0.0.2:4789"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	datagram := append(vxlanHeader(5, 0x08), tcpFrame(t, clientV4, serverV4, 1, 80, strings.Repeat("f", 900))...)
+	const n = 20 // 1152-byte slots: 3 fit
+	for range n {
+		if _, err := conn.Write(datagram); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		c, _ := src.Objects().CounterValues()
+		if c["vxlan"]+c["ringbuf_full"] >= n {
+			st := src.SourceStats()
+			if got := st.Dropped[datapath.DropRingBufferFull]; got != c["ringbuf_full"] || got < n-3 {
+				t.Fatalf("SourceStats %v, counters %v: want ring_buffer_full = ringbuf_full >= %d", st, c, n-3)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("frames never reached the program: %v", c)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -21,18 +21,21 @@ type captureAddrKey struct {
 type captureCounter uint32
 
 const (
-	captureCounterCOUNTER_RECEIVED     captureCounter = 0
-	captureCounterCOUNTER_VXLAN        captureCounter = 1
-	captureCounterCOUNTER_GENEVE       captureCounter = 2
-	captureCounterCOUNTER_GENEVE_VXLAN captureCounter = 3
-	captureCounterCOUNTER_RAW          captureCounter = 4
-	captureCounterCOUNTER_PASSED       captureCounter = 5
-	captureCounterCOUNTER_NON_TCP      captureCounter = 6
-	captureCounterCOUNTER_FILTERED     captureCounter = 7
-	captureCounterCOUNTER_MALFORMED    captureCounter = 8
-	captureCounterCOUNTER_RINGBUF_FULL captureCounter = 9
-	captureCounterCOUNTER_TRUNCATED    captureCounter = 10
-	captureCounterCOUNTER_MAX          captureCounter = 11
+	captureCounterCOUNTER_RECEIVED        captureCounter = 0
+	captureCounterCOUNTER_VXLAN           captureCounter = 1
+	captureCounterCOUNTER_GENEVE          captureCounter = 2
+	captureCounterCOUNTER_GENEVE_VXLAN    captureCounter = 3
+	captureCounterCOUNTER_RAW             captureCounter = 4
+	captureCounterCOUNTER_PASSED          captureCounter = 5
+	captureCounterCOUNTER_NON_TCP         captureCounter = 6
+	captureCounterCOUNTER_FILTERED        captureCounter = 7
+	captureCounterCOUNTER_MALFORMED       captureCounter = 8
+	captureCounterCOUNTER_RINGBUF_FULL    captureCounter = 9
+	captureCounterCOUNTER_TRUNCATED       captureCounter = 10
+	captureCounterCOUNTER_REJECTED_SOURCE captureCounter = 11
+	captureCounterCOUNTER_REJECTED_VNI    captureCounter = 12
+	captureCounterCOUNTER_WHOLE           captureCounter = 13
+	captureCounterCOUNTER_MAX             captureCounter = 14
 )
 
 type captureEncap uint32
@@ -48,30 +51,42 @@ type captureFrameMeta struct {
 	_         structs.HostLayout
 	Timestamp uint64
 	WireLen   uint32
-	Hash      uint32
 	Vni       uint32
 	CapLen    uint16
+	DataOff   uint16
 	Encap     uint8
 	Flags     uint8
-	DataOff   uint16
-	Reserved  [3]uint16
+	Reserved  [10]uint8
 }
 
 type captureLocalFilter struct {
-	_    structs.HostLayout
-	Bits [8]uint64
+	_        structs.HostLayout
+	Bits     [8]uint64
+	Prefixes uint32
+	Reserved uint32
+}
+
+type capturePrefixKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [4]uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	captureMapAcceptSources   = "accept_sources"
 	captureMapCounters        = "counters"
 	captureMapLocalAddrs      = "local_addrs"
 	captureMapLocalFilter     = "local_filter"
+	captureMapLocalPrefixes   = "local_prefixes"
 	captureMapRings           = "rings"
 	captureProgXdpBaseline    = "xdp_baseline"
 	captureProgXdpCapture     = "xdp_capture"
+	captureVarAcceptSourcesOn = "accept_sources_on"
+	captureVarAcceptVnis      = "accept_vnis"
+	captureVarAcceptVnisLen   = "accept_vnis_len"
 	captureVarFilterPorts     = "filter_ports"
 	captureVarFilterPortsLen  = "filter_ports_len"
 	captureVarGenevePorts     = "geneve_ports"
@@ -133,16 +148,21 @@ type captureProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureMapSpecs struct {
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
-	LocalFilter *ebpf.MapSpec `ebpf:"local_filter"`
-	Rings       *ebpf.MapSpec `ebpf:"rings"`
+	AcceptSources *ebpf.MapSpec `ebpf:"accept_sources"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	LocalAddrs    *ebpf.MapSpec `ebpf:"local_addrs"`
+	LocalFilter   *ebpf.MapSpec `ebpf:"local_filter"`
+	LocalPrefixes *ebpf.MapSpec `ebpf:"local_prefixes"`
+	Rings         *ebpf.MapSpec `ebpf:"rings"`
 }
 
 // captureVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureVariableSpecs struct {
+	AcceptSourcesOn *ebpf.VariableSpec `ebpf:"accept_sources_on"`
+	AcceptVnis      *ebpf.VariableSpec `ebpf:"accept_vnis"`
+	AcceptVnisLen   *ebpf.VariableSpec `ebpf:"accept_vnis_len"`
 	FilterPorts     *ebpf.VariableSpec `ebpf:"filter_ports"`
 	FilterPortsLen  *ebpf.VariableSpec `ebpf:"filter_ports_len"`
 	GenevePorts     *ebpf.VariableSpec `ebpf:"geneve_ports"`
@@ -174,17 +194,21 @@ func (o *captureObjects) Close() error {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureMaps struct {
-	Counters    *ebpf.Map `ebpf:"counters"`
-	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
-	LocalFilter *ebpf.Map `ebpf:"local_filter"`
-	Rings       *ebpf.Map `ebpf:"rings"`
+	AcceptSources *ebpf.Map `ebpf:"accept_sources"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	LocalAddrs    *ebpf.Map `ebpf:"local_addrs"`
+	LocalFilter   *ebpf.Map `ebpf:"local_filter"`
+	LocalPrefixes *ebpf.Map `ebpf:"local_prefixes"`
+	Rings         *ebpf.Map `ebpf:"rings"`
 }
 
 func (m *captureMaps) Close() error {
 	return _CaptureClose(
+		m.AcceptSources,
 		m.Counters,
 		m.LocalAddrs,
 		m.LocalFilter,
+		m.LocalPrefixes,
 		m.Rings,
 	)
 }
@@ -193,6 +217,9 @@ func (m *captureMaps) Close() error {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureVariables struct {
+	AcceptSourcesOn *ebpf.Variable `ebpf:"accept_sources_on"`
+	AcceptVnis      *ebpf.Variable `ebpf:"accept_vnis"`
+	AcceptVnisLen   *ebpf.Variable `ebpf:"accept_vnis_len"`
 	FilterPorts     *ebpf.Variable `ebpf:"filter_ports"`
 	FilterPortsLen  *ebpf.Variable `ebpf:"filter_ports_len"`
 	GenevePorts     *ebpf.Variable `ebpf:"geneve_ports"`

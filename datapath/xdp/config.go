@@ -5,6 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/datapath/sysmem"
 )
 
 // Mode is how the program attaches to the interface.
@@ -21,11 +27,13 @@ const (
 const (
 	maxTunnelPorts = 4
 	maxFilterPorts = 16
+	// maxAcceptSources is the size of the accept_sources trie.
+	maxAcceptSources = 1024
+	// maxAcceptVNIs is the length of the accept_vnis list.
+	maxAcceptVNIs = 16
 	// MaxCapture is the longest inner frame copied into a ring; longer frames are truncated
 	// and counted (reason "truncated").
 	MaxCapture = 9216
-	// DefaultRingBytes is the size of each CPU's ring buffer.
-	DefaultRingBytes = 8 << 20
 )
 
 // Config says where and what the XDP source captures. The zero value of each field means
@@ -40,11 +48,20 @@ type Config struct {
 	// LocalAddrs are the appliance's own addresses, never captured in raw mode; default:
 	// every address configured on the host (a superset of the interface's).
 	LocalAddrs []netip.Addr
+	// AcceptSources, when set, are the only outer source addresses tunnel packets are
+	// taken from; others are dropped and counted (rejected_source). Up to 1024 prefixes.
+	AcceptSources []netip.Prefix
+	// AcceptVNIs, when set, are the only VNIs taken (for VXLAN inside GENEVE, the VXLAN
+	// one); others are dropped and counted (rejected_vni). Up to 16.
+	AcceptVNIs []uint32
 	TCPOnly    bool     // drop (and count) inner frames that are not TCP
 	Ports      []uint16 // if set, keep only inner TCP/UDP frames with one of these ports
-	RingBytes  int      // per-CPU ring size, rounded up to a power of two; default 8 MiB
-	Mode       Mode     // default ModeNative
-	Logger     *slog.Logger
+	// RingBytes is each CPU's ring size, rounded up to a power of two; 0 picks
+	// datapath.AutoRingBytes for the number of CPUs (64 MiB each while that takes at most
+	// 1/16 of the memory).
+	RingBytes int
+	Mode      Mode // default ModeNative
+	Logger    *slog.Logger
 }
 
 // DefaultConfig returns the defaults for iface: VXLAN 4789, GENEVE 6081, raw mode on, native.
@@ -61,7 +78,11 @@ func (c Config) withDefaults() (Config, error) {
 		c.GENEVEPorts = []uint16{6081}
 	}
 	if c.RingBytes == 0 {
-		c.RingBytes = DefaultRingBytes
+		ncpu, err := ebpf.PossibleCPU()
+		if err != nil {
+			ncpu = runtime.NumCPU()
+		}
+		c.RingBytes = datapath.AutoRingBytes(ncpu, sysmem.Available())
 	}
 	if c.Mode == "" {
 		c.Mode = ModeNative
@@ -81,6 +102,22 @@ func (c Config) withDefaults() (Config, error) {
 			if p == 0 {
 				errs = append(errs, errors.New("port 0 is not a valid port"))
 			}
+		}
+	}
+	if len(c.AcceptSources) > maxAcceptSources {
+		errs = append(errs, fmt.Errorf("at most %d accepted source prefixes, got %d", maxAcceptSources, len(c.AcceptSources)))
+	}
+	for _, p := range c.AcceptSources {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("invalid accepted source prefix %v", p))
+		}
+	}
+	if len(c.AcceptVNIs) > maxAcceptVNIs {
+		errs = append(errs, fmt.Errorf("at most %d accepted VNIs, got %d", maxAcceptVNIs, len(c.AcceptVNIs)))
+	}
+	for _, v := range c.AcceptVNIs {
+		if v >= 1<<24 {
+			errs = append(errs, fmt.Errorf("vni %d does not fit 24 bits", v))
 		}
 	}
 	if c.RingBytes < 4096 || c.RingBytes > 1<<30 {

@@ -115,3 +115,24 @@ func genevePayload(vni uint32, proto uint16, optLen int, inner []byte) []byte {
 func vxlanFrame(t testing.TB, outerSrc, outerDst netip.Addr, vni uint32, inner []byte, vlans ...uint16) []byte {
 	return udpFrame(t, outerSrc, outerDst, 49152, 4789, append(vxlanHeader(vni, 0x08), inner...), vlans...)
 }
+
+// greFrame wraps payload in outer Ethernet/IPv4/GRE (with a sequence number) of protocol
+// type proto, from src to dst.
+func greFrame(t testing.TB, src, dst netip.Addr, proto uint16, payload []byte) []byte {
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolGRE, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	gre := []byte{0x10, 0x00, byte(proto >> 8), byte(proto), 0, 0, 0, 1}
+	return serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4}, ip, gopacket.Payload(append(gre, payload...)))
+}
+
+// erspan2 is an ERSPAN type II header (version 1, session 5) in front of inner.
+func erspan2(inner []byte) []byte {
+	return append([]byte{0x10, 0x00, 0x00, 0x05, 0, 0, 0, 0}, inner...)
+}
+
+// mplsFrame puts one MPLS label (bottom of stack) between Ethernet and the IPv4 packet ip.
+func mplsFrame(ip []byte) []byte {
+	f := append([]byte{}, macB...)
+	f = append(f, macA...)
+	f = append(f, 0x88, 0x47, 0x00, 0x01, 0x01, 0x40) // label 16, S, TTL 64
+	return append(f, ip...)
+}

@@ -10,7 +10,7 @@ import (
 
 var captureOutcomes = map[string]datapath.Encap{
 	"vxlan": datapath.EncapVXLAN, "geneve": datapath.EncapGENEVE,
-	"geneve_vxlan": datapath.EncapGENEVEVXLAN, "raw": datapath.EncapRaw,
+	"geneve_vxlan": datapath.EncapGENEVEVXLAN, "raw": datapath.EncapRaw, "whole": datapath.EncapRaw,
 }
 
 // FuzzProgram feeds random frames to the program: it must only ever drop or pass, count each

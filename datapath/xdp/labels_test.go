@@ -25,7 +25,7 @@ func TestCounterLabelsFollowTheEnum(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"received", "vxlan", "geneve", "geneve_vxlan", "raw", "passed", "non_tcp",
-		"filtered", "malformed", "ringbuf_full", "truncated"}
+		"filtered", "malformed", "ringbuf_full", "truncated", "rejected_source", "rejected_vni", "whole"}
 	if !slices.Equal(labels, want) {
 		t.Errorf("labels = %v, want %v", labels, want)
 	}
@@ -52,12 +52,11 @@ func TestRecordLayoutMatchesC(t *testing.T) {
 	offsets := map[string][2]uintptr{
 		"timestamp": {unsafe.Offsetof(m.Timestamp), 0},
 		"wire_len":  {unsafe.Offsetof(m.WireLen), 8},
-		"hash":      {unsafe.Offsetof(m.Hash), 12},
-		"vni":       {unsafe.Offsetof(m.Vni), 16},
-		"cap_len":   {unsafe.Offsetof(m.CapLen), 20},
-		"encap":     {unsafe.Offsetof(m.Encap), 22},
-		"flags":     {unsafe.Offsetof(m.Flags), 23},
-		"data_off":  {unsafe.Offsetof(m.DataOff), 24},
+		"vni":       {unsafe.Offsetof(m.Vni), 12},
+		"cap_len":   {unsafe.Offsetof(m.CapLen), 16},
+		"data_off":  {unsafe.Offsetof(m.DataOff), 18},
+		"encap":     {unsafe.Offsetof(m.Encap), 20},
+		"flags":     {unsafe.Offsetof(m.Flags), 21},
 	}
 	for name, o := range offsets {
 		if o[0] != o[1] {
@@ -88,20 +87,6 @@ func TestRecordLayoutMatchesC(t *testing.T) {
 	}
 }
 
-func TestFlowHashIsSymmetric(t *testing.T) {
-	cases := [][2]netip.Addr{{clientV4, serverV4}, {clientV6, serverV6}}
-	for _, c := range cases {
-		ab := FlowHash(c[0], c[1], 51234, 80, 6)
-		ba := FlowHash(c[1], c[0], 80, 51234, 6)
-		if ab != ba || ab == 0 {
-			t.Errorf("%v: hash %#x one way, %#x the other", c, ab, ba)
-		}
-		if other := FlowHash(c[0], c[1], 51235, 80, 6); other == ab {
-			t.Errorf("%v: another port hashes alike (%#x)", c, ab)
-		}
-	}
-}
-
 func TestCollectorSumsCPUs(t *testing.T) {
 	h := newHarness(t, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4}})
 	for range 3 {
@@ -119,9 +104,12 @@ metlo_appliance_xdp_packets_total{reason="non_tcp"} 0
 metlo_appliance_xdp_packets_total{reason="passed"} 1
 metlo_appliance_xdp_packets_total{reason="raw"} 0
 metlo_appliance_xdp_packets_total{reason="received"} 4
+metlo_appliance_xdp_packets_total{reason="rejected_source"} 0
+metlo_appliance_xdp_packets_total{reason="rejected_vni"} 0
 metlo_appliance_xdp_packets_total{reason="ringbuf_full"} 0
 metlo_appliance_xdp_packets_total{reason="truncated"} 0
 metlo_appliance_xdp_packets_total{reason="vxlan"} 3
+metlo_appliance_xdp_packets_total{reason="whole"} 0
 `
 	if err := testutil.CollectAndCompare(NewCollector(h.objs), strings.NewReader(want)); err != nil {
 		t.Error(err)

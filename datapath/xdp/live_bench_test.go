@@ -18,6 +18,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
 // countingHandler counts what one reader goroutine delivers.
@@ -53,18 +54,14 @@ func benchLiveReplay(b *testing.B, size int) {
 	pcapPath := filepath.Join(b.TempDir(), "vxlan.pcap")
 	writeVXLANPcap(b, pcapPath, flows, size)
 
-	l := newLab(b, "gen", "app")
-	l.sh(fmt.Sprintf("ip link add gen0 netns %s type veth peer name col0 netns %s", l.ns("gen"), l.ns("app")))
-	for _, d := range [][2]string{{"gen", "gen0"}, {"app", "col0"}} {
-		l.in(d[0], "ip link set "+d[1]+" mtu 1600 up")
-		l.in(d[0], "ethtool -K "+d[1]+" tso off gso off gro off")
-	}
-	l.in("app", "ip addr add 10.0.0.2/24 dev col0")
+	l := netnstest.NewLab(b, "gen", "app")
+	l.Veth("gen", "gen0", "app", "col0", 1600)
+	l.In("app", "ip addr add 10.0.0.2/24 dev col0")
 
 	var src *Source
 	cfg := DefaultConfig("col0")
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	if err := l.do("app", func() (err error) { src, err = Open(cfg); return err }); err != nil {
+	if err := l.Do("app", func() (err error) { src, err = Open(cfg); return err }); err != nil {
 		b.Fatalf("open: %v", err)
 	}
 	defer src.Close()
@@ -81,7 +78,7 @@ func benchLiveReplay(b *testing.B, size int) {
 	start := time.Now()
 	b.ResetTimer()
 	for range b.N {
-		out := l.in("gen", fmt.Sprintf("tcpreplay --topspeed --loop=%d -i gen0 %s", loops, pcapPath))
+		out := l.In("gen", fmt.Sprintf("tcpreplay --topspeed --loop=%d -i gen0 %s", loops, pcapPath))
 		offered = parsePPS(b, out)
 	}
 	b.StopTimer()

@@ -4,28 +4,39 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/metlo-labs/metlo-appliance/datapath/localaddr"
 )
 
 // Objects are the loaded (not attached) capture program and its maps.
 type Objects struct {
-	Program    *ebpf.Program // xdp_capture
-	Baseline   *ebpf.Program // xdp_baseline, only when loaded for benchmarks
-	Counters   *ebpf.Map     // per-CPU array indexed by enum counter
-	LocalAddrs *ebpf.Map     // the appliance's own addresses (v4-mapped keys)
-	localBits  *ebpf.Map     // local_filter: the bit of every local address
-	Rings      []*ebpf.Map   // one ring buffer per possible CPU
-	rings      *ebpf.Map     // the array of ring buffers the program indexes
-	labels     []string      // metric label of each counter, from the C enum
+	Program       *ebpf.Program // xdp_capture
+	Baseline      *ebpf.Program // xdp_baseline, only when loaded for benchmarks
+	Counters      *ebpf.Map     // per-CPU array indexed by enum counter
+	LocalAddrs    *ebpf.Map     // the appliance's own addresses (v4-mapped keys)
+	localPrefixes *ebpf.Map     // local routes wider than one address (LPM trie)
+	localBits     *ebpf.Map     // local_filter: the bit of every local address, prefix count
+	acceptSources *ebpf.Map     // outer source prefixes tunnels are taken from
+	Rings         []*ebpf.Map   // one ring buffer per possible CPU
+	rings         *ebpf.Map     // the array of ring buffers the program indexes
+	labels        []string      // metric label of each counter, from the C enum
+
+	localMu sync.Mutex
+	local   localaddr.Set // what the local maps hold
 }
+
+// minLocalAddrs is the least room the local-address map has, for addresses added later.
+const minLocalAddrs = 1024
 
 // Load verifies and loads the capture program with cfg's constants and map sizes. It never
 // attaches: tests run the program with BPF_PROG_RUN, Open attaches it.
@@ -62,7 +73,7 @@ func load(cfg Config, withBaseline bool) (*Objects, error) {
 	ringsSpec := spec.Maps[captureMapRings]
 	ringsSpec.MaxEntries = uint32(ncpu)
 	ringsSpec.InnerMap.MaxEntries = uint32(cfg.RingBytes)
-	spec.Maps[captureMapLocalAddrs].MaxEntries = uint32(len(cfg.LocalAddrs) + 16)
+	spec.Maps[captureMapLocalAddrs].MaxEntries = uint32(max(minLocalAddrs, 2*len(cfg.LocalAddrs)))
 	if !withBaseline {
 		delete(spec.Programs, captureProgXdpBaseline)
 	}
@@ -76,13 +87,15 @@ func load(cfg Config, withBaseline bool) (*Objects, error) {
 		return nil, classifyLoad(fmt.Errorf("load xdp program: %w", err))
 	}
 	o := &Objects{
-		Program:    coll.DetachProgram(captureProgXdpCapture),
-		Baseline:   coll.DetachProgram(captureProgXdpBaseline),
-		Counters:   coll.DetachMap(captureMapCounters),
-		LocalAddrs: coll.DetachMap(captureMapLocalAddrs),
-		localBits:  coll.DetachMap(captureMapLocalFilter),
-		rings:      coll.DetachMap(captureMapRings),
-		labels:     labels,
+		Program:       coll.DetachProgram(captureProgXdpCapture),
+		Baseline:      coll.DetachProgram(captureProgXdpBaseline),
+		Counters:      coll.DetachMap(captureMapCounters),
+		LocalAddrs:    coll.DetachMap(captureMapLocalAddrs),
+		localPrefixes: coll.DetachMap(captureMapLocalPrefixes),
+		localBits:     coll.DetachMap(captureMapLocalFilter),
+		acceptSources: coll.DetachMap(captureMapAcceptSources),
+		rings:         coll.DetachMap(captureMapRings),
+		labels:        labels,
 	}
 	coll.Close()
 	if err := o.fill(cfg, ncpu, ringsSpec.InnerMap); err != nil {
@@ -94,6 +107,20 @@ func load(cfg Config, withBaseline bool) (*Objects, error) {
 
 // fill creates the per-CPU rings and stores the local addresses.
 func (o *Objects) fill(cfg Config, ncpu int, ringSpec *ebpf.MapSpec) error {
+	set := localaddr.Set{Addrs: slices.Clone(cfg.LocalAddrs)}
+	for i, a := range set.Addrs {
+		set.Addrs[i] = a.Unmap()
+	}
+	slices.SortFunc(set.Addrs, netip.Addr.Compare)
+	set.Addrs = slices.Compact(set.Addrs)
+	if err := o.SetLocal(set); err != nil {
+		return err
+	}
+	for _, p := range cfg.AcceptSources {
+		if err := o.acceptSources.Put(prefixKey(p), uint8(1)); err != nil {
+			return fmt.Errorf("store accepted source %s: %w", p, err)
+		}
+	}
 	for cpu := range ncpu {
 		rs := ringSpec.Copy()
 		rs.Name = fmt.Sprintf("ring%d", cpu)
@@ -106,21 +133,83 @@ func (o *Objects) fill(cfg Config, ncpu int, ringSpec *ebpf.MapSpec) error {
 			return fmt.Errorf("install ring buffer for cpu %d: %w", cpu, err)
 		}
 	}
-	// Addresses go into the hash map before their filter bits are set, so no moment exists
-	// in which the filter lets a local address through to capture.
-	var filter [8]uint64
-	for _, a := range cfg.LocalAddrs {
+	return nil
+}
+
+// localFilter is the Go twin of struct local_filter.
+type localFilter struct {
+	Bits     [8]uint64
+	Prefixes uint32
+	_        uint32
+}
+
+// SetLocal makes the program treat exactly set's addresses and prefixes as the appliance's
+// own, while it runs. Updates are ordered so that no address in either the old or the new
+// set is ever captured: additions are stored before the filter admits them to the lookup,
+// removals are deleted only after the filter was recomputed without them.
+func (o *Objects) SetLocal(set localaddr.Set) error {
+	o.localMu.Lock()
+	defer o.localMu.Unlock()
+	old := o.local
+	var filter localFilter
+	for _, a := range set.Addrs {
 		key := addrKey(a)
-		if err := o.LocalAddrs.Put(key, uint8(1)); err != nil {
-			return fmt.Errorf("store local address %s: %w", a, err)
+		if !slices.Contains(old.Addrs, a) {
+			if err := o.LocalAddrs.Put(key, uint8(1)); err != nil {
+				return fmt.Errorf("store local address %s: %w", a, err)
+			}
 		}
 		bit := localFilterBit(key)
-		filter[bit/64] |= 1 << (bit % 64)
+		filter.Bits[bit/64] |= 1 << (bit % 64)
 	}
+	for _, p := range set.Prefixes {
+		if !slices.Contains(old.Prefixes, p) {
+			if err := o.localPrefixes.Put(prefixKey(p), uint8(1)); err != nil {
+				return fmt.Errorf("store local route %s: %w", p, err)
+			}
+		}
+	}
+	filter.Prefixes = uint32(len(set.Prefixes))
 	if err := o.localBits.Put(uint32(0), filter); err != nil {
 		return fmt.Errorf("store local address filter: %w", err)
 	}
-	return nil
+	var errs []error
+	for _, a := range old.Addrs {
+		if !slices.Contains(set.Addrs, a) {
+			if err := o.LocalAddrs.Delete(addrKey(a)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, fmt.Errorf("forget local address %s: %w", a, err))
+			}
+		}
+	}
+	for _, p := range old.Prefixes {
+		if !slices.Contains(set.Prefixes, p) {
+			if err := o.localPrefixes.Delete(prefixKey(p)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, fmt.Errorf("forget local route %s: %w", p, err))
+			}
+		}
+	}
+	o.local = set
+	return errors.Join(errs...)
+}
+
+// Local returns the addresses and prefixes the program currently treats as local.
+func (o *Objects) Local() localaddr.Set {
+	o.localMu.Lock()
+	defer o.localMu.Unlock()
+	return o.local
+}
+
+// prefixKey is the local_prefixes key of p: IPv4 as v4-mapped IPv6.
+func prefixKey(p netip.Prefix) [20]byte {
+	var k [20]byte
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	binary.NativeEndian.PutUint32(k[:4], uint32(bits))
+	a := addrKey(p.Masked().Addr())
+	copy(k[4:], a[:])
+	return k
 }
 
 // localFilterBit is the Go twin of the program's local_filter_bit: the address's four 32-bit
@@ -141,7 +230,7 @@ func (o *Objects) Close() error {
 			errs = append(errs, p.Close())
 		}
 	}
-	for _, m := range append([]*ebpf.Map{o.Counters, o.LocalAddrs, o.localBits, o.rings}, o.Rings...) {
+	for _, m := range append([]*ebpf.Map{o.Counters, o.LocalAddrs, o.localPrefixes, o.localBits, o.acceptSources, o.rings}, o.Rings...) {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -161,13 +250,18 @@ func setConstants(spec *ebpf.CollectionSpec, cfg Config) error {
 	copy(vxlan[:], cfg.VXLANPorts)
 	copy(geneve[:], cfg.GENEVEPorts)
 	copy(filter[:], cfg.Ports)
+	var vnis [maxAcceptVNIs]uint32
+	copy(vnis[:], cfg.AcceptVNIs)
 	values := map[string]any{
-		captureVarVxlanPorts:     vxlan,
-		captureVarGenevePorts:    geneve,
-		captureVarRawMode:        boolByte(cfg.Raw),
-		captureVarTcpOnly:        boolByte(cfg.TCPOnly),
-		captureVarFilterPorts:    filter,
-		captureVarFilterPortsLen: uint32(len(cfg.Ports)),
+		captureVarVxlanPorts:      vxlan,
+		captureVarGenevePorts:     geneve,
+		captureVarRawMode:         boolByte(cfg.Raw),
+		captureVarTcpOnly:         boolByte(cfg.TCPOnly),
+		captureVarFilterPorts:     filter,
+		captureVarFilterPortsLen:  uint32(len(cfg.Ports)),
+		captureVarAcceptSourcesOn: boolByte(len(cfg.AcceptSources) > 0),
+		captureVarAcceptVnis:      vnis,
+		captureVarAcceptVnisLen:   uint32(len(cfg.AcceptVNIs)),
 	}
 	for name, v := range values {
 		vs, ok := spec.Variables[name]
@@ -224,19 +318,4 @@ func checkKernel() error {
 		return classifyLoad(fmt.Errorf("probe bpf_xdp_load_bytes: %w", err))
 	}
 	return nil
-}
-
-// hostAddrs lists every address configured on the host, the default LocalAddrs.
-func hostAddrs() ([]netip.Addr, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil, fmt.Errorf("list host addresses: %w", err)
-	}
-	var out []netip.Addr
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			out = append(out, p.Addr().Unmap())
-		}
-	}
-	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +19,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/datapath/localaddr"
+	"github.com/metlo-labs/metlo-appliance/test/netnstest"
 )
 
-// needBPF skips t unless the process may load BPF programs.
+// needBPF skips t unless the process may load BPF programs, and in -short mode.
 func needBPF(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF programs")
-	}
+	netnstest.RequireRoot(t, "loads BPF programs")
 }
 
 // harness runs a loaded program with BPF_PROG_RUN and collects what it left behind.
@@ -37,6 +38,9 @@ type harness struct {
 func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	needBPF(t)
+	if cfg.RingBytes == 0 {
+		cfg.RingBytes = 1 << 20 // the automatic 64 MiB per CPU is more than any table test needs
+	}
 	objs, err := load(cfg, true)
 	if errors.Is(err, ErrPermission) || errors.Is(err, ErrKernelTooOld) {
 		t.Skipf("needs BPF: %v", err)
@@ -121,8 +125,8 @@ type want struct {
 	encap   datapath.Encap
 	vni     uint32
 	innerIP bool
-	wire    int // 0: len(data)
-	hash    uint32
+	whole   bool // the whole frame, for the Go decoder to open (not Decapsulated)
+	wire    int  // 0: len(data)
 }
 
 const (
@@ -146,13 +150,16 @@ func TestProgram(t *testing.T) {
 	noRaw := Config{Raw: false, LocalAddrs: local}
 	tcpOnly := Config{Raw: true, LocalAddrs: local, TCPOnly: true}
 	port80 := Config{Raw: true, LocalAddrs: local, Ports: []uint16{80}}
+	// Tunnels only from the mirror sources' networks (mirrorV4 is 10.0.0.1, mirrorV6 fd00::1)
+	// and with the sessions' VNIs.
+	accept := Config{Raw: true, LocalAddrs: local, AcceptSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/64")},
+		AcceptVNIs: []uint32{4242, 77}}
+	stranger4, stranger6 := netip.MustParseAddr("192.0.2.66"), netip.MustParseAddr("2001:db8::66")
 
 	get := "GET /api/users/7 HTTP/1.1\r\nHost: api\r\n\r\n"
 	inner4 := tcpFrame(t, clientV4, serverV4, 51234, 80, get)
 	inner6 := tcpFrame(t, clientV6, serverV6, 51234, 8080, get)
 	ip4 := tcpIP(t, clientV4, serverV4, 51234, 80, get)
-	hash4 := FlowHash(clientV4, serverV4, 51234, 80, 6)
-	hash6 := FlowHash(clientV6, serverV6, 51234, 8080, 6)
 
 	// Truncated mirror: the inner IP header claims 1500 bytes, 200 arrived.
 	long := tcpFrame(t, clientV4, serverV4, 51234, 80, strings.Repeat("x", 1500-40))
@@ -175,31 +182,31 @@ func TestProgram(t *testing.T) {
 		{
 			name: "vxlan", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 4242, inner4),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 4242, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 4242},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan ipv6 outer and inner", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV6, applianceV6, 0xabcdef, inner6),
-			record: &want{data: inner6, encap: datapath.EncapVXLAN, vni: 0xabcdef, hash: hash6},
+			record: &want{data: inner6, encap: datapath.EncapVXLAN, vni: 0xabcdef},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan 802.1Q", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 7, inner4, 100),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan QinQ", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 7, inner4, 100, 200),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 7},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan to another address is still a tunnel", cfg: noRaw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, netip.MustParseAddr("10.9.9.9"), 1, inner4),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 1, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 1},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
@@ -225,30 +232,30 @@ func TestProgram(t *testing.T) {
 		{
 			name: "vxlan truncated mirror", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 9, truncated),
-			record: &want{data: truncated, encap: datapath.EncapVXLAN, vni: 9, hash: hash4, wire: 14 + 1500},
+			record: &want{data: truncated, encap: datapath.EncapVXLAN, vni: 9, wire: 14 + 1500},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1, "truncated": 1},
 		},
 		{
 			name: "vxlan jumbo (frags)", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 9, jumbo),
-			record: &want{data: jumbo, encap: datapath.EncapVXLAN, vni: 9, hash: hash4},
+			record: &want{data: jumbo, encap: datapath.EncapVXLAN, vni: 9},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
 			name: "vxlan longer than MaxCapture", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 9, huge),
-			record: &want{data: huge[:MaxCapture], encap: datapath.EncapVXLAN, vni: 9, hash: hash4, wire: len(huge)},
+			record: &want{data: huge[:MaxCapture], encap: datapath.EncapVXLAN, vni: 9, wire: len(huge)},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1, "truncated": 1},
 		},
 		{
 			name: "vxlan inner udp captured", cfg: raw, action: actDrop,
 			frame: vxlanFrame(t, mirrorV4, applianceV4, 3, innerUDP),
 			// The inner frame is padded to Ethernet's 60 bytes; the padding is not captured.
-			record: &want{data: innerUDP[:ipv4End(innerUDP)], encap: datapath.EncapVXLAN, vni: 3, hash: FlowHash(clientV4, serverV4, 5353, 53, 17)},
+			record: &want{data: innerUDP[:ipv4End(innerUDP)], encap: datapath.EncapVXLAN, vni: 3},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
-			name: "vxlan inner arp captured without hash", cfg: raw, action: actDrop,
+			name: "vxlan inner arp captured", cfg: raw, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 3, innerARP),
 			record: &want{data: innerARP, encap: datapath.EncapVXLAN, vni: 3},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
@@ -266,7 +273,7 @@ func TestProgram(t *testing.T) {
 		{
 			name: "port filter keeps port 80", cfg: port80, action: actDrop,
 			frame:  vxlanFrame(t, mirrorV4, applianceV4, 5, inner4),
-			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 5, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 5},
 			deltas: map[string]uint64{"received": 1, "vxlan": 1},
 		},
 		{
@@ -275,21 +282,109 @@ func TestProgram(t *testing.T) {
 			deltas: map[string]uint64{"received": 1, "filtered": 1},
 		},
 		{
+			name: "accepted source and vni", cfg: accept, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 4242, inner4),
+			record: &want{data: inner4, encap: datapath.EncapVXLAN, vni: 4242},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "accepted ipv6 source", cfg: accept, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV6, applianceV6, 4242, inner6),
+			record: &want{data: inner6, encap: datapath.EncapVXLAN, vni: 4242},
+			deltas: map[string]uint64{"received": 1, "vxlan": 1},
+		},
+		{
+			name: "vxlan from a stranger", cfg: accept, action: actDrop,
+			frame:  vxlanFrame(t, stranger4, applianceV4, 4242, inner4),
+			deltas: map[string]uint64{"received": 1, "rejected_source": 1},
+		},
+		{
+			name: "geneve from an ipv6 stranger", cfg: accept, action: actDrop,
+			frame:  udpFrame(t, stranger6, applianceV6, 50000, 6081, genevePayload(4242, 0x6558, 0, inner4)),
+			deltas: map[string]uint64{"received": 1, "rejected_source": 1},
+		},
+		{
+			name: "vxlan with another vni", cfg: accept, action: actDrop,
+			frame:  vxlanFrame(t, mirrorV4, applianceV4, 4243, inner4),
+			deltas: map[string]uint64{"received": 1, "rejected_vni": 1},
+		},
+		{
+			name: "geneve with another vni", cfg: accept, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(5, 0x6558, 32, inner4)),
+			deltas: map[string]uint64{"received": 1, "rejected_vni": 1},
+		},
+		{
+			name: "vxlan in geneve: the vxlan vni decides", cfg: accept, action: actDrop,
+			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(5, 0x0800, 32, vxInGeneve)),
+			record: &want{data: inner4, encap: datapath.EncapGENEVEVXLAN, vni: 77},
+			deltas: map[string]uint64{"received": 1, "geneve_vxlan": 1},
+		},
+		{
+			name: "raw tcp is no tunnel: no source or vni filter", cfg: accept, action: actDrop,
+			frame:  tcpFrame(t, stranger4, serverV4, 51234, 80, get),
+			record: &want{data: tcpFrame(t, stranger4, serverV4, 51234, 80, get), encap: datapath.EncapRaw},
+			deltas: map[string]uint64{"received": 1, "raw": 1},
+		},
+		{
+			name: "udp from a stranger to another port is no tunnel", cfg: accept, action: actPass,
+			frame:  udpFrame(t, stranger4, applianceV4, 40000, 53, []byte("dns")),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "erspan II over gre: whole, for the go decoder", cfg: raw, action: actDrop,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x88be, erspan2(inner4)),
+			record: &want{data: greFrame(t, mirrorV4, applianceV4, 0x88be, erspan2(inner4)), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "erspan III over gre, raw mode off: whole", cfg: noRaw, action: actDrop,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x22eb, append(make([]byte, 12), inner4...)),
+			record: &want{data: greFrame(t, mirrorV4, applianceV4, 0x22eb, append(make([]byte, 12), inner4...)), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "ethernet over gre: whole", cfg: raw, action: actDrop,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x6558, inner4),
+			record: &want{data: greFrame(t, mirrorV4, applianceV4, 0x6558, inner4), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "ip over gre is the host's own tunnel: passed", cfg: raw, action: actPass,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x0800, ip4),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "erspan from a stranger", cfg: accept, action: actDrop,
+			frame:  greFrame(t, stranger4, applianceV4, 0x88be, erspan2(inner4)),
+			deltas: map[string]uint64{"received": 1, "rejected_source": 1},
+		},
+		{
+			name: "mpls in raw mode: whole", cfg: raw, action: actDrop,
+			frame:  mplsFrame(ip4),
+			record: &want{data: mplsFrame(ip4), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "mpls with raw mode off: passed", cfg: noRaw, action: actPass,
+			frame:  mplsFrame(ip4),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
 			name: "geneve ethernet with options", cfg: raw, action: actDrop,
 			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(0x123456, 0x6558, 32, inner4)),
-			record: &want{data: inner4, encap: datapath.EncapGENEVE, vni: 0x123456, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapGENEVE, vni: 0x123456},
 			deltas: map[string]uint64{"received": 1, "geneve": 1},
 		},
 		{
 			name: "geneve ip", cfg: raw, action: actDrop,
 			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(11, 0x0800, 32, ip4)),
-			record: &want{data: ip4, encap: datapath.EncapGENEVE, vni: 11, innerIP: true, hash: hash4},
+			record: &want{data: ip4, encap: datapath.EncapGENEVE, vni: 11, innerIP: true},
 			deltas: map[string]uint64{"received": 1, "geneve": 1},
 		},
 		{
 			name: "vxlan in geneve", cfg: raw, action: actDrop,
 			frame:  udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(11, 0x0800, 32, vxInGeneve)),
-			record: &want{data: inner4, encap: datapath.EncapGENEVEVXLAN, vni: 77, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapGENEVEVXLAN, vni: 77},
 			deltas: map[string]uint64{"received": 1, "geneve_vxlan": 1},
 		},
 		{
@@ -310,13 +405,13 @@ func TestProgram(t *testing.T) {
 		{
 			name: "raw mirrored tcp", cfg: raw, action: actDrop,
 			frame:  tcpFrame(t, clientV4, serverV4, 51234, 80, get),
-			record: &want{data: inner4, encap: datapath.EncapRaw, hash: hash4},
+			record: &want{data: inner4, encap: datapath.EncapRaw},
 			deltas: map[string]uint64{"received": 1, "raw": 1},
 		},
 		{
 			name: "raw mirrored tcp ipv6", cfg: raw, action: actDrop,
 			frame:  inner6,
-			record: &want{data: inner6, encap: datapath.EncapRaw, hash: hash6},
+			record: &want{data: inner6, encap: datapath.EncapRaw},
 			deltas: map[string]uint64{"received": 1, "raw": 1},
 		},
 		{
@@ -370,7 +465,9 @@ func TestProgram(t *testing.T) {
 	}
 }
 
-func cfgKey(c Config) string { return fmt.Sprintf("raw=%v tcp=%v ports=%v", c.Raw, c.TCPOnly, c.Ports) }
+func cfgKey(c Config) string {
+	return fmt.Sprintf("raw=%v tcp=%v ports=%v src=%v vni=%v", c.Raw, c.TCPOnly, c.Ports, c.AcceptSources, c.AcceptVNIs)
+}
 
 func checkDeltas(t *testing.T, got, want map[string]uint64) {
 	t.Helper()
@@ -408,9 +505,9 @@ func checkRecords(t *testing.T, recs [][]byte, w *want) {
 	if !bytes.Equal(f.Data, w.data) {
 		t.Errorf("data differs: got %d bytes % x…, want %d bytes % x…", len(f.Data), head(f.Data), len(w.data), head(w.data))
 	}
-	if f.Encap != w.encap || f.Tunnel != w.vni || f.InnerIsIP != w.innerIP || f.WireLen != wire || f.Hash != w.hash || !f.Decapsulated {
-		t.Errorf("frame = {encap %v vni %d innerIP %v wire %d hash %#x decap %v}, want {encap %v vni %d innerIP %v wire %d hash %#x decap true}",
-			f.Encap, f.Tunnel, f.InnerIsIP, f.WireLen, f.Hash, f.Decapsulated, w.encap, w.vni, w.innerIP, wire, w.hash)
+	if f.Encap != w.encap || f.Tunnel != w.vni || f.InnerIsIP != w.innerIP || f.WireLen != wire || f.Decapsulated == w.whole {
+		t.Errorf("frame = {encap %v vni %d innerIP %v wire %d decap %v}, want {encap %v vni %d innerIP %v wire %d decap %v}",
+			f.Encap, f.Tunnel, f.InnerIsIP, f.WireLen, f.Decapsulated, w.encap, w.vni, w.innerIP, wire, !w.whole)
 	}
 	if f.Timestamp <= 0 {
 		t.Errorf("timestamp = %d, want the monotonic clock", f.Timestamp)
@@ -511,7 +608,7 @@ func TestClockChoice(t *testing.T) {
 				t.Fatalf("%s: %d records, deltas %v", c.name, len(res.records), res.deltas)
 			}
 			rec := res.records[0]
-			coarse := rec[23]&flagCoarseTime != 0
+			coarse := rec[21]&flagCoarseTime != 0
 			if coarse != c.coarse {
 				t.Errorf("%s: coarse clock %v, want %v", c.name, coarse, c.coarse)
 			}
@@ -572,6 +669,117 @@ func TestLocalFilter(t *testing.T) {
 		}
 		if captured := res.deltas["raw"] == 1; captured != (c.action == actDrop) {
 			t.Errorf("tcp to %s: raw delta %d", c.dst, res.deltas["raw"])
+		}
+	}
+}
+
+// TestSetLocalWhileLoaded changes the local set of a loaded program as the address watcher
+// does and checks raw TCP to each address after each change: an address added later passes
+// at once, a removed one is captured again, local routes wider than one address (IPv4 and
+// IPv6) pass, and an address whose filter bit it shared with a removed one keeps passing.
+func TestSetLocalWhileLoaded(t *testing.T) {
+	needBPF(t)
+	h := newHarness(t, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4}})
+	added4 := netip.MustParseAddr("10.0.0.77")
+	added6 := netip.MustParseAddr("fd00::77")
+	anyIP := netip.MustParsePrefix("10.60.0.0/24")
+	anyIP6 := netip.MustParsePrefix("fd60::/64")
+	// sibling shares its filter bit with added4: removing added4 must not clear the bit.
+	var sibling netip.Addr
+	for i := 1; !sibling.IsValid(); i++ {
+		a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		if localFilterBit(addrKey(a)) == localFilterBit(addrKey(added4)) {
+			sibling = a
+		}
+	}
+	check := func(stage string, dst netip.Addr, local bool) {
+		t.Helper()
+		src := clientV4
+		if dst.Is6() {
+			src = clientV6
+		}
+		res := h.run(t, h.objs.Program, tcpFrame(t, src, dst, 40000, 22, "SSH-2.0-x\r\n"))
+		want := uint32(actDrop)
+		if local {
+			want = actPass
+		}
+		if res.action != want || (res.deltas["raw"] == 1) == local {
+			t.Errorf("%s: tcp to %s: action %d deltas %v, local=%v", stage, dst, res.action, res.deltas, local)
+		}
+	}
+	check("before", added4, false)
+	check("before", added6, false)
+	check("before", anyIP.Addr().Next(), false)
+
+	set := localaddr.Set{
+		Addrs:    []netip.Addr{applianceV4, added4, sibling, added6},
+		Prefixes: []netip.Prefix{anyIP, anyIP6},
+	}
+	slices.SortFunc(set.Addrs, netip.Addr.Compare)
+	if err := h.objs.SetLocal(set); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []netip.Addr{applianceV4, added4, sibling, added6, netip.MustParseAddr("10.60.0.200"), netip.MustParseAddr("fd60::1234")} {
+		check("after adding", a, true)
+	}
+	check("after adding", netip.MustParseAddr("10.60.1.1"), false)
+	check("after adding", netip.MustParseAddr("fd61::1"), false)
+
+	set = localaddr.Set{Addrs: []netip.Addr{applianceV4, sibling}}
+	slices.SortFunc(set.Addrs, netip.Addr.Compare)
+	if err := h.objs.SetLocal(set); err != nil {
+		t.Fatal(err)
+	}
+	check("after removing", applianceV4, true)
+	check("after removing", sibling, true)
+	check("after removing", added4, false)
+	check("after removing", added6, false)
+	check("after removing", netip.MustParseAddr("10.60.0.200"), false)
+	if got := h.objs.Local(); !got.Equal(set) {
+		t.Errorf("Local() = %v, want %v", got, set)
+	}
+}
+
+// TestControlTrafficPasses: raw mode takes only TCP; neighbour discovery, ARP, ICMP and
+// IPv6 packets whose next header is not TCP reach the kernel untouched.
+func TestControlTrafficPasses(t *testing.T) {
+	needBPF(t)
+	h := newHarness(t, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4, applianceV6}})
+	eth := func(src, dst netip.Addr, ls ...gopacket.SerializableLayer) []byte {
+		et := layers.EthernetTypeIPv4
+		if src.Is6() {
+			et = layers.EthernetTypeIPv6
+		}
+		return serialize(t, append([]gopacket.SerializableLayer{&layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: et}}, ls...)...)
+	}
+	ip6 := func(src, dst netip.Addr, next layers.IPProtocol) *layers.IPv6 {
+		return &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: next, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	}
+	solicited := netip.MustParseAddr("ff02::1:ff00:99")
+	ns := ip6(clientV6, solicited, layers.IPProtocolICMPv6)
+	nsICMP := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+	_ = nsICMP.SetNetworkLayerForChecksum(ns)
+	na := ip6(clientV6, applianceV6, layers.IPProtocolICMPv6)
+	naICMP := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)}
+	_ = naICMP.SetNetworkLayerForChecksum(na)
+	ping4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: clientV4.AsSlice(), DstIP: serverV4.AsSlice()}
+	hbh := ip6(clientV6, serverV6, layers.IPProtocolIPv6HopByHop)
+	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation: layers.ARPRequest, SourceHwAddress: macA, SourceProtAddress: clientV4.AsSlice(),
+		DstHwAddress: make([]byte, 6), DstProtAddress: netip.MustParseAddr("10.0.0.99").AsSlice()}
+	frames := map[string][]byte{
+		"ndp neighbour solicitation for a new address": eth(clientV6, solicited, ns, nsICMP,
+			gopacket.Payload(append(make([]byte, 4), netip.MustParseAddr("fd00::99").AsSlice()...))),
+		"ndp neighbour advertisement": eth(clientV6, applianceV6, na, naICMP, gopacket.Payload(make([]byte, 20))),
+		"icmp echo to another host":   eth(clientV4, serverV4, ping4, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}),
+		"ipv6 hop-by-hop":             eth(clientV6, serverV6, hbh, gopacket.Payload([]byte{6, 0, 1, 4, 0, 0, 0, 0})),
+		"arp for an address not yet added": serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: layers.EthernetBroadcast,
+			EthernetType: layers.EthernetTypeARP}, arp),
+	}
+	for name, f := range frames {
+		res := h.run(t, h.objs.Program, f)
+		if res.action != actPass || res.deltas["passed"] != 1 || len(res.records) != 0 {
+			t.Errorf("%s: action %d deltas %v records %d; want pass", name, res.action, res.deltas, len(res.records))
 		}
 	}
 }

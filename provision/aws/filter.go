@@ -3,7 +3,9 @@ package aws
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/metlo-labs/metlo-appliance/provision"
 )
 
 // maxFilterRules is AWS's limit of rules per traffic mirror filter.
@@ -198,50 +202,59 @@ func ruleFromAPI(r ec2types.TrafficMirrorFilterRule) Rule {
 	return out
 }
 
-// ensureFilter finds or creates the appliance's filter and converges its rules.
-func (r *run) ensureFilter(ctx context.Context, want []Rule) (string, error) {
-	filters, err := r.listFilters(ctx)
-	if err != nil {
-		return "", err
-	}
+// planFilter plans the appliance's filter and converges its rules; a new filter's id reaches
+// the later steps through pl.ids.
+func (pl *planner) planFilter(ctx context.Context, filters []ec2types.TrafficMirrorFilter, want []Rule) {
 	var f *ec2types.TrafficMirrorFilter
 	for i := range filters {
-		if r.ours(ec2Tags(filters[i].Tags)) {
+		if pl.ours(ec2Tags(filters[i].Tags)) {
 			f = &filters[i]
 			break
 		}
 	}
 	var existing []ec2types.TrafficMirrorFilterRule
-	id := placeholderFilter
 	if f != nil {
-		id = awssdk.ToString(f.TrafficMirrorFilterId)
+		pl.ids.filter = awssdk.ToString(f.TrafficMirrorFilterId)
 		existing = append(append(existing, f.IngressFilterRules...), f.EgressFilterRules...)
-		r.say("=", "keep", "traffic mirror filter %s (%s)", id, r.name())
+		pl.add(provision.Step{Sym: "=", Verb: "keep", Kind: "traffic mirror filter", Name: pl.ids.filter, Detail: pl.name()})
 	} else {
-		r.say("+", "create", "traffic mirror filter %s (TCP, %d rules)", r.name(), len(want))
-		if r.dry {
-			r.checkPerm("ec2:CreateTrafficMirrorFilter", func() error {
-				_, err := r.ec2.CreateTrafficMirrorFilter(ctx, &ec2.CreateTrafficMirrorFilterInput{DryRun: awssdk.Bool(true)})
-				return err
-			})
-		} else {
-			id, err = r.createVerified(ctx, "filter", func(token string) (string, error) {
-				out, err := r.ec2.CreateTrafficMirrorFilter(ctx, &ec2.CreateTrafficMirrorFilterInput{
-					ClientToken: awssdk.String(token), Description: awssdk.String("metlo-appliance " + r.self.InstanceID),
-					TagSpecifications: ec2TagSpec(ec2types.ResourceTypeTrafficMirrorFilter, r.tags()),
+		pl.ids.filter = placeholderFilter
+		pl.add(provision.Step{Sym: "+", Verb: "create", Kind: "traffic mirror filter", Name: pl.name(), Detail: fmt.Sprintf("%d rules", len(want)),
+			Check: func(ctx context.Context) *provision.Problem {
+				return pl.dryCheck("ec2:CreateTrafficMirrorFilter", func() error {
+					_, err := pl.ec2.CreateTrafficMirrorFilter(ctx, &ec2.CreateTrafficMirrorFilterInput{DryRun: awssdk.Bool(true),
+						TagSpecifications: ec2TagSpec(ec2types.ResourceTypeTrafficMirrorFilter, pl.tags())})
+					return err
 				})
-				if err != nil {
+			},
+			Run: func(ctx context.Context, _ io.Writer) error {
+				id, err := pl.createVerified(ctx, "traffic mirror filter", func(token string) (string, error) {
+					out, err := pl.ec2.CreateTrafficMirrorFilter(ctx, &ec2.CreateTrafficMirrorFilterInput{
+						ClientToken: awssdk.String(token), Description: awssdk.String("metlo-appliance " + pl.owner.value),
+						TagSpecifications: ec2TagSpec(ec2types.ResourceTypeTrafficMirrorFilter, pl.tags()),
+					})
+					if err != nil {
+						return "", err
+					}
+					return awssdk.ToString(out.TrafficMirrorFilter.TrafficMirrorFilterId), nil
+				}, func(id string) (bool, error) {
+					_, err := pl.ec2.DescribeTrafficMirrorFilters(ctx, &ec2.DescribeTrafficMirrorFiltersInput{TrafficMirrorFilterIds: []string{id}})
+					return err == nil, notFoundIsNil(err)
+				}, func(ctx context.Context) (string, error) {
+					fs, err := pl.listFilters(ctx)
+					for _, x := range fs {
+						if pl.ours(ec2Tags(x.Tags)) {
+							return awssdk.ToString(x.TrafficMirrorFilterId), err
+						}
+					}
 					return "", err
+				}, "filter")
+				if err != nil {
+					return fmt.Errorf("create traffic mirror filter: %w", err)
 				}
-				return awssdk.ToString(out.TrafficMirrorFilter.TrafficMirrorFilterId), nil
-			}, func(id string) (bool, error) {
-				_, err := r.ec2.DescribeTrafficMirrorFilters(ctx, &ec2.DescribeTrafficMirrorFiltersInput{TrafficMirrorFilterIds: []string{id}})
-				return err == nil, notFoundIsNil(err)
-			}, "filter")
-			if err != nil {
-				return "", fmt.Errorf("create traffic mirror filter: %w", err)
-			}
-		}
+				pl.ids.filter = id
+				return nil
+			}})
 	}
 	// Delete rules that differ first: rule numbers must stay unique per direction.
 	have := map[string]bool{}
@@ -251,41 +264,140 @@ func (r *run) ensureFilter(ctx context.Context, want []Rule) (string, error) {
 			have[got.String()] = true
 			continue
 		}
-		r.say("-", "delete", "filter rule %s (%s)", awssdk.ToString(x.TrafficMirrorFilterRuleId), got)
-		if r.dry {
-			r.checkPerm("ec2:DeleteTrafficMirrorFilterRule", func() error {
-				_, err := r.ec2.DeleteTrafficMirrorFilterRule(ctx, &ec2.DeleteTrafficMirrorFilterRuleInput{TrafficMirrorFilterRuleId: x.TrafficMirrorFilterRuleId, DryRun: awssdk.Bool(true)})
-				return err
-			})
-			continue
-		}
-		if _, err := r.ec2.DeleteTrafficMirrorFilterRule(ctx, &ec2.DeleteTrafficMirrorFilterRuleInput{TrafficMirrorFilterRuleId: x.TrafficMirrorFilterRuleId}); err != nil && !isNotFound(err) {
-			return "", fmt.Errorf("delete filter rule %s: %w", awssdk.ToString(x.TrafficMirrorFilterRuleId), err)
-		}
+		id := x.TrafficMirrorFilterRuleId
+		pl.add(provision.Step{Sym: "-", Verb: "delete", Kind: "filter rule", Name: awssdk.ToString(id), Detail: got.String(),
+			Check: func(ctx context.Context) *provision.Problem {
+				return pl.dryCheck("ec2:DeleteTrafficMirrorFilterRule", func() error {
+					_, err := pl.ec2.DeleteTrafficMirrorFilterRule(ctx, &ec2.DeleteTrafficMirrorFilterRuleInput{TrafficMirrorFilterRuleId: id, DryRun: awssdk.Bool(true)})
+					return err
+				})
+			},
+			Run: func(ctx context.Context, _ io.Writer) error {
+				if _, err := pl.ec2.DeleteTrafficMirrorFilterRule(ctx, &ec2.DeleteTrafficMirrorFilterRuleInput{TrafficMirrorFilterRuleId: id}); err != nil && !isNotFound(err) {
+					return fmt.Errorf("delete filter rule %s: %w", awssdk.ToString(id), err)
+				}
+				return nil
+			}})
 	}
 	for _, w := range want {
 		if have[w.String()] {
 			continue
 		}
-		in := ruleInput(id, w)
-		if r.dry {
-			if f != nil {
-				r.say("+", "create", "filter rule %s", w)
-			}
-			r.checkPerm("ec2:CreateTrafficMirrorFilterRule", func() error {
-				in.DryRun = awssdk.Bool(true)
-				_, err := r.ec2.CreateTrafficMirrorFilterRule(ctx, in)
-				return err
-			})
-			continue
-		}
-		r.say("+", "create", "filter rule %s", w)
-		in.ClientToken = awssdk.String(r.clientToken(0, "rule", id, w.String()))
-		if _, err := r.ec2.CreateTrafficMirrorFilterRule(ctx, in); err != nil {
-			return "", fmt.Errorf("create filter rule %s: %w", w, err)
+		pl.add(provision.Step{Sym: "+", Verb: "create", Kind: "filter rule", Name: w.String(),
+			Check: func(ctx context.Context) *provision.Problem {
+				return pl.dryCheck("ec2:CreateTrafficMirrorFilterRule", func() error {
+					in := ruleInput(pl.ids.filter, w)
+					in.DryRun = awssdk.Bool(true)
+					in.TagSpecifications = ec2TagSpec(ec2types.ResourceTypeTrafficMirrorFilterRule, pl.tags())
+					_, err := pl.ec2.CreateTrafficMirrorFilterRule(ctx, in)
+					return err
+				})
+			},
+			Run: func(ctx context.Context, _ io.Writer) error {
+				in := ruleInput(pl.ids.filter, w)
+				in.ClientToken = awssdk.String(pl.clientToken(0, "rule", pl.ids.filter, w.String()))
+				in.TagSpecifications = ec2TagSpec(ec2types.ResourceTypeTrafficMirrorFilterRule, pl.tags())
+				if _, err := pl.ec2.CreateTrafficMirrorFilterRule(ctx, in); err != nil {
+					return fmt.Errorf("create filter rule %s: %w", w, err)
+				}
+				return nil
+			}})
+	}
+}
+
+// packet is what a filter is asked about: one direction of one flow, as seen at the source.
+type packet struct {
+	dir          string // ingress (into the source ENI) or egress
+	proto        int
+	src, dst     netip.Addr
+	sport, dport int
+}
+
+// ruleMatches reports whether one rule applies to p (its action then decides).
+func ruleMatches(r Rule, p packet) bool {
+	if r.Direction != p.dir || (r.Protocol != 0 && r.Protocol != p.proto) {
+		return false
+	}
+	for _, c := range []struct {
+		cidr string
+		addr netip.Addr
+	}{{r.Src, p.src}, {r.Dst, p.dst}} {
+		pfx, err := netip.ParsePrefix(c.cidr)
+		if err != nil || !pfx.Contains(c.addr) {
+			return false
 		}
 	}
-	return id, nil
+	if r.SrcPorts != nil && (p.sport < r.SrcPorts.From || p.sport > r.SrcPorts.To) {
+		return false
+	}
+	if r.DstPorts != nil && (p.dport < r.DstPorts.From || p.dport > r.DstPorts.To) {
+		return false
+	}
+	return true
+}
+
+// accepts evaluates a filter the way AWS does: per direction, rules in ascending number, the
+// first match decides; no match means the packet is not mirrored.
+func accepts(rules []Rule, p packet) bool {
+	sorted := slices.Clone(rules)
+	slices.SortFunc(sorted, func(a, b Rule) int { return a.Number - b.Number })
+	for _, r := range sorted {
+		if ruleMatches(r, p) {
+			return r.Action == "accept"
+		}
+	}
+	return false
+}
+
+// probes are sample packets covering what a filter accepts: both directions, private and
+// public addresses of both families, common and high ports.
+func probes(rules []Rule) []packet {
+	v4 := []string{"10.1.2.3", "172.16.5.4", "192.168.7.8", "100.64.1.1", "52.95.110.1", "8.8.8.8"}
+	v6 := []string{"fd00::1", "2600:1f18::1", "2001:db8::7"}
+	ports := []int{80, 443, 8080, 3000, 5432, 22, 40000}
+	protos := map[int]bool{6: true}
+	for _, r := range rules {
+		if r.Protocol != 0 {
+			protos[r.Protocol] = true
+		}
+	}
+	var out []packet
+	for _, dir := range []string{"ingress", "egress"} {
+		for proto := range protos {
+			for _, fam := range [][]string{v4, v6} {
+				for i, a := range fam {
+					b := fam[(i+1)%len(fam)]
+					for _, port := range ports {
+						out = append(out, packet{dir: dir, proto: proto, src: netip.MustParseAddr(a), dst: netip.MustParseAddr(b), sport: 49152 + port, dport: port})
+						out = append(out, packet{dir: dir, proto: proto, src: netip.MustParseAddr(a), dst: netip.MustParseAddr(b), sport: port, dport: 49152 + port})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// shadow compares a session evaluated before ours with our filter: the share of our probes it
+// takes, and one example of a packet it takes.
+func shadow(theirs, ours []Rule) (share float64, example string) {
+	n, taken := 0, 0
+	for _, p := range probes(ours) {
+		if !accepts(ours, p) {
+			continue
+		}
+		n++
+		if accepts(theirs, p) {
+			taken++
+			if example == "" {
+				example = fmt.Sprintf("%s proto %d %s:%d → %s:%d", p.dir, p.proto, p.src, p.sport, p.dst, p.dport)
+			}
+		}
+	}
+	if n == 0 {
+		return 0, ""
+	}
+	return float64(taken) / float64(n), example
 }
 
 func containsRule(rules []Rule, x Rule) bool {

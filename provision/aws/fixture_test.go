@@ -37,7 +37,7 @@ func newFixture(t *testing.T, mod ...func(*Config)) *fixture {
 	t.Cleanup(srv.Close)
 	md := (&awsemu.IMDS{InstanceID: selfID, Region: "us-east-1", MAC: "0a:00:00:00:00:01", ENI: eni, VPCID: "vpc-0emu", SubnetID: "subnet-0emu"}).Start()
 	t.Cleanup(md.Close)
-	cfg := Config{Endpoint: srv.URL, IMDSEndpoint: md.URL, MaxAttempts: 6, RetryMaxBackoff: 2 * time.Millisecond}
+	cfg := Config{Endpoint: srv.URL, IMDSEndpoint: md.URL, MaxAttempts: 6, RetryMaxBackoff: 2 * time.Millisecond, ConsistencyWait: 40 * time.Millisecond}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -87,7 +87,7 @@ func (f *fixture) assertNoop(sources ...string) string {
 	if d := f.emu.Mutations() - before; d != 0 {
 		f.t.Fatalf("re-run made %d mutating calls, want 0:\n%s", d, out)
 	}
-	if strings.Contains(out, " + ") || strings.Contains(out, " - ") {
+	if strings.Contains(out, "  + ") || strings.Contains(out, "  - ") || strings.Contains(out, "  ~ ") {
 		f.t.Fatalf("re-run planned changes:\n%s", out)
 	}
 	return out

@@ -12,8 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/metlo-labs/metlo-appliance/provision"
 )
@@ -21,37 +19,38 @@ import (
 // choice is one pickable item in guided mode.
 type choice struct{ label, source string }
 
-// guided asks for the region and the sources, shows the plan and applies it once confirmed.
-func (p *Provider) guided(ctx context.Context, opts provision.Options, rules []Rule) error {
-	in, out := bufio.NewReader(opts.In), opts.Out
+// guided asks for the region, the sources and, when they would be blocked, the security-group
+// rule; the caller then plans, shows and applies like any other run (so --dry-run holds).
+func (p *Provider) guided(ctx context.Context, opts *provision.Options) ([]provision.Source, string, error) {
+	in, out := opts.In.(*bufio.Reader), opts.Out
 	fmt.Fprintln(out, "Set up AWS traffic mirroring to this appliance. Press Enter to accept [defaults].")
 	self, err := p.discover(ctx, opts.Region)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	region, err := ask(in, out, "AWS region", self.Region)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	q := *p
-	q.cfg.Region = region
-	e, err := q.open(ctx, opts)
+	p.cfg.Region = region
+	self.Region = region
+	e, err := p.openAs(ctx, *opts, self)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	kinds := []string{"EC2 instances", "EC2 instances with a tag (follows scaling)", "an ECS service (follows its tasks)", "an Application Load Balancer"}
+	kinds := []string{"EC2 instances", "EC2 instances with a tag (follows scaling)", "an ECS service (follows its tasks)"}
 	k, err := pickOne(in, out, "What should be mirrored?", kinds)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	var sources []string
 	if k == 1 {
 		tag, err := ask(in, out, "Tag (Key=Value)", "")
 		if err != nil {
-			return err
+			return nil, "", err
 		}
 		if !strings.Contains(tag, "=") {
-			return fmt.Errorf("tag %q: want Key=Value", tag)
+			return nil, "", fmt.Errorf("tag %q: want Key=Value", tag)
 		}
 		sources = []string{"tag:" + tag}
 	} else {
@@ -61,18 +60,16 @@ func (p *Provider) guided(ctx context.Context, opts provision.Options, rules []R
 			found, err = e.instanceChoices(ctx)
 		case 2:
 			found, err = e.serviceChoices(ctx)
-		case 3:
-			found, err = e.albChoices(ctx)
 		}
 		if err != nil {
-			return err
+			return nil, "", err
 		}
 		if len(found) == 0 {
-			return fmt.Errorf("found no %s in %s", kinds[k], region)
+			return nil, "", fmt.Errorf("found no %s in %s", kinds[k], region)
 		}
 		picked, err := pickMany(in, out, "Found:", found)
 		if err != nil {
-			return err
+			return nil, "", err
 		}
 		for _, c := range picked {
 			sources = append(sources, c.source)
@@ -80,29 +77,40 @@ func (p *Provider) guided(ctx context.Context, opts provision.Options, rules []R
 	}
 	srcs, err := parseSources(sources)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	fmt.Fprintln(out, "\nPlan:")
-	if err := e.reconcile(ctx, opts, srcs, rules, true); err != nil {
-		return err
-	}
-	ok, err := confirm(in, out, "Apply this plan?")
-	if err != nil {
-		return err
-	}
-	if !ok {
-		fmt.Fprintln(out, "aws: nothing changed")
-		return nil
-	}
-	if err := e.reconcile(ctx, opts, srcs, rules, false); err != nil {
-		return err
+	if !p.cfg.AllowVXLAN {
+		if blocked, err := e.blockedByGroups(ctx, srcs); err == nil && blocked > 0 {
+			ok, err := provision.Confirm(in, out, fmt.Sprintf("This appliance's security group does not let VXLAN (UDP %d) in from %d of these interfaces. Add the rule?", vxlanPort, blocked))
+			if err != nil {
+				return nil, "", err
+			}
+			p.cfg.AllowVXLAN = ok
+		}
 	}
 	args := "--cloud aws --region " + region
 	for _, s := range sources {
 		args += " --source " + s
 	}
-	fmt.Fprintf(out, "To keep this in sync (at boot, or with --watch 5m): metlo-appliance provision %s\n", args)
-	return nil
+	if p.cfg.AllowVXLAN {
+		args += " --aws-allow-vxlan"
+	}
+	return srcs, "To keep this in sync (at boot, or with --watch 5m): metlo-appliance provision " + args, nil
+}
+
+// blockedByGroups counts the source interfaces the appliance's security groups keep out.
+func (e *env) blockedByGroups(ctx context.Context, srcs []provision.Source) (int, error) {
+	groups, err := e.applianceGroups(ctx)
+	if err != nil || len(groups) == 0 {
+		return 0, err
+	}
+	n := 0
+	for _, s := range e.resolve(ctx, srcs).enis {
+		if s.ENI != "" && s.Skip == "" && s.ip != "" && !sgAllows(groups, "udp", vxlanPort, s.ip, s.groups) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // ask reads one line; an empty answer takes def, and an empty def makes the answer required.
@@ -227,24 +235,6 @@ func (e *env) serviceChoices(ctx context.Context) ([]choice, error) {
 					name := cluster + "/" + s[strings.LastIndex(s, "/")+1:]
 					out = append(out, choice{name, "ecs:" + name})
 				}
-			}
-		}
-	}
-	return out, nil
-}
-
-func (e *env) albChoices(ctx context.Context) ([]choice, error) {
-	var out []choice
-	pg := elb.NewDescribeLoadBalancersPaginator(e.elb, &elb.DescribeLoadBalancersInput{})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("describe load balancers: %w", err)
-		}
-		for _, lb := range page.LoadBalancers {
-			if lb.Type == elbtypes.LoadBalancerTypeEnumApplication {
-				name := awssdk.ToString(lb.LoadBalancerName)
-				out = append(out, choice{fmt.Sprintf("%-32s %s", name, lb.Scheme), "alb:" + name})
 			}
 		}
 	}

@@ -1,9 +1,7 @@
 package aws
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/metlo-labs/metlo-appliance/provision"
 )
@@ -89,10 +88,10 @@ func (p *Provider) List(ctx context.Context, opts provision.Options) error {
 		return err
 	}
 	fmt.Fprintf(e.out, "aws: %d sessions\n", len(rows))
-	return nil
+	return e.listFleet(ctx)
 }
 
-// Remove deletes one of this appliance's sessions, by session id or by source.
+// Remove deletes this appliance's sessions for one session id or source.
 func (p *Provider) Remove(ctx context.Context, opts provision.Options, what string) error {
 	e, err := p.open(ctx, opts)
 	if err != nil {
@@ -109,7 +108,7 @@ func (p *Provider) Remove(ctx context.Context, opts provision.Options, what stri
 		for _, s := range sessions {
 			if awssdk.ToString(s.TrafficMirrorSessionId) == what {
 				if !e.ours(ec2Tags(s.Tags)) {
-					return fmt.Errorf("session %s is not managed by this appliance (%s)", what, e.self.InstanceID)
+					return fmt.Errorf("session %s is not managed by this appliance (%s)", what, e.owner)
 				}
 				victims = append(victims, s)
 			}
@@ -147,146 +146,196 @@ func (p *Provider) Remove(ctx context.Context, opts provision.Options, what stri
 	if len(victims) == 0 {
 		return fmt.Errorf("no session of this appliance matches %s", what)
 	}
+	pl := &planner{env: e, plan: &provision.Plan{Cloud: "aws", Question: fmt.Sprintf("Delete %d sessions?", len(victims))}}
 	for _, s := range victims {
-		id := awssdk.ToString(s.TrafficMirrorSessionId)
-		fmt.Fprintf(e.out, "  - delete traffic mirror session %s (%s ← %s)\n", id, awssdk.ToString(s.NetworkInterfaceId), ec2Tags(s.Tags)[TagOwner])
-		if _, err := e.ec2.DeleteTrafficMirrorSession(ctx, &ec2.DeleteTrafficMirrorSessionInput{TrafficMirrorSessionId: s.TrafficMirrorSessionId}); err != nil && !isNotFound(err) {
-			return fmt.Errorf("delete traffic mirror session %s: %w", id, err)
+		pl.planDeleteSession(s, "removed by hand")
+	}
+	pl.plan.Done = func(provision.Tally) string {
+		msg := fmt.Sprintf("aws: %d sessions removed", pl.sessions.removed)
+		if spec != "" {
+			msg += fmt.Sprintf(" (if %s is still a configured source, the next provision run mirrors it again)", spec)
 		}
+		return msg
 	}
-	fmt.Fprintf(e.out, "aws: %d sessions removed", len(victims))
-	if spec != "" {
-		fmt.Fprintf(e.out, " (if %s is still a configured source, the next provision run mirrors it again)", spec)
-	}
-	fmt.Fprintln(e.out)
-	return nil
+	return provision.Apply(ctx, opts, pl.plan)
 }
 
-// doomed is one resource cleanup deletes.
-type doomed struct {
-	kind, id string
-	del      func(context.Context) error
-}
-
-// Cleanup deletes everything tagged for this appliance: sessions → filters → targets →
-// listeners → NLBs → target groups. A resource already gone counts as deleted.
+// Cleanup deletes everything this appliance owns, in dependency order: sessions → filters →
+// targets → listeners → NLBs → target groups. A fleet member leaves the fleet instead, and
+// the fleet's shared resources go only with its last member.
 func (p *Provider) Cleanup(ctx context.Context, opts provision.Options) error {
 	e, err := p.open(ctx, opts)
 	if err != nil {
 		return err
 	}
-	plan, err := e.cleanupPlan(ctx)
-	if err != nil {
-		return err
-	}
-	if len(plan) == 0 {
-		fmt.Fprintf(e.out, "aws: nothing tagged %s=%s to clean up\n", TagAppliance, e.self.InstanceID)
-		return nil
-	}
-	for _, d := range plan {
-		fmt.Fprintf(e.out, "  - delete %s %s\n", d.kind, d.id)
-	}
-	if !opts.Yes {
-		if !opts.Interactive {
-			return fmt.Errorf("cleanup would delete %d resources: pass --yes to confirm", len(plan))
-		}
-		ok, err := confirm(bufio.NewReader(opts.In), e.out, fmt.Sprintf("Delete these %d resources?", len(plan)))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			fmt.Fprintln(e.out, "aws: cleanup cancelled")
+	pl := &planner{env: e, plan: &provision.Plan{Cloud: "aws", Destructive: true, Question: "Delete these resources?"}}
+	deleted := 0
+	count := func(del func(context.Context) error) func(context.Context, io.Writer) error {
+		return func(ctx context.Context, _ io.Writer) error {
+			if err := del(ctx); err != nil && !isNotFound(err) {
+				return err
+			}
+			deleted++
 			return nil
 		}
 	}
-	for _, d := range plan {
-		if err := d.del(ctx); err != nil && !isNotFound(err) {
-			return fmt.Errorf("delete %s %s: %w", d.kind, d.id, err)
+	shared, err := pl.planLeaveFleet(ctx, count)
+	if err != nil {
+		return err
+	}
+	if !shared {
+		if err := pl.planCleanup(ctx, count); err != nil {
+			return err
 		}
 	}
-	fmt.Fprintf(e.out, "aws: cleanup deleted %d resources\n", len(plan))
-	return nil
+	if pl.plan.Changes() == 0 && len(pl.plan.Warnings) == 0 {
+		fmt.Fprintf(e.out, "aws: nothing tagged %s to clean up\n", e.owner)
+		return nil
+	}
+	pl.plan.Done = func(provision.Tally) string { return fmt.Sprintf("aws: cleanup deleted %d resources", deleted) }
+	return provision.Apply(ctx, opts, pl.plan)
 }
 
-func (e *env) cleanupPlan(ctx context.Context) ([]doomed, error) {
-	var plan []doomed
+type deleter func(del func(context.Context) error) func(context.Context, io.Writer) error
+
+func (pl *planner) planCleanup(ctx context.Context, count deleter) error {
+	e := pl.env
+	del := func(kind, id string, f func(context.Context) error) {
+		pl.add(provision.Step{Sym: "-", Verb: "delete", Kind: kind, Name: id, Run: count(func(ctx context.Context) error {
+			if err := f(ctx); err != nil && !isNotFound(err) {
+				return fmt.Errorf("delete %s %s: %w", kind, id, err)
+			}
+			return nil
+		})})
+	}
+	if err := pl.planFleetCleanup(ctx, del); err != nil {
+		return err
+	}
 	sessions, err := e.listSessions(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, s := range sessions {
 		if id := s.TrafficMirrorSessionId; e.ours(ec2Tags(s.Tags)) {
-			plan = append(plan, doomed{"traffic mirror session", *id, func(ctx context.Context) error {
+			del("traffic mirror session", *id, func(ctx context.Context) error {
 				_, err := e.ec2.DeleteTrafficMirrorSession(ctx, &ec2.DeleteTrafficMirrorSessionInput{TrafficMirrorSessionId: id})
 				return err
-			}})
+			})
 		}
 	}
 	filters, err := e.listFilters(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, f := range filters {
 		if id := f.TrafficMirrorFilterId; e.ours(ec2Tags(f.Tags)) {
-			plan = append(plan, doomed{"traffic mirror filter", *id, func(ctx context.Context) error {
+			del("traffic mirror filter", *id, func(ctx context.Context) error {
 				_, err := e.ec2.DeleteTrafficMirrorFilter(ctx, &ec2.DeleteTrafficMirrorFilterInput{TrafficMirrorFilterId: id})
 				return err
-			}})
+			})
 		}
 	}
 	targets, err := e.listTargets(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, t := range targets {
 		if id := t.TrafficMirrorTargetId; e.ours(ec2Tags(t.Tags)) {
-			plan = append(plan, doomed{"traffic mirror target", *id, func(ctx context.Context) error {
+			del("traffic mirror target", *id, func(ctx context.Context) error {
 				_, err := e.ec2.DeleteTrafficMirrorTarget(ctx, &ec2.DeleteTrafficMirrorTargetInput{TrafficMirrorTargetId: id})
 				return err
-			}})
+			})
 		}
 	}
 	lbs, tgs, err := e.ourLoadBalancing(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, lb := range lbs {
 		pg := elb.NewDescribeListenersPaginator(e.elb, &elb.DescribeListenersInput{LoadBalancerArn: awssdk.String(lb)})
 		for pg.HasMorePages() {
 			page, err := pg.NextPage(ctx)
 			if err != nil && !isNotFound(err) {
-				return nil, fmt.Errorf("describe listeners of %s: %w", lb, err)
+				return fmt.Errorf("describe listeners of %s: %w", lb, err)
 			}
 			if page == nil {
 				break
 			}
 			for _, l := range page.Listeners {
 				arn := l.ListenerArn
-				plan = append(plan, doomed{"listener", *arn, func(ctx context.Context) error {
+				del("listener", *arn, func(ctx context.Context) error {
 					_, err := e.elb.DeleteListener(ctx, &elb.DeleteListenerInput{ListenerArn: arn})
 					return err
-				}})
+				})
 			}
 		}
 	}
 	for _, lb := range lbs {
 		arn := lb
-		plan = append(plan, doomed{"network load balancer", arn, func(ctx context.Context) error {
+		del("network load balancer", arn, func(ctx context.Context) error {
 			_, err := e.elb.DeleteLoadBalancer(ctx, &elb.DeleteLoadBalancerInput{LoadBalancerArn: &arn})
 			return err
-		}})
+		})
 	}
 	for _, tg := range tgs {
 		arn := tg
-		plan = append(plan, doomed{"target group", arn, func(ctx context.Context) error {
+		del("target group", arn, func(ctx context.Context) error {
 			_, err := e.elb.DeleteTargetGroup(ctx, &elb.DeleteTargetGroupInput{TargetGroupArn: &arn})
 			return err
-		}})
+		})
 	}
-	return plan, nil
+	return pl.planLaunchTemplateCleanup(ctx, del)
 }
 
-// ourLoadBalancing lists the NLBs and target groups tagged for this appliance.
+// planLeaveFleet deregisters this member from the fleet's target group; it reports whether
+// other members remain (then the fleet's shared resources stay).
+func (pl *planner) planLeaveFleet(ctx context.Context, count deleter) (shared bool, err error) {
+	if !pl.fleet() {
+		return false, nil
+	}
+	_, tgs, err := pl.ourLoadBalancing(ctx)
+	if err != nil {
+		return false, err
+	}
+	others := 0
+	for _, tg := range tgs {
+		arn := tg
+		health, err := pl.elb.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: &arn})
+		if err != nil {
+			return false, fmt.Errorf("describe target health of %s: %w", arn, err)
+		}
+		for _, h := range health.TargetHealthDescriptions {
+			id := awssdk.ToString(h.Target.Id)
+			if id == pl.self.InstanceID {
+				pl.add(provision.Step{Sym: "-", Verb: "deregister", Kind: "target", Name: id, Detail: "leave fleet " + pl.owner.value,
+					Run: count(func(ctx context.Context) error {
+						_, err := pl.elb.DeregisterTargets(ctx, &elb.DeregisterTargetsInput{TargetGroupArn: &arn,
+							Targets: []elbtypes.TargetDescription{{Id: awssdk.String(id), Port: h.Target.Port}}})
+						return err
+					})})
+				continue
+			}
+			if h.TargetHealth == nil || h.TargetHealth.State != elbtypes.TargetHealthStateEnumDraining {
+				others++
+			}
+		}
+	}
+	members, err := pl.fleetMembers(ctx)
+	if err != nil {
+		return false, err
+	}
+	others = max(others, members)
+	if pl.cfg.Fleet.Delete {
+		return false, nil // the whole fleet goes: its Auto Scaling group first, then the rest
+	}
+	if others > 0 {
+		pl.warn("fleet %s has %d other members: its NLB, target group, mirror target, filter and sessions stay (the last member's cleanup removes them; --aws-delete-fleet deletes the whole fleet, its Auto Scaling group and members included)", pl.owner.value, others)
+		return true, nil
+	}
+	return false, nil
+}
+
+// ourLoadBalancing lists the NLBs and target groups tagged as ours.
 func (e *env) ourLoadBalancing(ctx context.Context) (lbs, tgs []string, err error) {
 	var lbArns, tgArns []string
 	lp := elb.NewDescribeLoadBalancersPaginator(e.elb, &elb.DescribeLoadBalancersInput{})
@@ -324,15 +373,4 @@ func (e *env) ourLoadBalancing(ctx context.Context) (lbs, tgs []string, err erro
 		}
 	}
 	return lbs, tgs, nil
-}
-
-// confirm asks a yes/no question; only y/yes accepts.
-func confirm(in *bufio.Reader, out io.Writer, question string) (bool, error) {
-	fmt.Fprintf(out, "%s [y/N]: ", question)
-	line, err := in.ReadString('\n')
-	if err != nil && (!errors.Is(err, io.EOF) || line == "") {
-		return false, fmt.Errorf("read answer: %w", err)
-	}
-	a := strings.ToLower(strings.TrimSpace(line))
-	return a == "y" || a == "yes", nil
 }

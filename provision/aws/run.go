@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,93 +10,55 @@ import (
 	"github.com/metlo-labs/metlo-appliance/provision"
 )
 
-// Placeholder ids stand in for resources a dry run would create, so the plan and the DryRun
-// permission checks can still name them.
+// Placeholder ids stand in for resources the plan creates before the steps that use them,
+// so the plan and the DryRun checks can name them.
 const (
 	placeholderTarget = "tmt-00000000000000000"
 	placeholderFilter = "tmf-00000000000000000"
 )
 
-// run is one reconcile pass: its mode, its counters and the permission problems it found.
-type run struct {
+// planner builds one reconcile plan. Steps run later, in order; ids holds what earlier steps
+// found or created, read by later steps when they run.
+type planner struct {
 	*env
-	dry                             bool
-	created, kept, removed, skipped int
-	denied                          []string
-}
-
-// say prints one progress or plan line; in a dry run actions read "would …".
-func (r *run) say(sym, verb, format string, args ...any) {
-	if r.dry && sym != "=" && sym != "!" {
-		verb = "would " + verb
+	plan *provision.Plan
+	ids  struct {
+		target, filter, lb, tg string
 	}
-	fmt.Fprintf(r.out, "  %s %s %s\n", sym, verb, fmt.Sprintf(format, args...))
+	sessions struct{ created, kept, changed, removed int }
+	fleetSGs []string // the fleet members' security groups, once planFleet knows them
 }
 
-// checkPerm runs an EC2 call with DryRun set and records whether IAM would allow it.
-func (r *run) checkPerm(action string, call func() error) {
+func (pl *planner) add(s provision.Step) { pl.plan.Steps = append(pl.plan.Steps, s) }
+
+func (pl *planner) warn(format string, args ...any) {
+	pl.plan.Warnings = append(pl.plan.Warnings, fmt.Sprintf(format, args...))
+}
+
+func (pl *planner) miss(spec, what, reason string, permanent bool) {
+	pl.plan.Missing = append(pl.plan.Missing, provision.Missing{Source: spec, What: what, Reason: reason, Permanent: permanent})
+}
+
+// dryCheck runs an EC2 call with DryRun set and says what the real call would meet.
+func (pl *planner) dryCheck(action string, call func() error) *provision.Problem {
 	err := call()
-	switch code := apiCode(err); {
-	case code == "DryRunOperation":
-		return
-	case code == "UnauthorizedOperation" || code == "AccessDenied" || code == "AccessDeniedException":
-		r.denied = append(r.denied, action)
-		fmt.Fprintf(r.out, "  ! missing permission %s: %s\n", action, apiMessage(err))
+	switch {
+	case apiCode(err) == "DryRunOperation":
+		return nil
+	case isDenied(err):
+		return &provision.Problem{Permission: action, Reason: apiMessage(err)}
 	case err == nil:
-		fmt.Fprintf(r.out, "  ! %s: DryRun was not honoured\n", action)
-	default:
-		fmt.Fprintf(r.out, "  ! %s: permission check inconclusive: %s\n", action, apiMessage(err))
-	}
-}
-
-// createVerified creates with a deterministic ClientToken and makes sure the answer is a live
-// resource: EC2 replays a token's first result even after that resource was deleted (a
-// `remove` or `cleanup` followed by a new run), so a replay of a dead id retries with a
-// salted token.
-func (r *run) createVerified(ctx context.Context, what string, create func(token string) (string, error), exists func(id string) (bool, error), parts ...string) (string, error) {
-	for attempt := range 3 {
-		id, err := create(r.clientToken(attempt, parts...))
-		if err != nil {
-			return "", err
-		}
-		ok, err := exists(id)
-		if err != nil {
-			return "", fmt.Errorf("look up new %s %s: %w", what, id, err)
-		}
-		if ok {
-			return id, nil
-		}
-		r.log.Info("client token replayed a deleted resource, retrying with a fresh token", "what", what, "id", id)
-	}
-	return "", fmt.Errorf("create %s: every client token replayed a deleted resource", what)
-}
-
-func notFoundIsNil(err error) error {
-	if isNotFound(err) {
+		return &provision.Problem{Reason: "DryRun was not honoured"}
+	case isNotFound(err) && (strings.Contains(err.Error(), placeholderTarget) || strings.Contains(err.Error(), placeholderFilter)):
+		// Allowed; the API only stopped at the resource an earlier step creates.
 		return nil
 	}
-	return err
-}
-
-// parseSources parses raw KIND:VALUE strings with AWS's kinds.
-func parseSources(raw []string) ([]provision.Source, error) {
-	var out []provision.Source
-	var errs []error
-	for _, s := range raw {
-		src, err := provision.ParseSource(strings.TrimSpace(s), SourceKinds...)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, src)
-	}
-	return out, errors.Join(errs...)
+	return &provision.Problem{Reason: apiMessage(err)}
 }
 
 // errNoSources explains what to pass when there is no terminal to ask on.
-var errNoSources = errors.New("no sources to mirror: pass --source KIND:VALUE (repeatable) with KIND one of " +
-	"instance:i-…, eni:eni-…, tag:Key=Value, ecs:CLUSTER/SERVICE, alb:NAME|ARN; " +
-	"or run on a terminal for guided mode. Off EC2 also pass --region/--aws-region, --aws-instance-id, --aws-eni-id, --aws-vpc-id, --aws-subnet-id")
+var errNoSources = errors.New("no sources to mirror: pass --source KIND:VALUE (repeatable):\n" + SourceHelp +
+	"\nor run on a terminal for guided mode. Off EC2 also pass --region/--aws-region, --aws-instance-id, --aws-eni-id, --aws-vpc-id, --aws-subnet-id")
 
 // Reconcile makes the mirroring match the sources: target, filter, one session per source ENI.
 func (p *Provider) Reconcile(ctx context.Context, opts provision.Options) error {
@@ -107,57 +70,114 @@ func (p *Provider) Reconcile(ctx context.Context, opts provision.Options) error 
 	if err != nil {
 		return err
 	}
+	if err := p.validate(opts); err != nil {
+		return err
+	}
+	hint := ""
 	if len(srcs) == 0 {
 		if !opts.Interactive {
 			return errNoSources
 		}
-		return p.guided(ctx, opts, rules)
+		opts.In = bufio.NewReader(opts.In)
+		q := *p
+		if srcs, hint, err = q.guided(ctx, &opts); err != nil {
+			return err
+		}
+		p = &q
 	}
 	e, err := p.open(ctx, opts)
 	if err != nil {
 		return err
 	}
-	return e.reconcile(ctx, opts, srcs, rules, opts.DryRun)
+	plan, err := e.plan(ctx, opts, srcs, rules)
+	if err != nil {
+		return err
+	}
+	if done := plan.Done; hint != "" {
+		plan.Done = func(t provision.Tally) string { return done(t) + "\n" + hint }
+	}
+	return provision.Apply(ctx, opts, plan)
 }
 
-func (e *env) reconcile(ctx context.Context, opts provision.Options, srcs []provision.Source, rules []Rule, dry bool) error {
+// validate refuses settings the API would reject, before any call.
+func (p *Provider) validate(opts provision.Options) error {
 	kind, err := targetKind(opts.Target)
 	if err != nil {
 		return err
 	}
-	r := &run{env: e, dry: dry}
-	mode := ""
-	if dry {
-		mode = " (plan: nothing is changed)"
-	}
-	fmt.Fprintf(e.out, "aws: appliance %s in %s, %s target, VNI %d%s\n", e.self.InstanceID, e.self.Region, kind, e.vni, mode)
-	targetID, err := r.ensureTarget(ctx, kind, opts.HealthPort)
-	if err != nil {
-		return err
-	}
-	filterID, err := r.ensureFilter(ctx, rules)
-	if err != nil {
-		return err
-	}
-	res := r.resolve(ctx, srcs)
-	if err := r.reconcileSessions(ctx, targetID, filterID, res); err != nil {
-		return err
-	}
-	noun := "sources"
-	if r.skipped == 1 {
-		noun = "source"
-	}
-	if dry {
-		fmt.Fprintf(e.out, "aws: would have %d sessions (%d to create, %d kept, %d to remove), %d %s skipped\n",
-			r.created+r.kept, r.created, r.kept, r.removed, r.skipped, noun)
-		if len(r.denied) > 0 {
-			return fmt.Errorf("dry run: missing permissions %s (see docs/provision-aws.md for the policy)", strings.Join(r.denied, ", "))
+	if n := p.cfg.PacketLength; n != 0 {
+		maxLen := 65535
+		if kind == "nlb" {
+			maxLen = 8500 // CreateTrafficMirrorSession: valid values 1-8500 for NLB targets
 		}
-		return nil
+		if n < 1 || n > maxLen {
+			return fmt.Errorf("--aws-packet-length %d: want 1-%d for a %s target (0 mirrors whole packets)", n, maxLen, kind)
+		}
 	}
-	fmt.Fprintf(e.out, "aws: %d sessions ok (%d created, %d kept, %d removed), %d %s skipped\n",
-		r.created+r.kept, r.created, r.kept, r.removed, r.skipped, noun)
+	if _, err := parseSessionNumber(p.cfg.SessionNumber); err != nil {
+		return err
+	}
+	if p.cfg.Fleet.Size > 0 && kind != "nlb" {
+		return fmt.Errorf("a fleet (--aws-fleet-size) needs --target nlb")
+	}
 	return nil
+}
+
+// plan looks everything up and returns what reconciling would do.
+func (e *env) plan(ctx context.Context, opts provision.Options, srcs []provision.Source, rules []Rule) (*provision.Plan, error) {
+	kind, _ := targetKind(opts.Target)
+	pl := &planner{env: e, plan: &provision.Plan{Cloud: "aws"}}
+	owner := "appliance " + e.self.InstanceID
+	if e.fleet() {
+		owner = "fleet " + e.owner.value + " (member " + e.self.InstanceID + ")"
+	}
+	pl.plan.Header = fmt.Sprintf("aws: %s in %s, %s target, VNI %d", owner, e.self.Region, kind, e.vni)
+	prices, err := pricesOf(opts)
+	if err != nil {
+		return nil, err
+	}
+	est := &provision.Estimate{}
+	pl.plan.Estimate = est
+	if err := pl.planTarget(ctx, kind, opts.HealthPort, prices, est); err != nil {
+		return nil, err
+	}
+	filters, err := e.listFilters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pl.planFilter(ctx, filters, rules)
+	res := e.resolve(ctx, srcs)
+	if err := pl.planSessions(ctx, kind, res, filters, rules, prices, est); err != nil {
+		return nil, err
+	}
+	if err := pl.planSecurityGroup(ctx, kind, res, opts.HealthPort); err != nil {
+		return nil, err
+	}
+	if opts.MirroredGBPerMonth > 0 {
+		if kind == "nlb" {
+			est.Add(prices, "NLB capacity for the mirrored traffic (NLCU-hours ≈ GB)", opts.MirroredGBPerMonth, "aws-nlcu-hour")
+		}
+		est.Notes = append(est.Notes, fmt.Sprintf("mirrored copies crossing an AZ are billed as regional data transfer: up to $%.2f for %s GB if all of it does [aws-cross-az-gb]",
+			opts.MirroredGBPerMonth*prices["aws-cross-az-gb"], trimGB(opts.MirroredGBPerMonth)))
+	} else {
+		est.Notes = append(est.Notes, "data-dependent charges (NLCUs, cross-AZ transfer) need --estimate-gb-month")
+	}
+	pl.plan.Done = func(t provision.Tally) string {
+		return fmt.Sprintf("aws: %d sessions mirroring (%d created, %d changed, %d kept), %d removed; %s",
+			pl.sessions.created+pl.sessions.changed+pl.sessions.kept, pl.sessions.created, pl.sessions.changed, pl.sessions.kept, pl.sessions.removed, t)
+	}
+	return pl.plan, nil
+}
+
+func pricesOf(opts provision.Options) (provision.Prices, error) {
+	if opts.Prices != nil {
+		return opts.Prices, nil
+	}
+	return provision.ParsePrices(nil)
+}
+
+func trimGB(f float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.1f", f), "0"), ".")
 }
 
 func targetKind(s string) (string, error) {

@@ -11,6 +11,8 @@ import (
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/api/iterator"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/metlo-labs/metlo-appliance/provision"
 )
 
 // healthCheckRanges are the source ranges of Google Cloud's load-balancer health checkers.
@@ -48,26 +50,46 @@ func ownedOrMissing(e *env, kind, name string, description string, err error) (e
 	return true, nil
 }
 
+// present turns ownedOrMissing's answer into fetch's: nil when the resource exists.
+func present(exists bool, err error) error {
+	if err == nil && !exists {
+		return errGone
+	}
+	return err
+}
+
 // planCollector plans the collector ILB and its firewall rules.
-func (p *Provider) planCollector(ctx context.Context, e *env, healthPort int) ([]step, error) {
+func (p *Provider) planCollector(ctx context.Context, e *env, healthPort int, prices provision.Prices, est *provision.Estimate) ([]provision.Step, error) {
 	if healthPort <= 0 || healthPort > 65535 {
 		return nil, fmt.Errorf("health port %d: want 1-65535", healthPort)
 	}
-	var steps []step
-	add := func(s step, err error) error {
+	var steps, last []provision.Step
+	add := func(s provision.Step, err error) error {
 		if err != nil {
 			return err
 		}
 		steps = append(steps, s)
 		return nil
 	}
-	groupSteps, err := p.planGroup(ctx, e)
-	if err != nil {
-		return nil, err
-	}
-	steps = append(steps, groupSteps...)
-	if err := add(p.planHealthCheck(ctx, e, healthPort)); err != nil {
-		return nil, err
+	if e.fleet {
+		// The health check comes first: the group's autohealing uses it.
+		if err := add(p.planHealthCheck(ctx, e, healthPort)); err != nil {
+			return nil, err
+		}
+		before, after, err := p.planFleet(ctx, e, prices, est)
+		if err != nil {
+			return nil, err
+		}
+		steps, last = append(steps, before...), after
+	} else {
+		groupSteps, err := p.planGroup(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, groupSteps...)
+		if err := add(p.planHealthCheck(ctx, e, healthPort)); err != nil {
+			return nil, err
+		}
 	}
 	if err := add(p.planBackendService(ctx, e)); err != nil {
 		return nil, err
@@ -79,37 +101,36 @@ func (p *Provider) planCollector(ctx context.Context, e *env, healthPort int) ([
 	if err != nil {
 		return nil, err
 	}
-	return append(steps, fwSteps...), nil
+	return append(append(steps, fwSteps...), last...), nil
 }
 
-func (p *Provider) planGroup(ctx context.Context, e *env) ([]step, error) {
+func (p *Provider) planGroup(ctx context.Context, e *env) ([]provision.Step, error) {
 	zone, name := segment(e.group, "zones"), lastSegment(e.group)
 	g, err := p.api.groups.Get(ctx, &computepb.GetInstanceGroupRequest{Project: e.project, Zone: zone, InstanceGroup: name})
 	if !e.ownGroup {
 		if err != nil {
 			return nil, fmt.Errorf("collector instance group %s: %w", short(e.group), err)
 		}
-		return []step{keep("instance group", name, "given with --gcp-instance-group")}, nil
+		return []provision.Step{keep("instance group", name, "given with --gcp-instance-group")}, nil
 	}
 	exists, err := ownedOrMissing(e, "instance group", name, g.GetDescription(), err)
 	if err != nil {
 		return nil, err
 	}
-	var steps []step
+	var steps []provision.Step
 	if exists {
 		steps = append(steps, keep("instance group", name, ""))
 	} else {
 		want := &computepb.InstanceGroup{Name: proto.String(name), Description: proto.String(e.description("collector instance group")), Network: proto.String(e.network), Subnetwork: proto.String(e.subnetwork)}
-		steps = append(steps, step{sym: "+", verb: "create", kind: "instance group", name: name, detail: "unmanaged, " + zone,
-			run: func(ctx context.Context, out io.Writer) error {
+		steps = append(steps, provision.Step{Sym: "+", Verb: "create", Kind: "instance group", Name: name, Detail: "unmanaged, " + zone,
+			Run: func(ctx context.Context, out io.Writer) error {
 				return p.insert(ctx, out, "create instance group "+name, requestID("insert", e.group, want),
 					func(rid *string) (*compute.Operation, error) {
 						return p.api.groups.Insert(ctx, &computepb.InsertInstanceGroupRequest{Project: e.project, Zone: zone, InstanceGroupResource: want, RequestId: rid})
 					},
 					func(ctx context.Context) error {
 						g, err := p.api.groups.Get(ctx, &computepb.GetInstanceGroupRequest{Project: e.project, Zone: zone, InstanceGroup: name})
-						_, err = ownedOrMissing(e, "instance group", name, g.GetDescription(), err)
-						return err
+						return present(ownedOrMissing(e, "instance group", name, g.GetDescription(), err))
 					})
 			}})
 	}
@@ -133,8 +154,8 @@ func (p *Provider) planGroup(ctx context.Context, e *env) ([]step, error) {
 		}
 	}
 	if !member {
-		steps = append(steps, step{sym: "~", verb: "patch", kind: "instance group", name: name, detail: "add instance " + short(e.instance),
-			run: func(ctx context.Context, out io.Writer) error {
+		steps = append(steps, provision.Step{Sym: "~", Verb: "patch", Kind: "instance group", Name: name, Detail: "add instance " + short(e.instance),
+			Run: func(ctx context.Context, out io.Writer) error {
 				what := "add " + short(e.instance) + " to instance group " + name
 				op, err := p.api.groups.AddInstances(ctx, &computepb.AddInstancesInstanceGroupRequest{Project: e.project, Zone: zone, InstanceGroup: name, RequestId: randomID(),
 					InstanceGroupsAddInstancesRequestResource: &computepb.InstanceGroupsAddInstancesRequest{Instances: []*computepb.InstanceReference{{Instance: proto.String(e.instance)}}}})
@@ -152,7 +173,7 @@ func (p *Provider) planGroup(ctx context.Context, e *env) ([]step, error) {
 	return steps, nil
 }
 
-func (p *Provider) planHealthCheck(ctx context.Context, e *env, port int) (step, error) {
+func (p *Provider) planHealthCheck(ctx context.Context, e *env, port int) (provision.Step, error) {
 	name := e.name("hc")
 	want := &computepb.HealthCheck{
 		Name: proto.String(name), Description: proto.String(e.description("collector health check")),
@@ -164,14 +185,14 @@ func (p *Provider) planHealthCheck(ctx context.Context, e *env, port int) (step,
 	hc, err := p.api.hcs.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: e.project, Region: e.region, HealthCheck: name})
 	exists, err := ownedOrMissing(e, "health check", name, hc.GetDescription(), err)
 	if err != nil {
-		return step{}, err
+		return provision.Step{}, err
 	}
 	if exists {
 		if hc.GetType() == "HTTP" && hc.GetHttpHealthCheck().GetPort() == int32(port) {
 			return keep("health check", name, detail), nil
 		}
-		return step{sym: "~", verb: "patch", kind: "health check", name: name, detail: fmt.Sprintf("port %d → %d", hc.GetHttpHealthCheck().GetPort(), port),
-			run: func(ctx context.Context, out io.Writer) error {
+		return provision.Step{Sym: "~", Verb: "patch", Kind: "health check", Name: name, Detail: fmt.Sprintf("port %d → %d", hc.GetHttpHealthCheck().GetPort(), port),
+			Run: func(ctx context.Context, out io.Writer) error {
 				what := "patch health check " + name
 				op, err := p.api.hcs.Patch(ctx, &computepb.PatchRegionHealthCheckRequest{Project: e.project, Region: e.region, HealthCheck: name, HealthCheckResource: want, RequestId: randomID()})
 				if err != nil {
@@ -180,21 +201,20 @@ func (p *Provider) planHealthCheck(ctx context.Context, e *env, port int) (step,
 				return p.wait(ctx, out, what, op)
 			}}, nil
 	}
-	return step{sym: "+", verb: "create", kind: "health check", name: name, detail: detail,
-		run: func(ctx context.Context, out io.Writer) error {
+	return provision.Step{Sym: "+", Verb: "create", Kind: "health check", Name: name, Detail: detail,
+		Run: func(ctx context.Context, out io.Writer) error {
 			return p.insert(ctx, out, "create health check "+name, requestID("insert", e.regional("healthChecks", name), want),
 				func(rid *string) (*compute.Operation, error) {
 					return p.api.hcs.Insert(ctx, &computepb.InsertRegionHealthCheckRequest{Project: e.project, Region: e.region, HealthCheckResource: want, RequestId: rid})
 				},
 				func(ctx context.Context) error {
 					hc, err := p.api.hcs.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: e.project, Region: e.region, HealthCheck: name})
-					_, err = ownedOrMissing(e, "health check", name, hc.GetDescription(), err)
-					return err
+					return present(ownedOrMissing(e, "health check", name, hc.GetDescription(), err))
 				})
 		}}, nil
 }
 
-func (p *Provider) planBackendService(ctx context.Context, e *env) (step, error) {
+func (p *Provider) planBackendService(ctx context.Context, e *env) (provision.Step, error) {
 	name := e.name("bs")
 	want := &computepb.BackendService{
 		Name: proto.String(name), Description: proto.String(e.description("collector backend service")),
@@ -205,27 +225,42 @@ func (p *Provider) planBackendService(ctx context.Context, e *env) (step, error)
 	bs, err := p.api.bss.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: e.project, Region: e.region, BackendService: name})
 	exists, err := ownedOrMissing(e, "backend service", name, bs.GetDescription(), err)
 	if err != nil {
-		return step{}, err
+		return provision.Step{}, err
 	}
 	detail := "INTERNAL TCP, group " + lastSegment(e.group)
 	if exists {
-		return keep("backend service", name, detail), nil
+		var groups []string
+		for _, b := range bs.GetBackends() {
+			groups = append(groups, relPath(e.project, b.GetGroup()))
+		}
+		if len(groups) == 1 && groups[0] == e.group {
+			return keep("backend service", name, detail), nil
+		}
+		return provision.Step{Sym: "~", Verb: "patch", Kind: "backend service", Name: name, Detail: "backend " + short(e.group),
+			Run: func(ctx context.Context, out io.Writer) error {
+				what := "patch backend service " + name
+				op, err := p.api.bss.Patch(ctx, &computepb.PatchRegionBackendServiceRequest{Project: e.project, Region: e.region, BackendService: name,
+					BackendServiceResource: &computepb.BackendService{Backends: want.Backends}, RequestId: randomID()})
+				if err != nil {
+					return fmt.Errorf("%s: %w", what, err)
+				}
+				return p.wait(ctx, out, what, op)
+			}}, nil
 	}
-	return step{sym: "+", verb: "create", kind: "backend service", name: name, detail: detail,
-		run: func(ctx context.Context, out io.Writer) error {
+	return provision.Step{Sym: "+", Verb: "create", Kind: "backend service", Name: name, Detail: detail,
+		Run: func(ctx context.Context, out io.Writer) error {
 			return p.insert(ctx, out, "create backend service "+name, requestID("insert", e.regional("backendServices", name), want),
 				func(rid *string) (*compute.Operation, error) {
 					return p.api.bss.Insert(ctx, &computepb.InsertRegionBackendServiceRequest{Project: e.project, Region: e.region, BackendServiceResource: want, RequestId: rid})
 				},
 				func(ctx context.Context) error {
 					bs, err := p.api.bss.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: e.project, Region: e.region, BackendService: name})
-					_, err = ownedOrMissing(e, "backend service", name, bs.GetDescription(), err)
-					return err
+					return present(ownedOrMissing(e, "backend service", name, bs.GetDescription(), err))
 				})
 		}}, nil
 }
 
-func (p *Provider) planForwardingRule(ctx context.Context, e *env) (step, error) {
+func (p *Provider) planForwardingRule(ctx context.Context, e *env) (provision.Step, error) {
 	name := e.name("fr")
 	want := &computepb.ForwardingRule{
 		Name: proto.String(name), Description: proto.String(e.description("packet mirroring collector")),
@@ -240,71 +275,54 @@ func (p *Provider) planForwardingRule(ctx context.Context, e *env) (step, error)
 	fr, err := p.api.frs.Get(ctx, &computepb.GetForwardingRuleRequest{Project: e.project, Region: e.region, ForwardingRule: name})
 	exists, err := ownedOrMissing(e, "forwarding rule", name, fr.GetDescription(), err)
 	if err != nil {
-		return step{}, err
+		return provision.Step{}, err
 	}
 	detail := "INTERNAL, all ports, isMirroringCollector, " + lastSegment(e.subnetwork)
 	if exists {
 		if !fr.GetIsMirroringCollector() {
-			return step{}, fmt.Errorf("forwarding rule %s is not a mirroring collector (isMirroringCollector cannot be changed): run cleanup, then provision", name)
+			return provision.Step{}, fmt.Errorf("forwarding rule %s is not a mirroring collector (isMirroringCollector cannot be changed): run cleanup, then provision", name)
 		}
 		return keep("forwarding rule", name, fr.GetIPAddress()), nil
 	}
-	return step{sym: "+", verb: "create", kind: "forwarding rule", name: name, detail: detail,
-		run: func(ctx context.Context, out io.Writer) error {
+	return provision.Step{Sym: "+", Verb: "create", Kind: "forwarding rule", Name: name, Detail: detail,
+		Run: func(ctx context.Context, out io.Writer) error {
 			return p.insert(ctx, out, "create forwarding rule "+name, requestID("insert", e.regional("forwardingRules", name), want),
 				func(rid *string) (*compute.Operation, error) {
 					return p.api.frs.Insert(ctx, &computepb.InsertForwardingRuleRequest{Project: e.project, Region: e.region, ForwardingRuleResource: want, RequestId: rid})
 				},
 				func(ctx context.Context) error {
 					fr, err := p.api.frs.Get(ctx, &computepb.GetForwardingRuleRequest{Project: e.project, Region: e.region, ForwardingRule: name})
-					_, err = ownedOrMissing(e, "forwarding rule", name, fr.GetDescription(), err)
-					return err
+					return present(ownedOrMissing(e, "forwarding rule", name, fr.GetDescription(), err))
 				})
 		}}, nil
 }
 
-// firewallRules returns the rules the collector needs, by name suffix.
+// firewallRules returns the one rule the collector needs: the load balancer's health checkers
+// to the /readyz port. Mirrored packets need none: Packet Mirroring hands them to the
+// collector whatever its ingress rules say, so no port is opened to anyone else.
 func (p *Provider) firewallRules(e *env, healthPort int) ([]*computepb.Firewall, error) {
 	tags, sas, err := p.firewallTarget(e)
 	if err != nil {
 		return nil, err
 	}
-	ranges, err := p.filterRanges()
-	if err != nil {
-		return nil, err
-	}
-	var v4, v6 []string
-	for _, r := range ranges {
-		if strings.Contains(r, ":") {
-			v6 = append(v6, r)
-		} else {
-			v4 = append(v4, r)
-		}
-	}
-	rule := func(suffix, what string, allowed *computepb.Allowed, sources []string) *computepb.Firewall {
-		return &computepb.Firewall{
-			Name: proto.String(e.name(suffix)), Description: proto.String(e.description(what)),
-			Network: proto.String(e.network), Direction: proto.String("INGRESS"), Priority: proto.Int32(1000),
-			Allowed: []*computepb.Allowed{allowed}, SourceRanges: sources,
-			TargetTags: tags, TargetServiceAccounts: sas,
-		}
-	}
-	rules := []*computepb.Firewall{rule("fw-hc", "health checker access", &computepb.Allowed{IPProtocol: proto.String("tcp"), Ports: []string{fmt.Sprint(healthPort)}}, healthCheckRanges)}
-	if len(v4) > 0 {
-		rules = append(rules, rule("fw-mirror", "mirrored IPv4 traffic", &computepb.Allowed{IPProtocol: proto.String("tcp")}, v4))
-	}
-	if len(v6) > 0 {
-		rules = append(rules, rule("fw-mirror6", "mirrored IPv6 traffic", &computepb.Allowed{IPProtocol: proto.String("tcp")}, v6))
-	}
-	return rules, nil
+	return []*computepb.Firewall{{
+		Name: proto.String(e.name("fw-hc")), Description: proto.String(e.description("health checker access")),
+		Network: proto.String(e.network), Direction: proto.String("INGRESS"), Priority: proto.Int32(1000),
+		Allowed:      []*computepb.Allowed{{IPProtocol: proto.String("tcp"), Ports: []string{fmt.Sprint(healthPort)}}},
+		SourceRanges: healthCheckRanges, TargetTags: tags, TargetServiceAccounts: sas,
+	}}, nil
 }
 
-func (p *Provider) planFirewalls(ctx context.Context, e *env, healthPort int) ([]step, error) {
+// obsoleteFirewalls are rules earlier versions created: they opened every TCP port of the
+// appliance to 0.0.0.0/0 and ::/0, and mirroring never needed them.
+var obsoleteFirewalls = []string{"fw-mirror", "fw-mirror6"}
+
+func (p *Provider) planFirewalls(ctx context.Context, e *env, healthPort int) ([]provision.Step, error) {
 	rules, err := p.firewallRules(e, healthPort)
 	if err != nil {
 		return nil, err
 	}
-	var steps []step
+	var steps []provision.Step
 	for _, want := range rules {
 		name := want.GetName()
 		detail := fmt.Sprintf("allow tcp%s from %s", portsSuffix(want.GetAllowed()[0].GetPorts()), strings.Join(want.GetSourceRanges(), ","))
@@ -314,20 +332,47 @@ func (p *Provider) planFirewalls(ctx context.Context, e *env, healthPort int) ([
 			return nil, err
 		}
 		if exists {
-			steps = append(steps, keep("firewall rule", name, detail))
+			if strings.Join(fw.GetAllowed()[0].GetPorts(), ",") == strings.Join(want.GetAllowed()[0].GetPorts(), ",") {
+				steps = append(steps, keep("firewall rule", name, detail))
+				continue
+			}
+			steps = append(steps, provision.Step{Sym: "~", Verb: "patch", Kind: "firewall rule", Name: name, Detail: detail,
+				Run: func(ctx context.Context, out io.Writer) error {
+					what := "patch firewall rule " + name
+					op, err := p.api.fws.Patch(ctx, &computepb.PatchFirewallRequest{Project: e.project, Firewall: name, FirewallResource: want, RequestId: randomID()})
+					if err != nil {
+						return fmt.Errorf("%s: %w", what, err)
+					}
+					return p.wait(ctx, out, what, op)
+				}})
 			continue
 		}
-		steps = append(steps, step{sym: "+", verb: "create", kind: "firewall rule", name: name, detail: detail,
-			run: func(ctx context.Context, out io.Writer) error {
+		steps = append(steps, provision.Step{Sym: "+", Verb: "create", Kind: "firewall rule", Name: name, Detail: detail,
+			Run: func(ctx context.Context, out io.Writer) error {
 				return p.insert(ctx, out, "create firewall rule "+name, requestID("insert", "projects/"+e.project+"/global/firewalls/"+name, want),
 					func(rid *string) (*compute.Operation, error) {
 						return p.api.fws.Insert(ctx, &computepb.InsertFirewallRequest{Project: e.project, FirewallResource: want, RequestId: rid})
 					},
 					func(ctx context.Context) error {
 						fw, err := p.api.fws.Get(ctx, &computepb.GetFirewallRequest{Project: e.project, Firewall: name})
-						_, err = ownedOrMissing(e, "firewall rule", name, fw.GetDescription(), err)
-						return err
+						return present(ownedOrMissing(e, "firewall rule", name, fw.GetDescription(), err))
 					})
+			}})
+	}
+	for _, suffix := range obsoleteFirewalls {
+		name := e.name(suffix)
+		fw, err := p.api.fws.Get(ctx, &computepb.GetFirewallRequest{Project: e.project, Firewall: name})
+		if isNotFound(err) || (err == nil && !e.ours(fw.GetDescription())) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get firewall rule %s: %w", name, err)
+		}
+		steps = append(steps, provision.Step{Sym: "-", Verb: "delete", Kind: "firewall rule", Name: name, Detail: "opened every TCP port to everyone; mirroring does not need it",
+			Run: func(ctx context.Context, out io.Writer) error {
+				return p.remove(ctx, out, "delete firewall rule "+name, func() (*compute.Operation, error) {
+					return p.api.fws.Delete(ctx, &computepb.DeleteFirewallRequest{Project: e.project, Firewall: name, RequestId: randomID()})
+				})
 			}})
 	}
 	return steps, nil

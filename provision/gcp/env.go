@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -25,6 +26,7 @@ type env struct {
 	id                    string
 	group                 string // collector instance group path
 	ownGroup              bool   // the group is ours to create and delete
+	fleet                 bool   // the group is a regional managed instance group of collectors
 }
 
 // resolve fills env from flags first, then the metadata server, then the instance itself.
@@ -33,20 +35,29 @@ func (p *Provider) resolve(ctx context.Context, opts provision.Options) (*env, e
 	e := &env{project: c.Project, zone: c.Zone, region: opts.Region}
 	instName := c.Instance
 	var err error
+	mdCtx, cancel := context.WithTimeout(ctx, p.cfg.MetadataTimeout)
+	defer cancel()
 	md := func(what, path string) string {
 		if err != nil {
 			return ""
 		}
-		v, gerr := p.meta.GetWithContext(ctx, path)
+		v, gerr := p.meta.GetWithContext(mdCtx, path)
 		if gerr != nil {
-			err = fmt.Errorf("discover %s from the metadata server (not on GCE? pass --gcp-%s): %w", what, what, gerr)
+			why := gerr.Error()
+			if mdCtx.Err() != nil {
+				why = fmt.Sprintf("no answer within %s", p.cfg.MetadataTimeout)
+			} else if p.cfg.MetadataHost != "" {
+				// The library names its default host even when the request went elsewhere.
+				why = strings.ReplaceAll(why, "169.254.169.254", p.cfg.MetadataHost)
+			}
+			err = fmt.Errorf("discover %s from the metadata server at %s (not on GCE? pass --gcp-%s): %s", what, p.metadataHost(), what, why)
 		}
 		return strings.TrimSpace(v)
 	}
 	if e.project == "" {
 		e.project = md("project", "project/project-id")
 	}
-	needInstance := c.InstanceGroup == ""
+	needInstance := c.InstanceGroup == "" && !(c.Fleet.Size > 0 && c.Network != "" && c.Subnetwork != "")
 	if e.zone == "" && (needInstance || !strings.Contains(c.InstanceGroup, "/")) {
 		e.zone = lastSegment(md("zone", "instance/zone"))
 	}
@@ -115,8 +126,34 @@ func (p *Provider) resolve(ctx context.Context, opts provision.Options) (*env, e
 	} else {
 		e.group = fmt.Sprintf("projects/%s/zones/%s/instanceGroups/%s", e.project, e.zone, e.name("ig"))
 		e.ownGroup = true
+		fleet := c.Fleet.Size > 0
+		if !fleet {
+			// A fleet made earlier stays the collector for list, cleanup and doctor.
+			mig, err := p.api.migs.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig")})
+			switch {
+			case err == nil:
+				fleet = e.ours(mig.GetDescription())
+			case !isNotFound(err):
+				return nil, fmt.Errorf("look up the collector fleet %s: %w", e.name("mig"), err)
+			}
+		}
+		if fleet {
+			e.fleet, e.ownGroup = true, false
+			e.group = e.regional("instanceGroups", e.name("mig"))
+		}
 	}
 	return e, nil
+}
+
+// metadataHost is the metadata server in use, for messages.
+func (p *Provider) metadataHost() string {
+	if p.cfg.MetadataHost != "" {
+		return p.cfg.MetadataHost
+	}
+	if h := os.Getenv("GCE_METADATA_HOST"); h != "" {
+		return h
+	}
+	return "169.254.169.254"
 }
 
 // name is the name of one of this appliance's resources.

@@ -30,11 +30,22 @@ type Config struct {
 	ID            string        // names resources metlo-appliance-<ID>-…; empty = derived from the instance name
 	TargetTag     string        // network tag the firewall rules target; empty = the appliance's service account
 	FilterCIDRs   []string      // mirror only these ranges; empty = all of IPv4 and IPv6
-	Priority      int           // packet mirroring policy priority (0–65535, lower wins)
+	Priority      int           // packet mirroring policy priority, 0–65535, lower wins (0 is a valid, highest priority; the CLI defaults to DefaultPriority)
 	Endpoint      string        // Compute API endpoint override; an http:// endpoint is used without credentials (emulators)
 	MetadataHost  string        // metadata server host:port override (else GCE_METADATA_HOST, else 169.254.169.254)
 	PollInterval  time.Duration // first wait between operation polls; grows to 10s
+	// MetadataTimeout bounds the whole metadata-server discovery; 0 = 5s.
+	MetadataTimeout time.Duration
+	Fleet           FleetConfig // managed instance group of collectors (Fleet.Size > 0 turns it on)
 }
+
+// DefaultPriority is the packet mirroring priority the CLI uses unless told otherwise.
+const DefaultPriority = 1000
+
+// SourceHelp lists the source kinds with examples, for --help and error messages.
+const SourceHelp = `  instance:web-1           one VM (instance:ZONE/NAME when the name exists in several zones)
+  subnet:app-subnet        every VM of a subnetwork, now and later (at most 5 per policy)
+  tag:web                  every VM with the network tag, now and later`
 
 // Provider implements provision.Provider for GCP.
 type Provider struct {
@@ -55,6 +66,10 @@ type clients struct {
 	frs       *compute.ForwardingRulesClient
 	fws       *compute.FirewallsClient
 	pms       *compute.PacketMirroringsClient
+
+	templates   *compute.InstanceTemplatesClient
+	migs        *compute.RegionInstanceGroupManagersClient
+	autoscalers *compute.RegionAutoscalersClient
 }
 
 // New builds a provider; it does not call any API yet.
@@ -62,8 +77,8 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
-	if cfg.Priority == 0 {
-		cfg.Priority = 1000
+	if cfg.MetadataTimeout <= 0 {
+		cfg.MetadataTimeout = 5 * time.Second
 	}
 	if cfg.Priority < 0 || cfg.Priority > 65535 {
 		return nil, fmt.Errorf("gcp priority %d: want 0-65535", cfg.Priority)
@@ -92,6 +107,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	mk("forwarding rules", func() (e error) { c.frs, e = compute.NewForwardingRulesRESTClient(ctx, opts...); return })
 	mk("firewalls", func() (e error) { c.fws, e = compute.NewFirewallsRESTClient(ctx, opts...); return })
 	mk("packet mirrorings", func() (e error) { c.pms, e = compute.NewPacketMirroringsRESTClient(ctx, opts...); return })
+	mk("instance templates", func() (e error) { c.templates, e = compute.NewInstanceTemplatesRESTClient(ctx, opts...); return })
+	mk("instance group managers", func() (e error) { c.migs, e = compute.NewRegionInstanceGroupManagersRESTClient(ctx, opts...); return })
+	mk("autoscalers", func() (e error) { c.autoscalers, e = compute.NewRegionAutoscalersRESTClient(ctx, opts...); return })
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +118,8 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 
 // Close releases the API clients.
 func (p *Provider) Close() error {
-	for _, c := range []interface{ Close() error }{p.api.instances, p.api.subnets, p.api.groups, p.api.hcs, p.api.bss, p.api.frs, p.api.fws, p.api.pms} {
+	for _, c := range []interface{ Close() error }{p.api.instances, p.api.subnets, p.api.groups, p.api.hcs, p.api.bss, p.api.frs, p.api.fws, p.api.pms,
+		p.api.templates, p.api.migs, p.api.autoscalers} {
 		_ = c.Close()
 	}
 	return nil
@@ -109,7 +128,7 @@ func (p *Provider) Close() error {
 // newMetadataClient returns a metadata client; a host override redirects its requests (the
 // library otherwise only honours GCE_METADATA_HOST, which is process-global).
 func newMetadataClient(host string) *metadata.Client {
-	hc := &http.Client{Timeout: 5 * time.Second}
+	hc := &http.Client{Timeout: 2 * time.Second}
 	if host != "" {
 		hc.Transport = redirectTransport{host: host}
 	}

@@ -43,15 +43,6 @@ func (pr *prompter) ask(question, def string) (string, error) {
 	return line, nil
 }
 
-func (pr *prompter) confirm(question string) (bool, error) {
-	a, err := pr.ask(question+" [y/N]", "")
-	if err != nil {
-		return false, err
-	}
-	a = strings.ToLower(a)
-	return a == "y" || a == "yes", nil
-}
-
 // pick asks for numbers out of 1..n (commas or spaces), asking again on bad input.
 func (pr *prompter) pick(question string, n int, multi bool) ([]int, error) {
 	for range 3 {

@@ -95,7 +95,7 @@ func TestGuidedModeOnTerminal(t *testing.T) {
 		t.Fatalf("changed before confirmation: %v", m)
 	}
 	term.send("y")
-	term.expect("gcp: policy metlo-appliance-metlo-1-pm ok: 2 instances, 0 subnets, 0 tags (8 created, 1 patched)")
+	term.expect("gcp: policy metlo-appliance-metlo-1-pm ok: 2 instances, 0 subnets, 0 tags (6 created, 1 changed)")
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestGuidedModeDeclined(t *testing.T) {
 	term.send("1")
 	term.expect("Apply these changes? [y/N]: ")
 	term.send("")
-	term.expect("gcp: aborted, nothing changed")
+	term.expect("gcp: nothing changed")
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

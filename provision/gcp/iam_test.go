@@ -23,12 +23,34 @@ func TestIAMCoversEveryCall(t *testing.T) {
 			o.Sources = []string{"instance:web-1", "subnet:app-sub", "tag:web"}
 			return w.p.Reconcile(ctx, o)
 		},
-		func() error { o := opts; o.Sources = []string{"instance:web-2"}; return w.p.Reconcile(ctx, o) }, // patches the policy
-		func() error { o := opts; o.HealthPort = 9800; return w.p.Reconcile(ctx, o) },                    // patches the health check
+		func() error {
+			o := opts
+			o.Sources = []string{"instance:web-2", "subnet:app-sub", "tag:web"}
+			return w.p.Reconcile(ctx, o)
+		}, // patches the policy
+		func() error {
+			o := opts
+			o.Sources, o.HealthPort = []string{"instance:web-2", "subnet:app-sub", "tag:web"}, 9800
+			return w.p.Reconcile(ctx, o) // patches the health check and its firewall rule
+		},
+		func() error {
+			_, err := w.p.Doctor(ctx, opts, provision.DoctorOptions{})
+			return err
+		},
+		func() error {
+			w.p.cfg.Fleet = FleetConfig{Size: 1, Image: "metlo-appliance"}
+			o := opts
+			o.Sources = []string{"instance:web-2", "subnet:app-sub", "tag:web"}
+			if err := w.p.Reconcile(ctx, o); err != nil {
+				return err
+			}
+			w.p.cfg.Fleet.MachineType, w.p.cfg.Fleet.Max = "n2-standard-2", 3
+			return w.p.Reconcile(ctx, o) // new template, patched group and autoscaler
+		},
 		func() error { return w.p.List(ctx, opts) },
-		func() error { return w.p.Remove(ctx, opts, "instance:web-1") },
+		func() error { return w.p.Remove(ctx, opts, "instance:web-2") },
 		func() error { return w.p.Remove(ctx, opts, "tag:web") },
-		func() error { return w.p.Cleanup(ctx, opts) },
+		func() error { o := opts; o.Yes = true; w.p.cfg.Fleet.Delete = true; return w.p.Cleanup(ctx, o) },
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {

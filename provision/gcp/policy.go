@@ -325,21 +325,21 @@ func diffPolicy(project string, cur, want *computepb.PacketMirroring, notes map[
 }
 
 // planPolicy plans the policy step for the desired set (cur nil: create).
-func (p *Provider) planPolicy(e *env, cur *computepb.PacketMirroring, want mirrorSet, notes map[string]string) (step, error) {
+func (p *Provider) planPolicy(e *env, cur *computepb.PacketMirroring, want mirrorSet, notes map[string]string) (provision.Step, error) {
 	name := e.name("pm")
 	ranges, err := p.filterRanges()
 	if err != nil {
-		return step{}, err
+		return provision.Step{}, err
 	}
 	if err := want.checkLimits(); err != nil {
-		return step{}, err
+		return provision.Step{}, err
 	}
 	res := p.policyResource(e, want, ranges)
 	if cur == nil {
-		return step{sym: "+", verb: "create", kind: "packet mirroring", name: name, detail: want.String(), run: p.createPolicy(e, res)}, nil
+		return provision.Step{Sym: "+", Verb: "create", Kind: "packet mirroring", Name: name, Detail: want.String(), Run: p.createPolicy(e, res)}, nil
 	}
 	if want.empty() {
-		return step{sym: "-", verb: "delete", kind: "packet mirroring", name: name, detail: "no sources left", run: p.deletePolicy(e)}, nil
+		return provision.Step{Sym: "-", Verb: "delete", Kind: "packet mirroring", Name: name, Detail: "no sources left", Run: p.deletePolicy(e)}, nil
 	}
 	changes, clear := diffPolicy(e.project, cur, res, notes)
 	if len(changes) == 0 {
@@ -348,16 +348,16 @@ func (p *Provider) planPolicy(e *env, cur *computepb.PacketMirroring, want mirro
 	detail := strings.Join(changes, ", ")
 	if clear {
 		del, create := p.deletePolicy(e), p.createPolicy(e, res)
-		return step{sym: "~", verb: "replace", kind: "packet mirroring", name: name, detail: detail + "; emptying a list needs a re-create",
-			run: func(ctx context.Context, out io.Writer) error {
+		return provision.Step{Sym: "~", Verb: "replace", Kind: "packet mirroring", Name: name, Detail: detail + "; emptying a list needs a re-create",
+			Run: func(ctx context.Context, out io.Writer) error {
 				if err := del(ctx, out); err != nil {
 					return err
 				}
 				return create(ctx, out)
 			}}, nil
 	}
-	return step{sym: "~", verb: "patch", kind: "packet mirroring", name: name, detail: detail,
-		run: func(ctx context.Context, out io.Writer) error {
+	return provision.Step{Sym: "~", Verb: "patch", Kind: "packet mirroring", Name: name, Detail: detail,
+		Run: func(ctx context.Context, out io.Writer) error {
 			what := "patch packet mirroring " + name
 			// A fresh id per patch: the same change may legitimately be made again later.
 			op, err := p.api.pms.Patch(ctx, &computepb.PatchPacketMirroringRequest{Project: e.project, Region: e.region, PacketMirroring: name, PacketMirroringResource: res, RequestId: randomID()})
@@ -375,7 +375,13 @@ func (p *Provider) createPolicy(e *env, res *computepb.PacketMirroring) func(con
 			func(rid *string) (*compute.Operation, error) {
 				return p.api.pms.Insert(ctx, &computepb.InsertPacketMirroringRequest{Project: e.project, Region: e.region, PacketMirroringResource: res, RequestId: rid})
 			},
-			func(ctx context.Context) error { _, err := p.getPolicy(ctx, e); return err })
+			func(ctx context.Context) error {
+				pm, err := p.getPolicy(ctx, e)
+				if err == nil && pm == nil {
+					return errGone
+				}
+				return err
+			})
 	}
 }
 

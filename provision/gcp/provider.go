@@ -1,9 +1,11 @@
 package gcp
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -22,8 +24,11 @@ func output(opts provision.Options) io.Writer {
 	return opts.Out
 }
 
-// Reconcile creates what is missing of the collector and the policy, adds the requested
-// sources and drops sources whose resources no longer exist.
+// errNoSources explains what to pass when there is no terminal to ask on.
+var errNoSources = fmt.Errorf("no sources to mirror: pass --source KIND:VALUE (repeatable):\n%s\nor run on a terminal for guided mode", SourceHelp)
+
+// Reconcile makes the cloud match the sources: the collector, and a policy mirroring exactly
+// the given sources (a source dropped from the list stops being mirrored).
 func (p *Provider) Reconcile(ctx context.Context, opts provision.Options) error {
 	out := output(opts)
 	if opts.Target != "" && opts.Target != "ilb" {
@@ -36,14 +41,14 @@ func (p *Provider) Reconcile(ctx context.Context, opts provision.Options) error 
 	if err != nil {
 		return err
 	}
-	var pr *prompter
-	if opts.Interactive && opts.In != nil {
-		pr = newPrompter(opts.In, out)
-	}
 	sources := opts.Sources
-	if len(sources) == 0 && pr != nil && !opts.Yes {
+	if len(sources) == 0 {
+		if !opts.Interactive || opts.In == nil || opts.Yes {
+			return errNoSources
+		}
+		opts.In = bufio.NewReader(opts.In)
 		q := *p
-		if sources, e, err = q.guided(ctx, pr, e, opts); err != nil {
+		if sources, e, err = q.guided(ctx, newPrompter(opts.In, out), e, opts); err != nil {
 			return err
 		}
 		p = &q
@@ -52,12 +57,9 @@ func (p *Provider) Reconcile(ctx context.Context, opts provision.Options) error 
 	if err != nil {
 		return err
 	}
+	plan := &provision.Plan{Cloud: "gcp", Header: fmt.Sprintf("gcp: appliance %s in %s, collector %s", e.id, e.region, e.name("fr"))}
 	r := &resolver{p: p, e: e}
 	var want mirrorSet
-	if cur != nil {
-		want = setOf(e.project, cur)
-	}
-	var skips []step
 	for _, raw := range sources {
 		src, err := provision.ParseSource(raw, sourceKinds...)
 		if err != nil {
@@ -68,7 +70,7 @@ func (p *Provider) Reconcile(ctx context.Context, opts provision.Options) error 
 			return err
 		}
 		if reason != "" {
-			skips = append(skips, skip(src.Kind, src.Value, reason))
+			plan.Missing = append(plan.Missing, provision.Missing{Source: src.String(), Reason: reason, Permanent: true})
 			continue
 		}
 		want.add(kind, value)
@@ -80,71 +82,59 @@ func (p *Provider) Reconcile(ctx context.Context, opts provision.Options) error 
 			return err
 		}
 		for _, g := range gone {
-			want.drop(g[0], g[1])
 			notes[g[1]] = "it no longer exists"
 		}
+		have := setOf(e.project, cur)
+		for _, kind := range sourceKinds {
+			for _, v := range *have.list(kind) {
+				if _, known := notes[v]; !known && !slices.Contains(*want.list(kind), v) {
+					notes[v] = "no longer a wanted source"
+				}
+			}
+		}
 	}
-	for _, s := range skips {
-		fmt.Fprintln(out, s.line(false))
+	est := &provision.Estimate{}
+	prices := opts.Prices
+	if prices == nil {
+		prices, _ = provision.ParsePrices(nil)
 	}
-	if want.empty() && cur == nil {
-		return fmt.Errorf("nothing to mirror: pass --source instance:NAME, subnet:NAME or tag:NETWORK-TAG")
-	}
-	steps, err := p.planCollector(ctx, e, opts.HealthPort)
+	steps, err := p.planCollector(ctx, e, opts.HealthPort, prices, est)
 	if err != nil {
 		return err
+	}
+	for _, s := range steps {
+		if s.Sym == "+" && s.Kind == "forwarding rule" {
+			est.Add(prices, "collector forwarding rule "+s.Name, provision.HoursPerMonth, "gcp-forwarding-rule-hour")
+		}
+	}
+	if gb := opts.MirroredGBPerMonth; gb > 0 {
+		est.Add(prices, "Packet Mirroring data processed", gb, "gcp-mirroring-gb")
+		est.Add(prices, "internal load balancer data processed", gb, "gcp-ilb-gb")
+	} else {
+		est.Notes = append(est.Notes, "Packet Mirroring and the load balancer bill per GB processed: pass --estimate-gb-month")
+	}
+	if want.empty() {
+		if cur == nil {
+			if len(plan.Missing) > 0 {
+				// Nothing to mirror at all: report why without building anything.
+				return &provision.IncompleteError{Missing: plan.Missing, DryRun: opts.DryRun}
+			}
+			return errNoSources
+		}
 	}
 	ps, err := p.planPolicy(e, cur, want, notes)
 	if err != nil {
 		return err
 	}
-	steps = append(steps, ps)
-	if ok, err := p.confirmPlan(out, pr, opts, steps, "Apply these changes?"); err != nil || !ok {
-		return err
-	}
-	t, err := execute(ctx, out, steps)
-	if err != nil {
-		return err
-	}
-	state := "ok"
-	if ps.verb == "delete" {
-		state = "deleted (no sources left)"
-	}
-	fmt.Fprintf(out, "gcp: policy %s %s: %s (%s)\n", e.name("pm"), state, want, t)
-	if len(skips) > 0 {
-		return fmt.Errorf("%s skipped, see the ! lines above", plural(len(skips), "source", "sources"))
-	}
-	return nil
-}
-
-// confirmPlan prints the plan for a dry run or a terminal user and asks before changes; it
-// reports whether to go on.
-func (p *Provider) confirmPlan(out io.Writer, pr *prompter, opts provision.Options, steps []step, question string) (bool, error) {
-	changes := 0
-	for _, s := range steps {
-		if s.run != nil {
-			changes++
+	plan.Steps, plan.Estimate = append(steps, ps), est
+	plan.Done = func(t provision.Tally) string {
+		state := "ok"
+		if ps.Verb == "delete" {
+			state = "deleted (no sources left)"
 		}
+		return fmt.Sprintf("gcp: policy %s %s: %s (%s)", e.name("pm"), state, want, t)
 	}
-	if !opts.DryRun && (pr == nil || opts.Yes || changes == 0) {
-		return true, nil
-	}
-	fmt.Fprintln(out, "gcp: plan")
-	for _, s := range steps {
-		fmt.Fprintln(out, s.line(true))
-	}
-	if opts.DryRun {
-		fmt.Fprintf(out, "gcp: dry run, nothing changed (%s to change)\n", plural(changes, "resource", "resources"))
-		return false, nil
-	}
-	ok, err := pr.confirm(question)
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		fmt.Fprintln(out, "gcp: aborted, nothing changed")
-	}
-	return ok, nil
+	return provision.Apply(ctx, opts, plan)
 }
 
 // Remove patches one source out of the policy, deleting the policy when nothing is left.
@@ -163,7 +153,7 @@ func (p *Provider) Remove(ctx context.Context, opts provision.Options, what stri
 		return err
 	}
 	if cur == nil {
-		fmt.Fprintln(out, skip("packet mirroring", e.name("pm"), "not found, nothing to remove").line(false))
+		fmt.Fprintf(out, "gcp: packet mirroring %s not found, nothing to remove\n", e.name("pm"))
 		return nil
 	}
 	set := setOf(e.project, cur)
@@ -172,7 +162,7 @@ func (p *Provider) Remove(ctx context.Context, opts provision.Options, what stri
 		return err
 	}
 	if match == "" {
-		fmt.Fprintln(out, skip(src.Kind, src.Value, "not mirrored by "+e.name("pm")).line(false))
+		fmt.Fprintf(out, "gcp: %s is not mirrored by %s, nothing to remove\n", src, e.name("pm"))
 		return nil
 	}
 	want := set.clone()
@@ -181,23 +171,15 @@ func (p *Provider) Remove(ctx context.Context, opts provision.Options, what stri
 	if err != nil {
 		return err
 	}
-	var pr *prompter
-	if opts.Interactive && opts.In != nil {
-		pr = newPrompter(opts.In, out)
+	plan := &provision.Plan{Cloud: "gcp", Steps: []provision.Step{ps}, Question: "Remove this source?"}
+	plan.Done = func(t provision.Tally) string {
+		state := "ok"
+		if ps.Verb == "delete" {
+			state = "deleted (no sources left)"
+		}
+		return fmt.Sprintf("gcp: policy %s %s: %s (%s)", e.name("pm"), state, want, t)
 	}
-	if ok, err := p.confirmPlan(out, pr, opts, []step{ps}, "Remove this source?"); err != nil || !ok {
-		return err
-	}
-	t, err := execute(ctx, out, []step{ps})
-	if err != nil {
-		return err
-	}
-	state := "ok"
-	if ps.verb == "delete" {
-		state = "deleted (no sources left)"
-	}
-	fmt.Fprintf(out, "gcp: policy %s %s: %s (%s)\n", e.name("pm"), state, want, t)
-	return nil
+	return provision.Apply(ctx, opts, plan)
 }
 
 // matchSource finds the policy entry a source names; instances and subnets match by name,
@@ -225,7 +207,6 @@ func matchSource(e *env, set mirrorSet, src provision.Source) (string, error) {
 
 // Cleanup deletes the policy and the collector in dependency order; missing counts as done.
 func (p *Provider) Cleanup(ctx context.Context, opts provision.Options) error {
-	out := output(opts)
 	e, err := p.resolve(ctx, opts)
 	if err != nil {
 		return err
@@ -261,8 +242,52 @@ func (p *Provider) Cleanup(ctx context.Context, opts provision.Options) error {
 				return p.api.bss.Delete(ctx, &computepb.DeleteRegionBackendServiceRequest{Project: e.project, Region: e.region, BackendService: e.name("bs"), RequestId: randomID()})
 			}},
 	}
-	if e.ownGroup {
-		zone := segment(e.group, "zones")
+	if e.fleet {
+		items = append(items,
+			item{"autoscaler", e.name("as"),
+				func(ctx context.Context) (string, error) {
+					r, err := p.api.autoscalers.Get(ctx, &computepb.GetRegionAutoscalerRequest{Project: e.project, Region: e.region, Autoscaler: e.name("as")})
+					return r.GetDescription(), err
+				},
+				func(ctx context.Context) (*compute.Operation, error) {
+					return p.api.autoscalers.Delete(ctx, &computepb.DeleteRegionAutoscalerRequest{Project: e.project, Region: e.region, Autoscaler: e.name("as"), RequestId: randomID()})
+				}},
+			item{"managed instance group", e.name("mig"),
+				func(ctx context.Context) (string, error) {
+					r, err := p.api.migs.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig")})
+					return r.GetDescription(), err
+				},
+				func(ctx context.Context) (*compute.Operation, error) {
+					return p.api.migs.Delete(ctx, &computepb.DeleteRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig"), RequestId: randomID()})
+				}})
+		templates, err := p.ourTemplates(ctx, e)
+		if err != nil {
+			return err
+		}
+		for _, t := range templates {
+			name := t
+			items = append(items, item{"instance template", name,
+				func(ctx context.Context) (string, error) {
+					r, err := p.api.templates.Get(ctx, &computepb.GetInstanceTemplateRequest{Project: e.project, InstanceTemplate: name})
+					return r.GetDescription(), err
+				},
+				func(ctx context.Context) (*compute.Operation, error) {
+					return p.api.templates.Delete(ctx, &computepb.DeleteInstanceTemplateRequest{Project: e.project, InstanceTemplate: name, RequestId: randomID()})
+				}})
+		}
+		mig, err := p.api.migs.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig")})
+		if err == nil && mig.GetTargetSize() > 0 && !p.cfg.Fleet.Delete {
+			fmt.Fprintf(output(opts), "  ! collector fleet %s has %d members: nothing deleted (pass --gcp-delete-fleet to delete the fleet, its members and the mirroring)\n",
+				e.name("mig"), mig.GetTargetSize())
+			return nil
+		}
+	}
+	if e.ownGroup || e.fleet && e.zone != "" {
+		// A fleet may follow a single appliance: its unmanaged group goes too.
+		zone := e.zone
+		if e.ownGroup {
+			zone = segment(e.group, "zones")
+		}
 		items = append(items, item{"instance group", e.name("ig"),
 			func(ctx context.Context) (string, error) {
 				r, err := p.api.groups.Get(ctx, &computepb.GetInstanceGroupRequest{Project: e.project, Zone: zone, InstanceGroup: e.name("ig")})
@@ -291,7 +316,8 @@ func (p *Provider) Cleanup(ctx context.Context, opts provision.Options) error {
 				return p.api.fws.Delete(ctx, &computepb.DeleteFirewallRequest{Project: e.project, Firewall: name, RequestId: randomID()})
 			}})
 	}
-	var steps []step
+	plan := &provision.Plan{Cloud: "gcp", Destructive: true, Question: "Delete these resources?"}
+	var steps []provision.Step
 	gone := 0
 	for _, it := range items {
 		desc, err := it.get(ctx)
@@ -302,28 +328,20 @@ func (p *Provider) Cleanup(ctx context.Context, opts provision.Options) error {
 		case err != nil:
 			return fmt.Errorf("get %s %s: %w", it.kind, it.name, err)
 		case !e.ours(desc):
-			steps = append(steps, skip(it.kind, it.name, "not created by metlo-appliance"))
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("keep %s %s: not created by metlo-appliance", it.kind, it.name))
 			continue
 		}
 		it := it
-		steps = append(steps, step{sym: "-", verb: "delete", kind: it.kind, name: it.name,
-			run: func(ctx context.Context, out io.Writer) error {
+		steps = append(steps, provision.Step{Sym: "-", Verb: "delete", Kind: it.kind, Name: it.name,
+			Run: func(ctx context.Context, out io.Writer) error {
 				return p.remove(ctx, out, "delete "+it.kind+" "+it.name, func() (*compute.Operation, error) { return it.del(ctx) })
 			}})
 	}
-	var pr *prompter
-	if opts.Interactive && opts.In != nil {
-		pr = newPrompter(opts.In, out)
+	plan.Steps = steps
+	plan.Done = func(t provision.Tally) string {
+		return fmt.Sprintf("gcp: cleanup of metlo-appliance-%s ok: %d deleted, %d already gone", e.id, t.Deleted, gone)
 	}
-	if ok, err := p.confirmPlan(out, pr, opts, steps, "Delete these resources?"); err != nil || !ok {
-		return err
-	}
-	t, err := execute(ctx, out, steps)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "gcp: cleanup of metlo-appliance-%s ok: %d deleted, %d already gone\n", e.id, t.deleted, gone)
-	return nil
+	return provision.Apply(ctx, opts, plan)
 }
 
 // List prints this appliance's policy, its sources and the collector parts as a table.
@@ -383,6 +401,22 @@ func (p *Provider) List(ctx context.Context, opts provision.Options) error {
 			return err
 		}
 	}
+	if e.fleet {
+		g, err := p.api.migs.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: e.project, Region: e.region, InstanceGroupManager: e.name("mig")})
+		if err := row("managed instance group", e.name("mig"), g.GetDescription(), err, func() string {
+			return fmt.Sprintf("%s, template %s, autohealing %s", plural(int(g.GetTargetSize()), "collector", "collectors"), lastSegment(g.GetInstanceTemplate()),
+				lastSegment(g.GetAutoHealingPolicies()[0].GetHealthCheck()))
+		}); err != nil {
+			return err
+		}
+		as, err := p.api.autoscalers.Get(ctx, &computepb.GetRegionAutoscalerRequest{Project: e.project, Region: e.region, Autoscaler: e.name("as")})
+		if err := row("autoscaler", e.name("as"), as.GetDescription(), err, func() string {
+			pol := as.GetAutoscalingPolicy()
+			return fmt.Sprintf("%d-%d collectors, CPU target %.0f%%", pol.GetMinNumReplicas(), pol.GetMaxNumReplicas(), pol.GetCpuUtilization().GetUtilizationTarget()*100)
+		}); err != nil {
+			return err
+		}
+	}
 	hc, err := p.api.hcs.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: e.project, Region: e.region, HealthCheck: e.name("hc")})
 	if err := row("health check", e.name("hc"), hc.GetDescription(), err, func() string {
 		return fmt.Sprintf("%s :%d%s", hc.GetType(), hc.GetHttpHealthCheck().GetPort(), hc.GetHttpHealthCheck().GetRequestPath())
@@ -391,7 +425,7 @@ func (p *Provider) List(ctx context.Context, opts provision.Options) error {
 	}
 	for _, suffix := range []string{"fw-hc", "fw-mirror", "fw-mirror6"} {
 		fw, err := p.api.fws.Get(ctx, &computepb.GetFirewallRequest{Project: e.project, Firewall: e.name(suffix)})
-		if isNotFound(err) && suffix == "fw-mirror6" {
+		if isNotFound(err) && suffix != "fw-hc" {
 			continue
 		}
 		if err := row("firewall rule", e.name(suffix), fw.GetDescription(), err, func() string {

@@ -2,6 +2,7 @@ package gcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -58,7 +59,7 @@ func TestAddingSourcePatchesPolicy(t *testing.T) {
 	w := newWorld(t)
 	w.provision(t, "instance:web-1")
 	w.emu.ResetCalls()
-	out := w.provision(t, "subnet:app-sub", "tag:web")
+	out := w.provision(t, "instance:web-1", "subnet:app-sub", "tag:web")
 	if !strings.Contains(out, "  ~ patch packet mirroring metlo-appliance-metlo-1-pm (add subnet regions/us-central1/subnetworks/app-sub, add tag web)") {
 		t.Errorf("no patch line")
 	}
@@ -76,17 +77,18 @@ func TestBadSourcesAreSkippedWithReasons(t *testing.T) {
 	out, err := w.run(t, w.p.Reconcile, provision.Options{Sources: []string{
 		"instance:web-1", "instance:api", "instance:db-1", "instance:us-east1-b/east-1", "instance:nope", "subnet:other-sub", "instance:metlo-1", "tag:Bad_Tag",
 	}})
-	if err == nil || !strings.Contains(err.Error(), "7 sources skipped") {
-		t.Fatalf("err = %v, want 7 sources skipped", err)
+	var inc *provision.IncompleteError
+	if !errors.As(err, &inc) || len(inc.Missing) != 7 || !inc.Permanent() {
+		t.Fatalf("err = %v, want 7 sources reported", err)
 	}
 	for _, want := range []string{
-		"  ! skip instance api (found in zones us-central1-a, us-central1-b: write instance:ZONE/api)",
-		"  ! skip instance db-1 (in network other, not the collector's network default)",
-		"  ! skip instance us-east1-b/east-1 (in zone us-east1-b, outside the collector's region us-central1)",
-		"  ! skip instance nope (not found in us-central1)",
-		"  ! skip subnet other-sub (in network other, not the collector's network default)",
-		"  ! skip instance metlo-1 (this appliance is the collector)",
-		"  ! skip tag Bad_Tag (not a valid network tag",
+		"  ! skip instance:api: found in zones us-central1-a, us-central1-b: write instance:ZONE/api",
+		"  ! skip instance:db-1: in network other, not the collector's network default",
+		"  ! skip instance:us-east1-b/east-1: in zone us-east1-b, outside the collector's region us-central1",
+		"  ! skip instance:nope: not found in us-central1",
+		"  ! skip subnet:other-sub: in network other, not the collector's network default",
+		"  ! skip instance:metlo-1: this appliance is the collector",
+		"  ! skip tag:Bad_Tag: not a valid network tag",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
@@ -127,7 +129,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "  + would create packet mirroring metlo-appliance-metlo-1-pm (0 instances, 0 subnets, 1 tag)") || !strings.Contains(out, "gcp: dry run, nothing changed (9 resources to change)") {
+	if !strings.Contains(out, "  + would create packet mirroring metlo-appliance-metlo-1-pm (0 instances, 0 subnets, 1 tag)") || !strings.Contains(out, "gcp: dry run, nothing changed (7 resources to change)") {
 		t.Errorf("unexpected plan")
 	}
 	if m := w.emu.Mutations(); len(m) != 0 {
@@ -210,7 +212,7 @@ func TestVanishedInstanceIsUnmirrored(t *testing.T) {
 	w := newWorld(t)
 	w.provision(t, "instance:web-1", "instance:web-2")
 	w.emu.Delete("projects/proj-1/zones/us-central1-b/instances/web-2")
-	out := w.provision(t)
+	out := w.provision(t, "instance:web-1")
 	if !strings.Contains(out, "remove instance zones/us-central1-b/instances/web-2: it no longer exists") {
 		t.Errorf("vanished instance not reported")
 	}
@@ -241,12 +243,15 @@ func TestRemoveAndCleanupLeaveNothing(t *testing.T) {
 		t.Errorf("policy not deleted when its last source went")
 	}
 	out, err = w.run(t, func(ctx context.Context, o provision.Options) error { return w.p.Remove(ctx, o, "tag:web") }, provision.Options{})
-	if err != nil || !strings.Contains(out, "! skip packet mirroring metlo-appliance-metlo-1-pm (not found, nothing to remove)") {
+	if err != nil || !strings.Contains(out, "gcp: packet mirroring metlo-appliance-metlo-1-pm not found, nothing to remove") {
 		t.Errorf("remove without a policy: %v", err)
 	}
 
 	w.provision(t, "tag:web")
-	out, err = w.run(t, w.p.Cleanup, provision.Options{})
+	if _, err := w.run(t, w.p.Cleanup, provision.Options{}); err == nil || !strings.Contains(err.Error(), "pass --yes") {
+		t.Fatalf("cleanup off a terminal without --yes: %v", err)
+	}
+	out, err = w.run(t, w.p.Cleanup, provision.Options{Yes: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +268,7 @@ func TestRemoveAndCleanupLeaveNothing(t *testing.T) {
 		t.Errorf("cleanup left %v", inv)
 	}
 	w.emu.ResetCalls()
-	out, err = w.run(t, w.p.Cleanup, provision.Options{})
+	out, err = w.run(t, w.p.Cleanup, provision.Options{Yes: true})
 	if err != nil || !strings.Contains(out, "0 deleted, 8 already gone") || len(w.emu.Mutations()) != 0 {
 		t.Errorf("second cleanup: err %v, mutations %v", err, w.emu.Mutations())
 	}

@@ -11,7 +11,7 @@ import "time"
 type Config struct {
 	BodyCap         int           // decoded body bytes kept per message; longer bodies are truncated and flagged
 	MaxHeaderBytes  int           // a header block larger than this is a parse error
-	MaxPending      int           // requests awaiting a response per connection (pipelining depth)
+	MaxPending      int           // requests awaiting a response per connection: pipelining depth, and what a connection may queue while a hole in its responses is waited out
 	HoldBytes       int           // response bytes held per connection while their request is not yet seen
 	ResponseTimeout time.Duration // a request unanswered this long is emitted with status 0; held responses wait as long
 }
@@ -21,7 +21,7 @@ func DefaultConfig() Config {
 	return Config{
 		BodyCap:         64 << 10,
 		MaxHeaderBytes:  64 << 10,
-		MaxPending:      128,
+		MaxPending:      4096, // charged to the memory budget; a busy keep-alive connection queues ~1000 behind a hole
 		HoldBytes:       1 << 20,
 		ResponseTimeout: 30 * time.Second,
 	}

@@ -47,9 +47,10 @@ type side struct {
 	msgSeq    uint32 // sequence number of the current message's first byte
 	msgAck    uint32
 	holdSeq   uint32
+	end       uint32 // just past the last byte (or lost byte, or FIN) delivered: how far this direction has been seen
 	dir       tcp.Dir
 	state     parseState
-	started   bool // bytes or a gap were delivered
+	started   bool // bytes or a gap were delivered; end is valid
 	ended     bool // the sender closed (FIN)
 	eofDone   bool
 	hasAck    bool
@@ -172,7 +173,7 @@ func (h *side) startMessage(data []byte, seq uint32) int {
 			if h.s.clientDir() == dirUnknown {
 				h.s.inferredClient = int8(1 - h.dir)
 			}
-			if len(h.s.pending) == 0 && !h.noHold {
+			if !h.noHold && (len(h.s.pending) == 0 || h.s.clientBehind(h.hasAck, h.ack)) {
 				h.startHold(seq + uint32(n))
 				h.hold(data[n:])
 				return -1

@@ -33,7 +33,7 @@ type owedResponse struct {
 }
 
 // maxOwedFactor bounds owed responses per connection, as a multiple of MaxPending.
-const maxOwedFactor = 64
+const maxOwedFactor = 16
 
 // exState is an exchange under construction.
 type exState struct {
@@ -59,9 +59,11 @@ func (s *stream) Data(d tcp.Dir, b []byte, m tcp.Meta) {
 	sd := &s.side[d]
 	sd.begin()
 	sd.ack, sd.hasAck, sd.ts = m.Ack, m.HasAck, m.Timestamp
+	sd.end = m.Seq + uint32(len(b)) // before parsing: a request parsed now is in these bytes
 	if sd.state != stIgnore {
 		sd.feed(b, m.Seq)
 	}
+	s.clientAdvanced(d)
 }
 
 // Gap implements tcp.Stream.
@@ -69,14 +71,42 @@ func (s *stream) Gap(d tcp.Dir, n int, m tcp.Meta) {
 	sd := &s.side[d]
 	sd.begin()
 	sd.ack, sd.hasAck, sd.ts = m.Ack, m.HasAck, m.Timestamp
+	sd.end = m.Seq + uint32(n)
 	sd.gap(n)
+	s.clientAdvanced(d)
 }
 
 // End implements tcp.Stream.
 func (s *stream) End(d tcp.Dir) {
 	sd := &s.side[d]
 	sd.ended = true
+	if sd.started {
+		sd.end++ // the FIN takes a sequence number: a reply to HTTP/1.0 acknowledges it
+	}
 	sd.eof()
+	s.clientAdvanced(d)
+}
+
+// clientBehind reports whether a server segment acknowledges client bytes this stream has
+// not seen yet: the client's direction travels another capture queue and lags. A response
+// in such a segment may answer a request still on its way, so it waits (is held) rather
+// than pair with an older request that lost its own response.
+func (s *stream) clientBehind(hasAck bool, ack uint32) bool {
+	c := s.clientDir()
+	if !hasAck || c == dirUnknown || !s.side[c].started {
+		return false
+	}
+	return int32(ack-s.side[c].end) > 0
+}
+
+// clientAdvanced lets a held response go once the client's direction has caught up with
+// it (new request bytes, or a gap declared in their place).
+func (s *stream) clientAdvanced(d tcp.Dir) {
+	if c := s.clientDir(); c == int8(d) {
+		if srv := &s.side[1-c]; srv.state == stHold && len(srv.holdMarks) > 0 && !s.clientBehind(srv.holdMarks[0].hasAck, srv.holdMarks[0].ack) {
+			srv.releaseHold(false)
+		}
+	}
 }
 
 // Close implements tcp.Stream: held responses are replayed first (paired where their

@@ -22,8 +22,9 @@ type Conn struct {
 	resetAt      int64 // packet time of an RST; the connection finishes a reorder timeout later
 	clientDir    int8  // direction of the client, from the handshake, or dirUnknown
 	inPend       bool
-	closed       bool // finished; late copies of its segments are dropped
-	ignored      bool // the stream wants no more bytes: sequencing continues, delivery stops
+	closed       bool    // finished; late copies of its segments are dropped
+	ignored      bool    // the stream wants no more bytes: sequencing continues, delivery stops
+	seen         [2]bool // a segment arrived in this direction (one-sided connections are counted)
 }
 
 // Key is the connection's flow key.
@@ -81,6 +82,7 @@ func (f *Conn) segment(s *Segment) {
 			return
 		}
 	}
+	f.seen[s.Dir] = true
 	if s.Flags&FlagSYN != 0 {
 		if s.Flags&FlagACK == 0 {
 			f.clientDir = int8(s.Dir)
@@ -158,6 +160,7 @@ func (f *Conn) reopen() {
 	f.half[0].init(f, LoToHi)
 	f.half[1].init(f, HiToLo)
 	f.clientDir, f.closed, f.ignored, f.resetAt, f.stream = dirUnknown, false, false, 0, nil
+	f.seen = [2]bool{}
 }
 
 // finish ends the connection: bytes still waiting behind holes are delivered with the
@@ -175,6 +178,12 @@ func (f *Conn) finish() {
 		f.stream.Close()
 	}
 	f.closed, f.closedAt = true, f.a.now
+	f.a.c.ended.Add(1)
+	if f.seen[0] != f.seen[1] {
+		// The whole connection showed one direction only: the capture gets half of it (a
+		// mirror filter, or a load balancer sending the directions to different appliances).
+		f.a.c.oneSided.Add(1)
+	}
 	f.half[0].releaseOOO()
 	f.half[1].releaseOOO()
 	// Linger briefly so late copies of its segments are recognised, then forget it.

@@ -51,18 +51,23 @@ func (h *half) acked(ack uint32) {
 }
 
 // ackedHoleSegments is how many later segments of the same direction must have arrived
-// before an acknowledged hole is given up. The acknowledgement alone proves little: the
-// other direction often travels another queue and overtakes, and mirror paths (NLB, GWLB)
-// reorder a direction's own packets by a few places. Sixteen later segments of the same
-// direction, with the receiver's word that it had the bytes, are evidence enough.
+// before an acknowledged hole is given up, and it must have waited a quarter of the reorder
+// timeout.
+// The acknowledgement alone proves little: the other direction often travels another queue
+// and overtakes; mirror paths (NLB, GWLB) reorder a direction's own packets by a few places;
+// and a sender that moves between CPUs spreads one direction over two of XDP's per-CPU
+// rings, one of which a busy host can drain late. Sixteen later segments, a quarter of the
+// reorder timeout and the receiver's word that it had the bytes are evidence enough.
 const ackedHoleSegments = 16
 
 // skipAckedHoles declares gaps for the holes before buffered data that the receiver has
 // already acknowledged, delivering the data behind them without waiting for the reorder
 // timeout.
 func (h *half) skipAckedHoles() {
+	wait := int64(h.f.a.cfg.ReorderTimeout) / 4
 	for h.synced && h.hasPeerAck && len(h.ooo) >= ackedHoleSegments && !h.f.closed &&
-		int32(h.ooo[0].seq-h.nextSeq) > 0 && int32(h.peerAck-h.ooo[0].seq) >= 0 {
+		int32(h.ooo[0].seq-h.nextSeq) > 0 && int32(h.peerAck-h.ooo[0].seq) >= 0 &&
+		h.f.a.now-h.ooo[0].arrived >= wait {
 		h.f.a.c.gapsAcked.Add(1)
 		h.skipTo(h.ooo[0].seq)
 		h.drainOOO()
@@ -71,8 +76,13 @@ func (h *half) skipAckedHoles() {
 
 // checkReorderTimeout gives up on a hole whose bytes have been awaited long enough.
 func (h *half) checkReorderTimeout() {
-	if len(h.ooo) > 0 && h.f.a.now-h.ooo[0].arrived > int64(h.f.a.cfg.ReorderTimeout) {
+	if len(h.ooo) == 0 {
+		return
+	}
+	if h.f.a.now-h.ooo[0].arrived > int64(h.f.a.cfg.ReorderTimeout) {
 		h.forceDrain()
+	} else {
+		h.skipAckedHoles()
 	}
 }
 
@@ -127,8 +137,12 @@ func (h *half) bufferOOO(seq uint32, payload []byte, missing int, fin bool) {
 	h.skipAckedHoles()
 }
 
-// drainOOO delivers buffered segments that have become contiguous.
+// drainOOO delivers buffered segments that have become contiguous, each with its own ACK
+// and time, then gives the direction back the segment it was processing: a drain can
+// happen in the middle of a segment (a timeout or an ACK noticed first), which must then be
+// delivered with its own ACK, not the last buffered one's (pairing checks it).
 func (h *half) drainOOO() {
+	ack, hasAck, flags, ts := h.ack, h.hasAck, h.flags, h.ts
 	for len(h.ooo) > 0 && int32(h.ooo[0].seq-h.nextSeq) <= 0 && !h.f.closed {
 		s := h.popOOO()
 		h.ack, h.hasAck, h.flags, h.ts = s.ack, s.hasAck, s.flags, s.ts
@@ -136,6 +150,7 @@ func (h *half) drainOOO() {
 			h.deliver(data, missing, fin)
 		}
 	}
+	h.ack, h.hasAck, h.flags, h.ts = ack, hasAck, flags, ts
 }
 
 // trimDelivered cuts off the front of a segment starting at seq that the stream has

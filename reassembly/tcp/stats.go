@@ -24,6 +24,7 @@ func (d Drop) String() string { return dropNames[d] }
 // counters are written by the assembler goroutine and read at scrape time from others.
 type counters struct {
 	segments, flowsCreated, flowsEvicted, outOfOrder, gaps, gapsAcked atomic.Uint64
+	ended, oneSided                                                   atomic.Uint64
 	flows                                                             atomic.Int64
 	drops                                                             [NumDrops]atomic.Uint64
 }
@@ -37,6 +38,8 @@ type Stats struct {
 	OutOfOrderSegments uint64
 	Gaps               uint64 // holes declared lost
 	GapsAcked          uint64 // of those, declared at once because the receiver had acknowledged the bytes
+	Ended              uint64 // connections that ended (closed, reset, evicted or flushed)
+	OneSided           uint64 // of those, the ones that had shown one direction only
 	Drops              [NumDrops]uint64
 }
 
@@ -49,6 +52,8 @@ func (c *counters) snapshot() Stats {
 		OutOfOrderSegments: c.outOfOrder.Load(),
 		Gaps:               c.gaps.Load(),
 		GapsAcked:          c.gapsAcked.Load(),
+		Ended:              c.ended.Load(),
+		OneSided:           c.oneSided.Load(),
 	}
 	for i := range c.drops {
 		s.Drops[i] = c.drops[i].Load()

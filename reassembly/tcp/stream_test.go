@@ -425,7 +425,7 @@ func TestOverflowingRetransmissionIsTrimmed(t *testing.T) {
 func TestAcknowledgedHoleIsGivenUpWithoutWaiting(t *testing.T) {
 	// The server sent a segment the mirror lost; the client acknowledged it (so it will
 	// never be resent) and the server kept sending. No reorder timeout passes.
-	l := newLink(t, Config{ReorderTimeout: time.Hour}, 1<<20)
+	l := newLink(t, Config{ReorderTimeout: 10 * time.Second}, 1<<20)
 	l.handshake()
 	l.send(l.seg(false, 0, "head "))
 	_ = l.seg(false, 0, "LOST")
@@ -437,6 +437,9 @@ func TestAcknowledgedHoleIsGivenUpWithoutWaiting(t *testing.T) {
 	l.send(l.seg(true, 0, "")) // the client's ACK covers everything sent so far
 	l.want("", "head ")
 	l.send(later[ackedHoleSegments-1])
+	l.want("", "head ") // enough evidence, but the hole has not waited a quarter of the reorder timeout
+	l.ts += int64(3 * time.Second)
+	l.send(l.seg(true, 0, ""))
 	l.want("", "head <gap 4>"+strings.Repeat(".", ackedHoleSegments))
 	if s := l.a.Stats(); s.Gaps != 1 || s.GapsAcked != 1 {
 		t.Fatalf("stats %+v", s)
@@ -513,4 +516,22 @@ func TestOverlapPolicy(t *testing.T) {
 		at(17, "eee"),    // in order: 17-19, then the buffered ones drain
 	)
 	l.want("AAAAbbbbccccccccDeeeyyyyyy", "")
+}
+
+func TestSegmentAfterADrainKeepsItsOwnACK(t *testing.T) {
+	// The reorder timeout is noticed while a segment is being processed: the buffered
+	// segments are delivered first with their ACKs, then this one with its own.
+	l := newLink(t, Config{ReorderTimeout: time.Second}, 1<<20)
+	l.handshake()
+	_ = l.seg(false, 0, "LOST")
+	l.send(l.seg(false, 0, "buffered"))
+	l.cseq += 100 // the client sent more meanwhile: the next server segment acks further
+	l.ts += int64(2 * time.Second)
+	last := l.seg(false, 0, "next")
+	l.send(last)
+	l.want("", "<gap 4>bufferednext")
+	r := l.stream()
+	if acks := r.acks[HiToLo]; len(acks) != 2 || acks[0] != 1001 || acks[1] != last.Ack {
+		t.Fatalf("acks delivered %v, want [1001 %d]", acks, last.Ack)
+	}
 }

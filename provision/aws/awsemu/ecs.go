@@ -31,6 +31,10 @@ func (e *Emulator) serveECS(w http.ResponseWriter, r *http.Request, target strin
 		fail(err)
 		return
 	}
+	if e.Policy != "" && !e.policyAllows("ecs", action, nil) {
+		fail(errf(400, "AccessDeniedException", "User is not authorized to perform: ecs:%s (denied by the attached policy)", action))
+		return
+	}
 	var in struct {
 		Cluster       string   `json:"cluster"`
 		ServiceName   string   `json:"serviceName"`

@@ -18,7 +18,14 @@ func (e *Emulator) serveELB(w http.ResponseWriter, form url.Values) {
 		writeELBError(w, err)
 		return
 	}
+	if e.Policy != "" && !e.policyAllows("elasticloadbalancing", action, form) {
+		writeELBError(w, errf(403, "AccessDenied", "User is not authorized to perform: elasticloadbalancing:%s (denied by the attached policy)", action))
+		return
+	}
 	handlers := map[string]func(url.Values) (string, *apiError){
+		"SetSubnets":                     e.setSubnets,
+		"DeregisterTargets":              e.deregisterTargets,
+		"AddTags":                        e.addTags,
 		"DescribeLoadBalancers":          e.describeLBs,
 		"CreateLoadBalancer":             e.createLB,
 		"DeleteLoadBalancer":             e.deleteLB,
@@ -85,7 +92,11 @@ func (e *Emulator) lbXML(lb *LoadBalancer) string {
 	for _, s := range lb.Subnets {
 		b.open("member")
 		b.el("SubnetId", s)
-		b.el("ZoneName", e.Region+"a")
+		az := e.Region + "a"
+		if sn := e.net.subnets[s]; sn != nil {
+			az = sn.AZ
+		}
+		b.el("ZoneName", az)
 		b.close("member")
 	}
 	b.close("AvailabilityZones")
@@ -131,6 +142,9 @@ func (e *Emulator) createLB(form url.Values) (string, *apiError) {
 	subnets := memberList(form, "Subnets")
 	if len(subnets) == 0 {
 		return "", errf(400, "ValidationError", "at least one subnet is required")
+	}
+	if err := e.checkLBSubnets(subnets); err != nil {
+		return "", err
 	}
 	scheme := form.Get("Scheme")
 	if scheme == "" {
@@ -356,7 +370,11 @@ func (e *Emulator) describeTargetHealth(form url.Values) (string, *apiError) {
 		b.close("Target")
 		b.el("HealthCheckPort", t.HealthPort)
 		b.open("TargetHealth")
-		b.el("State", "healthy")
+		state := "healthy"
+		if st, ok := t.Health[id]; ok {
+			state = st
+		}
+		b.el("State", state)
 		b.close("TargetHealth")
 		b.close("member")
 	}
@@ -484,4 +502,104 @@ func (e *Emulator) describeTags(form url.Values) (string, *apiError) {
 	}
 	b.close("TagDescriptions")
 	return b.String(), nil
+}
+
+// checkLBSubnets enforces one subnet per AZ, all known, all in one VPC.
+func (e *Emulator) checkLBSubnets(subnets []string) *apiError {
+	azs, vpc := map[string]bool{}, ""
+	for _, id := range subnets {
+		sn := e.net.subnets[id]
+		if sn == nil {
+			return errf(400, "SubnetNotFound", "The subnet ID '%s' is not valid", id)
+		}
+		if azs[sn.AZ] {
+			return errf(400, "InvalidConfigurationRequest", "You cannot specify multiple subnets in the same Availability Zone (%s)", sn.AZ)
+		}
+		if vpc != "" && sn.VPCID != vpc {
+			return errf(400, "InvalidConfigurationRequest", "subnets must be in one VPC")
+		}
+		azs[sn.AZ], vpc = true, sn.VPCID
+	}
+	return nil
+}
+
+func (e *Emulator) setSubnets(form url.Values) (string, *apiError) {
+	lb := e.lbs[form.Get("LoadBalancerArn")]
+	if lb == nil {
+		return "", errf(400, "LoadBalancerNotFound", "load balancer %s not found", form.Get("LoadBalancerArn"))
+	}
+	subnets := memberList(form, "Subnets")
+	if err := e.checkLBSubnets(subnets); err != nil {
+		return "", err
+	}
+	for _, s := range lb.Subnets {
+		if lb.Type == "network" && !slices.Contains(subnets, s) {
+			return "", errf(400, "InvalidConfigurationRequest", "subnets cannot be removed from a Network Load Balancer (%s)", s)
+		}
+	}
+	for _, s := range subnets {
+		if !slices.Contains(lb.Subnets, s) {
+			e.addLBENI(lb.Arn, s)
+		}
+	}
+	lb.Subnets = subnets
+	var b xb
+	b.open("AvailabilityZones")
+	for _, s := range subnets {
+		b.open("member")
+		b.el("SubnetId", s)
+		b.close("member")
+	}
+	b.close("AvailabilityZones")
+	return b.String(), nil
+}
+
+func (e *Emulator) deregisterTargets(form url.Values) (string, *apiError) {
+	t := e.tgs[form.Get("TargetGroupArn")]
+	if t == nil {
+		return "", errf(400, "TargetGroupNotFound", "target group %s not found", form.Get("TargetGroupArn"))
+	}
+	for i := 1; ; i++ {
+		id := form.Get("Targets.member." + strconv.Itoa(i) + ".Id")
+		if id == "" {
+			break
+		}
+		if !slices.Contains(t.Targets, id) {
+			return "", errf(400, "InvalidTarget", "The target %s is not registered in the target group", id)
+		}
+		t.Targets = slices.DeleteFunc(t.Targets, func(x string) bool { return x == id })
+		delete(t.Health, id)
+	}
+	return "", nil
+}
+
+func (e *Emulator) addTags(form url.Values) (string, *apiError) {
+	add := elbKV(form, "Tags")
+	for _, a := range memberList(form, "ResourceArns") {
+		var tags map[string]string
+		switch {
+		case e.lbs[a] != nil:
+			tags = e.lbs[a].Tags
+		case e.tgs[a] != nil:
+			tags = e.tgs[a].Tags
+		case e.listeners[a] != nil:
+			tags = e.listeners[a].Tags
+		default:
+			return "", errf(400, "LoadBalancerNotFound", "resource %s not found", a)
+		}
+		maps.Copy(tags, add)
+	}
+	return "", nil
+}
+
+// SetTargetHealth sets the state DescribeTargetHealth reports for one registered target.
+func (e *Emulator) SetTargetHealth(tgArn, target, state string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if t := e.tgs[tgArn]; t != nil {
+		if t.Health == nil {
+			t.Health = map[string]string{}
+		}
+		t.Health[target] = state
+	}
 }

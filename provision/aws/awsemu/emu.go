@@ -6,7 +6,6 @@ package awsemu
 
 import (
 	"fmt"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -19,21 +18,27 @@ type Instance struct {
 	ID       string
 	Type     string // e.g. m5.large; t2.* is refused as a mirror source
 	State    string // running (default), stopped, …
-	SubnetID string
-	VPCID    string
+	SubnetID string // default subnet-0emu (us-east-1a) of vpc-0emu
+	VPCID    string // derived from the subnet
+	Groups   []string
 	Tags     map[string]string
 	ENI      string // primary ENI id, filled by AddInstance
 }
 
 // ENI is an elastic network interface.
 type ENI struct {
-	ID            string
-	Description   string
-	InterfaceType string // interface (default), network_load_balancer, …
-	InstanceID    string
-	SubnetID      string
-	VPCID         string
-	PrivateIP     string
+	ID               string
+	Description      string
+	InterfaceType    string // interface (default), branch, trunk, efa, network_load_balancer, …
+	RequesterManaged bool
+	RequesterID      string // amazon-elb, amazon-rds, amazon-elasticache, …
+	InstanceID       string
+	DeviceIndex      int
+	SubnetID         string
+	VPCID            string
+	AZ               string
+	PrivateIP        string
+	Groups           []string
 }
 
 // Target is a traffic mirror target.
@@ -50,6 +55,7 @@ type FilterRule struct {
 	ID, FilterID, Direction, Action, SrcCIDR, DstCIDR, Description string
 	Number, Protocol                                               int
 	SrcPorts, DstPorts                                             *PortRange
+	Tags                                                           map[string]string
 }
 
 // Filter is a traffic mirror filter and its rules.
@@ -80,6 +86,7 @@ type TargetGroup struct {
 	Port                                   int
 	Attrs, Tags                            map[string]string
 	Targets                                []string
+	Health                                 map[string]string // target → state other than healthy (draining, unhealthy, …)
 }
 
 // Listener is an ELBv2 listener forwarding to one target group.
@@ -117,6 +124,18 @@ type Emulator struct {
 	clusters  map[string]map[string]bool // cluster → services
 	tasks     map[string]*Task
 	tokens    map[string]tokenEntry // action+token → first request
+	net       network
+	asg       autoScaling
+
+	// Lag makes a resource created through the API invisible to the next Lag Describe calls
+	// that would return it (EC2 is eventually consistent); 0 = visible at once.
+	Lag       int
+	invisible map[string]int
+	// Policy, when set, is an IAM policy document every call is evaluated against.
+	Policy string
+	// FreshAccount makes the first NLB and Auto Scaling group need iam:CreateServiceLinkedRole.
+	FreshAccount bool
+	linkedRoles  map[string]bool
 
 	calls      []string
 	mutations  int
@@ -134,7 +153,29 @@ func New(region string) *Emulator {
 		filters: map[string]*Filter{}, sessions: map[string]*Session{}, lbs: map[string]*LoadBalancer{},
 		tgs: map[string]*TargetGroup{}, listeners: map[string]*Listener{}, clusters: map[string]map[string]bool{},
 		tasks: map[string]*Task{}, tokens: map[string]tokenEntry{}, throttle: map[string]int{}, denied: map[string]bool{},
+		invisible: map[string]int{}, net: newNetwork(region), asg: newAutoScaling(), linkedRoles: map[string]bool{},
 	}
+}
+
+// created marks a resource just made through the API, for the consistency lag.
+func (e *Emulator) created(id string) {
+	if e.Lag > 0 {
+		e.invisible[id] = e.Lag
+	}
+}
+
+// visible reports whether a Describe may return id, and counts the look.
+func (e *Emulator) visible(id string) bool {
+	n, lagging := e.invisible[id]
+	if !lagging {
+		return true
+	}
+	if n <= 1 {
+		delete(e.invisible, id)
+	} else {
+		e.invisible[id] = n - 1
+	}
+	return false
 }
 
 // Start serves the EC2, ELBv2 and ECS APIs on one loopback listener; close it when done.
@@ -160,6 +201,8 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.serveEC2(w, r.PostForm)
 	case "2015-12-01":
 		e.serveELB(w, r.PostForm)
+	case "2011-01-01":
+		e.serveAutoScaling(w, r.PostForm)
 	default:
 		http.Error(w, "unknown API version", http.StatusBadRequest)
 	}
@@ -282,142 +325,6 @@ func (e *Emulator) Calls() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.calls)
-}
-
-// AddInstance seeds an instance with its primary ENI and returns the ENI id.
-func (e *Emulator) AddInstance(in Instance) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if in.State == "" {
-		in.State = "running"
-	}
-	if in.Type == "" {
-		in.Type = "m5.large"
-	}
-	if in.VPCID == "" {
-		in.VPCID = "vpc-0emu"
-	}
-	if in.SubnetID == "" {
-		in.SubnetID = "subnet-0emu"
-	}
-	eni := &ENI{ID: e.id("eni"), Description: "Primary network interface", InterfaceType: "interface",
-		InstanceID: in.ID, SubnetID: in.SubnetID, VPCID: in.VPCID, PrivateIP: fmt.Sprintf("10.0.%d.%d", e.seq/250, e.seq%250+1)}
-	e.enis[eni.ID] = eni
-	in.ENI = eni.ID
-	in.Tags = maps.Clone(in.Tags)
-	e.instances[in.ID] = &in
-	return eni.ID
-}
-
-// SetInstanceState changes an instance's state (e.g. "terminated").
-func (e *Emulator) SetInstanceState(id, state string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if in := e.instances[id]; in != nil {
-		in.State = state
-	}
-}
-
-// AddLoadBalancer seeds an ALB or NLB ("application"/"network") with one ENI per subnet.
-func (e *Emulator) AddLoadBalancer(name, typ string, subnets ...string) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	short := map[string]string{"application": "app", "network": "net"}[typ]
-	arn := fmt.Sprintf("arn:aws:elasticloadbalancing:%s:%s:loadbalancer/%s/%s/%016x", e.Region, e.Account, short, name, e.seq+1)
-	e.seq++
-	e.lbs[arn] = &LoadBalancer{Arn: arn, Name: name, Type: typ, Scheme: "internet-facing", VPCID: "vpc-0emu", Subnets: subnets,
-		Attrs: map[string]string{}, Tags: map[string]string{}}
-	for _, s := range subnets {
-		e.addLBENI(arn, s)
-	}
-	return arn
-}
-
-func (e *Emulator) addLBENI(arn, subnet string) *ENI {
-	lb := e.lbs[arn]
-	short := map[string]string{"application": "app", "network": "net"}[lb.Type]
-	_, suffix, _ := strings.Cut(arn, ":loadbalancer/"+short+"/")
-	eni := &ENI{ID: e.id("eni"), Description: "ELB " + short + "/" + suffix, SubnetID: subnet, VPCID: lb.VPCID,
-		InterfaceType: map[string]string{"application": "interface", "network": "network_load_balancer"}[lb.Type]}
-	e.enis[eni.ID] = eni
-	return eni
-}
-
-// ScaleLoadBalancer replaces the load balancer's ENIs by n fresh ones (the way ALB nodes are
-// replaced when it scales) and returns their ids.
-func (e *Emulator) ScaleLoadBalancer(arn string, n int) []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	lb := e.lbs[arn]
-	short := map[string]string{"application": "app", "network": "net"}[lb.Type]
-	_, suffix, _ := strings.Cut(arn, ":loadbalancer/"+short+"/")
-	for id, eni := range e.enis {
-		if eni.Description == "ELB "+short+"/"+suffix {
-			delete(e.enis, id)
-		}
-	}
-	var ids []string
-	for i := range n {
-		ids = append(ids, e.addLBENI(arn, lb.Subnets[i%len(lb.Subnets)]).ID)
-	}
-	return ids
-}
-
-// AddTask seeds a running ECS task of cluster/service; awsvpc tasks get their own ENI
-// (Fargate ones an ENI too, which mirroring refuses). It returns the task ARN.
-func (e *Emulator) AddTask(cluster, service, launchType string) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.clusters[cluster] == nil {
-		e.clusters[cluster] = map[string]bool{}
-	}
-	e.clusters[cluster][service] = true
-	e.seq++
-	t := &Task{Arn: fmt.Sprintf("arn:aws:ecs:%s:%s:task/%s/%032x", e.Region, e.Account, cluster, e.seq), Cluster: cluster, Service: service, LaunchType: launchType}
-	eni := &ENI{ID: e.id("eni"), Description: "arn:aws:ecs:" + e.Region + ":" + e.Account + ":attachment/x", InterfaceType: "interface", SubnetID: "subnet-0emu", VPCID: "vpc-0emu"}
-	if launchType == "FARGATE" {
-		eni.InterfaceType = "interface"
-		eni.Description = "fargate task " + t.Arn
-	}
-	e.enis[eni.ID] = eni
-	t.ENI = eni.ID
-	e.tasks[t.Arn] = t
-	return t.Arn
-}
-
-// StopTask removes a task and its ENI (as ECS does when a task stops).
-func (e *Emulator) StopTask(arn string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if t := e.tasks[arn]; t != nil {
-		delete(e.enis, t.ENI)
-		delete(e.tasks, arn)
-	}
-}
-
-// TaskENI returns a task's ENI id.
-func (e *Emulator) TaskENI(arn string) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.tasks[arn].ENI
-}
-
-// AddSession seeds a session created by someone else (not through the API's rules).
-func (e *Emulator) AddSession(s Session) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s.ID = e.id("tms")
-	e.sessions[s.ID] = &s
-	return s.ID
-}
-
-// AddTarget seeds a mirror target created by someone else.
-func (e *Emulator) AddTarget(t Target) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t.ID = e.id("tmt")
-	e.targets[t.ID] = &t
-	return t.ID
 }
 
 // Sessions returns a copy of every session.

@@ -120,3 +120,100 @@ func TestEmulatorEnforcesMirroringRules(t *testing.T) {
 		t.Fatalf("unknown filter accepted: %v", err)
 	}
 }
+
+// TestEmulatorModelsWhatTheReviewFound covers the behaviour issue 15 added: eventual
+// consistency, interface rules, first-match session evaluation, the sources-per-target quota
+// and DryRun that validates before answering.
+func TestEmulatorModelsWhatTheReviewFound(t *testing.T) {
+	ctx := context.Background()
+	e := New("us-east-1")
+	c := client(t, e)
+	src := e.AddInstance(Instance{ID: "i-1"})
+	dst := e.AddInstance(Instance{ID: "i-2", Type: "c5n.large"})
+	e.Lag = 2
+	tgt, err := c.CreateTrafficMirrorTarget(ctx, &ec2.CreateTrafficMirrorTargetInput{NetworkInterfaceId: &dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid := tgt.TrafficMirrorTarget.TrafficMirrorTargetId
+	for i := range 3 {
+		_, err := c.DescribeTrafficMirrorTargets(ctx, &ec2.DescribeTrafficMirrorTargetsInput{TrafficMirrorTargetIds: []string{*tid}})
+		if wantGone := i < 2; wantGone != (code(err) == "InvalidTrafficMirrorTargetId.NotFound") {
+			t.Fatalf("describe %d after create: %v (lag 2)", i, err)
+		}
+	}
+	e.Lag = 0
+	// Filters: a narrow one (port 22) and an accept-all one.
+	mk := func(port int32) *string {
+		f, _ := c.CreateTrafficMirrorFilter(ctx, &ec2.CreateTrafficMirrorFilterInput{})
+		in := &ec2.CreateTrafficMirrorFilterRuleInput{TrafficMirrorFilterId: f.TrafficMirrorFilter.TrafficMirrorFilterId,
+			TrafficDirection: ec2types.TrafficDirectionIngress, RuleAction: ec2types.TrafficMirrorRuleActionAccept, RuleNumber: awssdk.Int32(1),
+			SourceCidrBlock: awssdk.String("0.0.0.0/0"), DestinationCidrBlock: awssdk.String("0.0.0.0/0")}
+		if port > 0 {
+			in.Protocol = awssdk.Int32(6)
+			in.DestinationPortRange = &ec2types.TrafficMirrorPortRangeRequest{FromPort: &port, ToPort: &port}
+		}
+		if _, err := c.CreateTrafficMirrorFilterRule(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		return f.TrafficMirrorFilter.TrafficMirrorFilterId
+	}
+	narrow, all := mk(22), mk(0)
+	sess := func(eni string, n int32, filter *string, dry bool) (string, error) {
+		out, err := c.CreateTrafficMirrorSession(ctx, &ec2.CreateTrafficMirrorSessionInput{NetworkInterfaceId: &eni, TrafficMirrorTargetId: tid,
+			TrafficMirrorFilterId: filter, SessionNumber: &n, DryRun: &dry})
+		if err != nil {
+			return "", err
+		}
+		return *out.TrafficMirrorSession.TrafficMirrorSessionId, nil
+	}
+	// DryRun validates before answering: a bad session number is an error, not DryRunOperation.
+	if _, err := sess(src, 0, all, true); code(err) != "InvalidParameterValue" {
+		t.Fatalf("DryRun with session number 0: %v", err)
+	}
+	if _, err := sess(src, 7, all, true); code(err) != "DryRunOperation" {
+		t.Fatalf("valid DryRun: %v", err)
+	}
+	first, _ := sess(src, 1, narrow, false)
+	second, _ := sess(src, 2, all, false)
+	ssh := Packet{Dir: "ingress", Proto: 6, Src: "10.0.9.9", Dst: "10.0.0.5", SrcPort: 50000, DstPort: 22}
+	web := ssh
+	web.DstPort = 443
+	if r := e.Receiver(src, ssh); r != first {
+		t.Errorf("port 22 went to %s, want the first session %s", r, first)
+	}
+	if r := e.Receiver(src, web); r != second {
+		t.Errorf("port 443 went to %s, want the second session %s", r, second)
+	}
+	web.Dir = "egress"
+	if r := e.Receiver(src, web); r != "" {
+		t.Errorf("egress with ingress-only filters went to %s", r)
+	}
+	// Interfaces AWS refuses.
+	alb := e.AddLoadBalancer("shop", "application", "subnet-0emu")
+	albENI := e.ScaleLoadBalancer(alb, 1)[0]
+	branch := e.TaskENI(e.AddTrunkedTask("prod", "web"))
+	rds := e.AddManagedENI("amazon-rds", "RDSNetworkInterface", "subnet-0emu")
+	for eni, want := range map[string]string{albENI: "InvalidNetworkInterface.NotSupported", branch: "InvalidNetworkInterface.NotSupported", rds: ""} {
+		_, err := sess(eni, 1, all, false)
+		if code(err) != want {
+			t.Errorf("session on %s: %v, want %q", eni, err, want)
+		}
+	}
+	// Sources per ENI target: 10 on small sizes (rds is the first).
+	for i := range 9 {
+		eni := e.AddInstance(Instance{ID: "i-s" + string(rune('a'+i))})
+		if _, err := sess(eni, 1, all, false); err != nil && i < 8 {
+			t.Fatalf("source %d: %v", i+2, err)
+		}
+	}
+	extra := e.AddInstance(Instance{ID: "i-extra"})
+	if _, err := sess(extra, 1, all, false); code(err) != "TrafficMirrorSourcesPerTargetLimitExceeded" {
+		t.Fatalf("11th source on a c5n.large target: %v", err)
+	}
+	big := e.AddInstance(Instance{ID: "i-big", Type: "m5.24xlarge"})
+	bt, _ := c.CreateTrafficMirrorTarget(ctx, &ec2.CreateTrafficMirrorTargetInput{NetworkInterfaceId: &big})
+	if got := e.sourcesPerTarget(e.targets[*bt.TrafficMirrorTarget.TrafficMirrorTargetId]); got != 100 {
+		t.Fatalf("an m5.24xlarge target takes %d sources, want 100", got)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,9 @@ var (
 type Server struct {
 	// PendingPolls is how many polls an operation answers PENDING (then RUNNING once) before DONE.
 	PendingPolls int
+	// PageSize caps the items of one list page (callers must follow nextPageToken, as with
+	// the real API's maxResults); 0 = unlimited.
+	PageSize int
 	// AfterMutation, when set, runs after each accepted mutating call (outside the lock) with
 	// its method name, e.g. "compute.firewalls.insert"; tests use it to interrupt a client.
 	AfterMutation func(method string)
@@ -51,6 +55,7 @@ type Server struct {
 	requests  map[string]string        // requestId → operation key
 	failNext  map[string]apiError      // method → error its next operation ends with
 	calls     []string
+	unhealthy map[string]bool // instances whose /readyz fails
 	nextID    uint64
 	opCounter int
 }
@@ -73,6 +78,8 @@ func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Code, e.Re
 func New() *Server {
 	s := &Server{
 		PendingPolls: 1,
+		PageSize:     2,
+		unhealthy:    map[string]bool{},
 		res:          map[string]proto.Message{},
 		members:      map[string][]string{},
 		ops:          map[string]*opState{},
@@ -294,8 +301,30 @@ func writeJSON(w http.ResponseWriter, m proto.Message) {
 	_, _ = w.Write(b)
 }
 
-// writeList writes {"items": [...]} the way the list methods answer.
-func writeList(w http.ResponseWriter, kind string, items []proto.Message) {
+// pageOf cuts one page out of n items for a request's maxResults/pageToken and returns the
+// bounds and the next page token ("" on the last page).
+func (s *Server) pageOf(r *http.Request, n int) (from, to int, next string, err *apiError) {
+	size := s.PageSize
+	if m, e := strconv.Atoi(r.URL.Query().Get("maxResults")); e == nil && m > 0 && (size == 0 || m < size) {
+		size = m
+	}
+	if tok := r.URL.Query().Get("pageToken"); tok != "" {
+		f, e := strconv.Atoi(tok)
+		if e != nil || f < 0 || f > n {
+			return 0, 0, "", badRequest("invalid", "Invalid value for field 'pageToken': '%s'", tok)
+		}
+		from = f
+	}
+	to = n
+	if size > 0 && from+size < n {
+		to = from + size
+		next = strconv.Itoa(to)
+	}
+	return from, to, next, nil
+}
+
+// writeList writes {"items": [...], "nextPageToken": …} the way the list methods answer.
+func writeList(w http.ResponseWriter, kind string, items []proto.Message, next string) {
 	raw := make([]json.RawMessage, 0, len(items))
 	for _, m := range items {
 		b, err := protojson.Marshal(m)
@@ -308,6 +337,9 @@ func writeList(w http.ResponseWriter, kind string, items []proto.Message) {
 	body := map[string]any{"kind": kind}
 	if len(raw) > 0 {
 		body["items"] = raw
+	}
+	if next != "" {
+		body["nextPageToken"] = next
 	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	_ = json.NewEncoder(w).Encode(body)
@@ -474,4 +506,11 @@ func (s *Server) Delete(key string) {
 	defer s.mu.Unlock()
 	delete(s.res, key)
 	delete(s.members, key)
+}
+
+// SetUnhealthy makes an instance fail its load-balancer health checks (its /readyz down).
+func (s *Server) SetUnhealthy(instanceKey string, down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unhealthy[instanceKey] = down
 }

@@ -7,8 +7,6 @@ package netlab
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +51,10 @@ type Options struct {
 	Huge bool
 	// ClientArgs are extra labclient flags (e.g. "-workers", "8").
 	ClientArgs []string
+	// OneWay mirrors only what the server receives (requests), like a mirror filter with
+	// one direction or a load balancer sending a connection's halves to different
+	// appliances: the asymmetric capture the appliance must report.
+	OneWay bool
 }
 
 // Fixed lab addressing; every lab lives in its own namespaces, so labs never clash.
@@ -76,6 +78,9 @@ type Lab struct {
 	CollectorIf string
 	// CollectorIP is the collector's address: the VXLAN remote in VXLAN mode.
 	CollectorIP netip.Addr
+	// MirrorIP is where the mirror comes from: the outer source of the VXLAN packets, on
+	// the server namespace's link to the collector.
+	MirrorIP netip.Addr
 	// Server is the lab HTTP server's address (in the server namespace).
 	Server netip.AddrPort
 	// Client is the lab client's address.
@@ -89,42 +94,32 @@ type Lab struct {
 	tapIf        string
 }
 
-// New builds a lab or skips the test when not root or the kernel lacks what it needs.
+// New builds a lab or skips the test when not root, in -short mode or when the kernel lacks
+// what it needs.
 func New(t testing.TB, opt Options) *Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: netlab creates network namespaces, veths, VXLAN devices and tc filters")
-	}
-	for _, tool := range []string{"ip", "tc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (iproute2): %v", tool, err)
-		}
-	}
+	netnstest.Require(t, "tc")
 	if opt.VNI == 0 {
 		opt.VNI = 4242
 	}
 	if opt.Seed == 0 {
 		opt.Seed = 1
 	}
-	var rnd [3]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatalf("netlab: random prefix: %v", err)
-	}
-	p := "nl" + hex.EncodeToString(rnd[:])
+	ns := netnstest.NewLab(t, "cli", "srv", "col")
+	p := ns.Prefix()
 	l := &Lab{
 		Mode: opt.Mode, VNI: opt.VNI,
-		CollectorNetns: p + "-col", CollectorIf: p + "k", CollectorIP: collectorIP,
+		CollectorNetns: ns.NS("col"), CollectorIf: p + "k", CollectorIP: collectorIP, MirrorIP: tapIP,
 		Server: netip.AddrPortFrom(serverIP, serverPort), Client: clientIP,
 		t: t, opt: opt, bin: t.TempDir(),
-		nsCli: p + "-cli", nsSrv: p + "-srv", cliIf: p + "c", srvIf: p + "s", tapIf: p + "t",
+		nsCli: ns.NS("cli"), nsSrv: ns.NS("srv"), cliIf: p + "c", srvIf: p + "s", tapIf: p + "t",
 	}
-	t.Cleanup(l.teardown)
 	if err := l.build(); err != nil {
 		t.Fatalf("netlab: %v", err)
 	}
 	if err := l.setup(); err != nil {
 		if strings.Contains(err.Error(), "Operation not permitted") {
-			t.Skipf("needs permission to create namespaces and devices: %v", err)
+			t.Skipf("needs permission to create devices: %v", err)
 		}
 		t.Fatalf("netlab: %v", err)
 	}
@@ -162,9 +157,7 @@ func run(args ...string) error {
 }
 
 func (l *Lab) setup() error {
-	ns := []string{l.nsCli, l.nsSrv, l.CollectorNetns}
 	cmds := [][]string{
-		{"ip", "netns", "add", ns[0]}, {"ip", "netns", "add", ns[1]}, {"ip", "netns", "add", ns[2]},
 		{"ip", "link", "add", l.cliIf, "netns", l.nsCli, "type", "veth", "peer", "name", l.srvIf, "netns", l.nsSrv},
 		{"ip", "link", "add", l.tapIf, "netns", l.nsSrv, "type", "veth", "peer", "name", l.CollectorIf, "netns", l.CollectorNetns},
 		{"ip", "-n", l.nsCli, "addr", "add", clientIP.String() + "/24", "dev", l.cliIf},
@@ -183,13 +176,8 @@ func (l *Lab) setup() error {
 	for _, d := range [][2]string{{l.nsCli, l.cliIf}, {l.nsSrv, l.srvIf}, {l.nsSrv, l.tapIf}, {l.CollectorNetns, l.CollectorIf}} {
 		// No TSO/GSO/GRO: mirror wire-sized frames, not 64 KB super-frames. ethtool may be
 		// missing; veths then keep their defaults, which the test below would notice.
-		if _, err := exec.LookPath("ethtool"); err == nil {
-			_ = run("ip", "netns", "exec", d[0], "ethtool", "-K", d[1], "tso", "off", "gso", "off", "gro", "off")
-		}
+		netnstest.NoOffloads(l.t, d[0], d[1])
 		if err := run("ip", "-n", d[0], "link", "set", d[1], "up"); err != nil {
-			return err
-		}
-		if err := run("ip", "-n", d[0], "link", "set", "lo", "up"); err != nil {
 			return err
 		}
 	}
@@ -207,7 +195,11 @@ func (l *Lab) setup() error {
 	if err := run("ip", "netns", "exec", l.nsSrv, "tc", "qdisc", "add", "dev", l.srvIf, "clsact"); err != nil {
 		return err
 	}
-	for _, dir := range []string{"ingress", "egress"} {
+	dirs := []string{"ingress", "egress"}
+	if l.opt.OneWay {
+		dirs = dirs[:1]
+	}
+	for _, dir := range dirs {
 		if err := run("ip", "netns", "exec", l.nsSrv, "tc", "filter", "add", "dev", l.srvIf, dir, "protocol", "ip",
 			"u32", "match", "ip", "protocol", "6", "0xff", "action", "mirred", "egress", "mirror", "dev", target); err != nil {
 			return err
@@ -235,14 +227,6 @@ func (l *Lab) collectorMAC() (string, error) {
 	return links[0].Address, nil
 }
 
-func (l *Lab) teardown() {
-	for _, ns := range []string{l.nsCli, l.nsSrv, l.CollectorNetns} {
-		if err := run("ip", "netns", "del", ns); err != nil && !strings.Contains(err.Error(), "No such file") {
-			l.t.Logf("netlab teardown: %v", err)
-		}
-	}
-}
-
 // InCollector runs fn on a thread switched into the collector's namespace. Sockets fn opens
 // belong to that namespace for their whole life, so open them inside fn; goroutines fn
 // starts run elsewhere and stay in the test's own namespace.
@@ -250,9 +234,33 @@ func (l *Lab) InCollector(fn func() error) error {
 	return netnstest.Do(l.CollectorNetns, fn)
 }
 
+// InServer runs fn on a thread switched into the server's namespace, which also holds the
+// mirror's link to the collector (MirrorIP): sockets fn opens there reach the collector
+// directly, as another host in the mirror's subnet would.
+func (l *Lab) InServer(fn func() error) error {
+	return netnstest.Do(l.nsSrv, fn)
+}
+
+// AddMirrorSideAddr gives the server namespace's link to the collector one more address,
+// a stranger in the mirror's subnet.
+func (l *Lab) AddMirrorSideAddr(prefix netip.Prefix) error {
+	return run("ip", "-n", l.nsSrv, "addr", "add", prefix.String(), "dev", l.tapIf)
+}
+
 // CollectorCommand returns a command that runs inside the collector's namespace.
 func (l *Lab) CollectorCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.CollectorNetns, name}, args...)...)
+}
+
+// ServerCommand returns a command that runs inside the server's namespace (for servers
+// other than the lab's own, e.g. nginx listening on Server).
+func (l *Lab) ServerCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.nsSrv, name}, args...)...)
+}
+
+// ClientCommand returns a command that runs inside the client's namespace.
+func (l *Lab) ClientCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.nsCli, name}, args...)...)
 }
 
 // CollectorRxPackets returns the collector veth's received-packet counter.

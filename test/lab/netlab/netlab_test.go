@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
-	"os"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -203,32 +201,5 @@ func TestLabMirrorsTraffic(t *testing.T) {
 				t.Errorf("rx_packets grew by %d, fewer than the %d frames the socket saw", got, counts.total.Load())
 			}
 		})
-	}
-}
-
-func TestInCollectorSwitchesBack(t *testing.T) {
-	l := New(t, Options{Mode: Raw})
-	// Pin this goroutine so the check after InCollector reads the very thread it switched
-	// (LockOSThread nests; InCollector's unlock leaves ours in place).
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	own, err := os.Readlink("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inside string
-	if err := l.InCollector(func() error {
-		var err error
-		inside, err = os.Readlink("/proc/thread-self/ns/net")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if inside == own {
-		t.Fatalf("InCollector ran in the caller's namespace %s", own)
-	}
-	after, err := os.Readlink("/proc/thread-self/ns/net")
-	if err != nil || after != own {
-		t.Fatalf("after InCollector the thread is in %s, want %s (%v)", after, own, err)
 	}
 }

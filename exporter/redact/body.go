@@ -35,9 +35,21 @@ func (r *Redactor) AppendBody(dst, body []byte, contentType string) ([]byte, boo
 	return dst, false
 }
 
-// equalFold is strings.EqualFold for an ASCII lower-case want: the length is compared first.
+// equalFold reports whether s is want (ASCII lower case) in any ASCII case.
 func equalFold(s, want string) bool {
-	return len(s) == len(want) && strings.EqualFold(s, want)
+	if len(s) != len(want) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // containsJSON reports whether a media type mentions json in any case (application/json,
@@ -107,8 +119,7 @@ func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
 // maskJSON appends v with every string replaced by a mask of its length and every number
 // by 0; keys, structure, booleans and null are kept.
 func maskJSON(dst, v []byte) []byte {
-	var buf [256]byte // strings are counted in it, not on the heap, unless longer
-	scratch := buf[:0]
+	var scratch []byte
 	for i := 0; i < len(v); {
 		c := v[i]
 		switch {
@@ -120,9 +131,13 @@ func maskJSON(dst, v []byte) []byte {
 			if j := skipSpace(v, end); j < len(v) && v[j] == ':' {
 				dst = append(dst, v[i:end]...) // a key
 			} else {
-				scratch = unescapeJSON(scratch[:0], v[i+1:end-1])
+				str := v[i+1 : end-1]
+				if bytes.IndexByte(str, '\\') >= 0 {
+					scratch = unescapeJSON(scratch[:0], str)
+					str = scratch
+				}
 				dst = append(dst, '"')
-				dst = appendStars(dst, utf8.RuneCount(scratch))
+				dst = appendStars(dst, utf8.RuneCount(str))
 				dst = append(dst, '"')
 			}
 			i = end

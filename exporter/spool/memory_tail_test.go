@@ -190,8 +190,8 @@ func TestSenderReadsFromMemoryUnlessBehind(t *testing.T) {
 	s.mu.Lock()
 	tail, free := s.tailBytes, len(s.free)
 	s.mu.Unlock()
-	if tail > maxTail || free > maxFree {
-		t.Fatalf("memory tail %d bytes (max %d), %d free chunks (max %d)", tail, maxTail, free, maxFree)
+	if chunk := int64(s.chunkSize + endMarkSize); tail > maxTail || tail+int64(free)*chunk > maxTail+maxFree*chunk {
+		t.Fatalf("memory tail %d bytes and %d free chunks: over %d bytes", tail, free, maxTail+maxFree*chunk)
 	}
 	n := 0
 	for {

@@ -106,7 +106,7 @@ type Stats struct {
 const (
 	chunkBytes = 256 << 10 // appended records written to the file in one piece
 	maxTail    = 8 << 20   // newest chunks kept in memory, so a sender that keeps up never reads the file
-	maxFree    = 8         // chunks kept for reuse
+	maxFree    = 8         // chunks kept for reuse beyond what the tail may take back
 	segSuffix  = ".seg"
 	spareName  = "spare" // a drained segment file kept to be overwritten by the next segment
 )

@@ -182,9 +182,12 @@ func (s *Spool) getChunk(need int) *chunk {
 	return &chunk{b: make([]byte, 0, max(need, s.chunkSize)+endMarkSize)}
 }
 
-// release takes back a chunk nothing refers to any more.
+// release takes back a chunk nothing refers to any more. Free chunks are kept while,
+// with the tail, they stay within maxTail and a few chunks more: the tail grows again
+// from them when the sender falls behind.
 func (s *Spool) release(c *chunk) {
-	if cap(c.b) != s.chunkSize+endMarkSize || len(s.free) >= maxFree || s.closed {
+	size := int64(s.chunkSize + endMarkSize)
+	if int64(cap(c.b)) != size || s.tailBytes+int64(len(s.free)+1)*size > maxTail+maxFree*size || s.closed {
 		return // odd-sized or surplus: left to the garbage collector
 	}
 	*c = chunk{b: c.b[:0], idx: c.idx[:0]}

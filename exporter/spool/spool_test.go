@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -477,5 +479,56 @@ func BenchmarkSpoolAppend(b *testing.B) {
 		if _, err := s.Append(uint64(i), data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkFileWrite is what the kernel charges for the spool's writes, the reason drained
+// segment files are reused: 256 KiB pwrites filling 16 MiB files, each fdatasync'd when
+// full, into a new file every time (the old one deleted) or over the same file again.
+// cpu-ns/1300B is per sample trace's worth of bytes.
+func BenchmarkFileWrite(b *testing.B) {
+	const chunk, file = chunkBytes, 16 << 20
+	for _, reuse := range []bool{false, true} {
+		name := "new"
+		if reuse {
+			name = "reused"
+		}
+		b.Run(name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "seg")
+			buf := bytes.Repeat([]byte("t"), chunk)
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { f.Close() }()
+			if reuse { // the file exists, written and synced once
+				for off := int64(0); off < file; off += chunk {
+					f.WriteAt(buf, off)
+				}
+				f.Sync()
+			}
+			b.SetBytes(chunk)
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			var off int64
+			for range b.N {
+				if off == file {
+					unix.Fdatasync(int(f.Fd()))
+					off = 0
+					if !reuse {
+						f.Close()
+						os.Remove(path)
+						if f, err = os.Create(path); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				if _, err := f.WriteAt(buf, off); err != nil {
+					b.Fatal(err)
+				}
+				off += chunk
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/chunk*1300, "cpu-ns/1300B")
+		})
 	}
 }

@@ -312,6 +312,9 @@ func (s *Spool) scan(seg *segment, from int64) (keep bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("open spool: %w", err)
 	}
+	if info.Size() == 0 {
+		return false, nil // created, never written: a crash in between
+	}
 	r := bufio.NewReaderSize(f, 1<<20)
 	hdr, _ := r.Peek(int(headerSize))
 	hsize, hid, seed, ok := parseHeader(hdr, seg.id)

@@ -250,6 +250,10 @@ func TestDamageIsSkippedAndCounted(t *testing.T) {
 		if n, _ := countAll(t, s); n != 300 {
 			t.Fatalf("read %d", n)
 		}
+		// An empty file is a creation a crash interrupted, not damage.
+		if st := s.Stats(); st.CorruptSegments != 0 {
+			t.Fatalf("%+v", st)
+		}
 	})
 }
 

@@ -268,6 +268,7 @@ func (s *Spool) removeSegment(i int, reuse bool) {
 	s.dropTail(seg)
 	s.diskBytes -= seg.disk()
 	s.segs = slices.Delete(s.segs, i, i+1)
+	s.dirDirty = true // a deleted segment reappearing after a power loss would be sent again
 	spare := filepath.Join(s.dir, spareName)
 	if reuse && s.spare == "" && s.reusable(seg.disk()) && os.Rename(seg.path, spare) == nil {
 		s.spare, s.spareSize = spare, seg.disk()

@@ -29,8 +29,9 @@ test-short: ## unit tests only, no root, no lab
 bench: ## run the benchmarks (single core and all cores)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -cpu 1,$$(nproc) ./...
 
-bench-compare: ## time collect --pcap against tshark on the same synthetic capture
+bench-compare: ## time collect --pcap against tshark on the same synthetic captures (HTTP/1.1, HTTP/2)
 	test/bench/compare-tshark.sh
+	test/bench/compare-tshark-http2.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -193,6 +193,7 @@ func (enc *TraceEncoder) appendTrace(b []byte, x *exchange.Exchange, reqBody, re
 		b = append(b, `,"originalSource":`...)
 		b = appendJSONString(b, src)
 	}
+	b = appendProtocolMeta(b, x)
 	return append(b, "}}"...)
 }
 

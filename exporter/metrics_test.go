@@ -33,6 +33,9 @@ func (fakePipeline) Snapshot() PipelineSnapshot {
 		BufferedBytes:      4096,
 		Drops:              map[string]uint64{"flow_table_full": 5, "flow_buffer_full": 1},
 		Exchanges:          map[string]uint64{"complete": 480, "no_response": 4, "truncated": 9, "orphan_response": 1},
+		Protocols:          map[string]uint64{"http1": 10, "http2": 3, "other": 1},
+		HTTP2Frames:        map[string]uint64{"data": 40, "headers": 30, "settings": 6},
+		HTTP2Events:        map[string]uint64{"hpack_unknown_field": 2, "h2c_upgrade": 1},
 	}
 }
 

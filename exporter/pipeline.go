@@ -19,6 +19,9 @@ type PipelineSnapshot struct {
 	BufferedBytes      int64                // metlo_appliance_reassembly_buffered_bytes (gauge)
 	Drops              map[string]uint64    // metlo_appliance_reassembly_dropped_total{reason}
 	Exchanges          map[string]uint64    // metlo_appliance_http_exchanges_total{outcome}
+	Protocols          map[string]uint64    // metlo_appliance_reassembly_protocol_flows_total{protocol}
+	HTTP2Frames        map[string]uint64    // metlo_appliance_http2_frames_total{type}
+	HTTP2Events        map[string]uint64    // metlo_appliance_http2_events_total{event}
 }
 
 // PacketKey labels one packet counter.
@@ -33,6 +36,7 @@ type pipelineCollector struct {
 	stats                                  PipelineStats
 	packets, bytes, flows, ooo, gaps, bufd *prometheus.Desc
 	drops, exchanges                       *prometheus.Desc
+	protocols, h2frames, h2events          *prometheus.Desc
 }
 
 func newPipelineCollector(p PipelineStats) *pipelineCollector {
@@ -49,11 +53,14 @@ func newPipelineCollector(p PipelineStats) *pipelineCollector {
 		bufd:      d("reassembly", "buffered_bytes", "Bytes held against the reassembly memory budget: out-of-order data, held responses, bodies of unemitted exchanges."),
 		drops:     d("reassembly", "dropped_total", "Segments or flows given up by reason (flow table full, buffer caps, …).", "reason"),
 		exchanges: d("http", "exchanges_total", "HTTP exchanges by outcome (complete, no_response, truncated, …).", "outcome"),
+		protocols: d("reassembly", "protocol_flows_total", "TCP connections by the protocol they were recognised as (http1, http2, other); an h2c upgrade counts under http1 and http2.", "protocol"),
+		h2frames:  d("http2", "frames_total", "HTTP/2 frames by type.", "type"),
+		h2events:  d("http2", "events_total", "HTTP/2 events: header fields lost to unseen HPACK entries, undecodable header blocks, framing lost, h2c upgrades, gRPC messages rendered.", "event"),
 	}
 }
 
 func (c *pipelineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.flows, c.ooo, c.gaps, c.bufd, c.drops, c.exchanges} {
+	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.flows, c.ooo, c.gaps, c.bufd, c.drops, c.exchanges, c.protocols, c.h2frames, c.h2events} {
 		ch <- d
 	}
 }
@@ -80,6 +87,9 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bufd, prometheus.GaugeValue, float64(s.BufferedBytes))
 	collectMap(ch, c.drops, s.Drops)
 	collectMap(ch, c.exchanges, s.Exchanges)
+	collectMap(ch, c.protocols, s.Protocols)
+	collectMap(ch, c.h2frames, s.HTTP2Frames)
+	collectMap(ch, c.h2events, s.HTTP2Events)
 }
 
 func collectMap(ch chan<- prometheus.Metric, d *prometheus.Desc, m map[string]uint64) {

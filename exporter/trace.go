@@ -76,6 +76,13 @@ type TraceMeta struct {
 	Trimmed               bool    `json:"trimmed,omitempty"`
 	OriginalPath          string  `json:"originalPath,omitempty"`
 	OriginalSource        string  `json:"originalSource,omitempty"`
+	Protocol              string  `json:"protocol,omitempty"`
+	Scheme                string  `json:"scheme,omitempty"`
+	HeadersUnknown        bool    `json:"headersUnknown,omitempty"`
+	GRPCService           string  `json:"grpcService,omitempty"`
+	GRPCMethod            string  `json:"grpcMethod,omitempty"`
+	GRPCStatus            *int    `json:"grpcStatus,omitempty"`
+	GRPCMessage           string  `json:"grpcMessage,omitempty"`
 }
 
 // NewTrace builds the Trace for x without redaction or trimming (the path is made one
@@ -129,6 +136,7 @@ func NewTrace(x *exchange.Exchange, environment string) Trace {
 	if rewrite != "" {
 		t.Meta.OriginalPath = x.Request.Path
 	}
+	setProtocolMeta(&t.Meta, x)
 	var scratch []byte
 	forEachParam(x.Request.RawQuery, func(name, value string) {
 		var n, v string

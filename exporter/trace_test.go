@@ -62,7 +62,7 @@ func TestTraceShapeMatchesMetloV1(t *testing.T) {
 		`"destination":"10.0.1.9","destinationPort":8080,"metloSource":"metlo-appliance","vni":42,` +
 		`"startTime":"2024-05-06T07:08:09.123456789Z","durationMs":2.5,"ttfbMs":1.5,"requestBodyTruncated":false,` +
 		`"responseBodyTruncated":false,"noResponse":false,"gap":false,"decodeError":false,"incomplete":false,` +
-		`"originalSource":"203.0.113.7"}}`
+		`"originalSource":"203.0.113.7","protocol":"HTTP/1.1"}}`
 	if string(got) != want {
 		t.Fatalf("trace mismatch\n got: %s\nwant: %s", got, want)
 	}
@@ -108,6 +108,21 @@ func TestAppendTraceMatchesEncodingJSON(t *testing.T) {
 			x.Request.Headers = append(x.Request.Headers, exchange.Header{Name: "X-\x01", Value: "v\x1f\xff\r\n"})
 		},
 		"negative duration": func(x *exchange.Exchange) { x.Response.Time = t0.Add(-time.Second) },
+		"http/2 with unknown headers": func(x *exchange.Exchange) {
+			x.Request.Proto, x.Request.Scheme, x.Flags = "HTTP/2.0", "https", exchange.FlagHeadersUnknown
+		},
+		"grpc call": func(x *exchange.Exchange) {
+			x.Request.Proto, x.Request.Scheme, x.Request.Path = "HTTP/2.0", "http", "/shop.v1.Orders/Get"
+			x.Request.Headers = []exchange.Header{{Name: "content-type", Value: "application/grpc+proto"}}
+			x.Response.Status = 404
+			x.Response.Headers = []exchange.Header{{Name: "content-type", Value: "application/grpc"},
+				{Name: "grpc-status", Value: "5"}, {Name: "grpc-message", Value: "order \"7\" not found"}}
+		},
+		"grpc call without a response": func(x *exchange.Exchange) {
+			x.Request.Proto, x.Request.Path = "HTTP/2.0", "/Ping"
+			x.Request.Headers = []exchange.Header{{Name: "Content-Type", Value: "application/grpc"}}
+			x.Response, x.Flags = exchange.Response{}, exchange.FlagNoResponse
+		},
 	}
 	enc := TraceEncoder{Environment: "staging"}
 	for name, mutate := range cases {

@@ -1,8 +1,11 @@
 package reassembly
 
 import (
+	"sync/atomic"
+
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/reassembly/http1"
+	"github.com/metlo-labs/metlo-appliance/reassembly/http2"
 	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
@@ -11,7 +14,9 @@ import (
 type Assembler struct {
 	*tcp.Assembler // Segment, Advance, FlushAll
 	http1          *http1.Parser
+	http2          *http2.Parser
 	budget         *tcp.Budget
+	protocols      [NumProtocols]atomic.Uint64 // connections by the protocol they were recognised as
 }
 
 // NewAssembler returns an assembler that hands finished exchanges to out.
@@ -19,15 +24,8 @@ func NewAssembler(cfg Config, out exchange.Handler) *Assembler {
 	cfg = cfg.WithDefaults()
 	a := &Assembler{budget: tcp.NewBudget(cfg.BufferBytes)}
 	a.http1 = http1.NewParser(cfg.http1(), a.budget, out)
+	a.http2 = http2.NewParser(cfg.http2(), a.budget, out)
+	a.http1.SetUpgrader(protocols{a})
 	a.Assembler = tcp.NewAssembler(cfg.tcp(), a.budget, protocols{a})
 	return a
-}
-
-// protocols picks each connection's parser from its first bytes.
-type protocols struct{ a *Assembler }
-
-// NewStream implements tcp.StreamFactory. Only HTTP/1 is parsed; it also recognises (and
-// counts) connections that are not HTTP at all.
-func (p protocols) NewStream(c *tcp.Conn, _ tcp.Dir, _ []byte) tcp.Stream {
-	return p.a.http1.NewStream(c)
 }

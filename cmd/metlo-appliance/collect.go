@@ -394,7 +394,22 @@ func (c *collector) printSummary(w io.Writer) {
 	if c.captureLine != "" {
 		fmt.Fprintf(w, "capture   %s\n", c.captureLine)
 	}
-	fmt.Fprintf(w, "flows     %d created, %d evicted (idle, max-flows or memory), %d open\n", r.FlowsCreated, r.FlowsEvicted, r.Flows)
+	fmt.Fprintf(w, "flows     %d created, %d evicted (idle, max-flows or memory), %d open; http1=%d http2=%d other=%d\n", r.FlowsCreated, r.FlowsEvicted, r.Flows,
+		r.Protocols["http1"], r.Protocols["http2"], r.Protocols["other"])
+	if r.Protocols["http2"] > 0 {
+		fmt.Fprintf(w, "http2    ")
+		for _, k := range sortedKeys(r.HTTP2Frames) {
+			if r.HTTP2Frames[k] > 0 {
+				fmt.Fprintf(w, " %s=%d", k, r.HTTP2Frames[k])
+			}
+		}
+		for _, k := range sortedKeys(r.HTTP2Events) {
+			if r.HTTP2Events[k] > 0 {
+				fmt.Fprintf(w, " %s=%d", k, r.HTTP2Events[k])
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "exchanges %d emitted (complete=%d truncated=%d no_response=%d); orphan_responses=%d parse_errors=%d non_http_flows=%d\n",
 		emitted, r.Exchanges["complete"], r.Exchanges["truncated"], r.Exchanges["no_response"],
 		r.Exchanges["orphan_response"], r.Exchanges["parse_error"], r.Exchanges["non_http"])
@@ -443,6 +458,9 @@ func (p pipelineStats) Snapshot() exporter.PipelineSnapshot {
 		BufferedBytes:      s.Reassembly.BufferedBytes,
 		Drops:              s.Reassembly.Drops,
 		Exchanges:          s.Reassembly.Exchanges,
+		Protocols:          s.Reassembly.Protocols,
+		HTTP2Frames:        s.Reassembly.HTTP2Frames,
+		HTTP2Events:        s.Reassembly.HTTP2Events,
 	}
 	for e := range s.Packets {
 		enc := datapath.Encap(e).String()

@@ -11,12 +11,17 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/metlo-labs/metlo-appliance/cmd/metlo-appliance/internal/initgc"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
 func main() {
+	// The collector was held off while packages initialised; a command turns it back on
+	// before it runs (--version and --help exit before that, without ever collecting).
+	cobra.OnInitialize(initgc.Restore)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

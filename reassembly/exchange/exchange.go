@@ -22,8 +22,9 @@ type Request struct {
 	// anything else.
 	Path     string
 	RawQuery string // Target after '?', still percent-encoded
-	Proto    string // "HTTP/1.1"
-	Host     string // Host header (empty when absent)
+	Proto    string // "HTTP/1.1", "HTTP/2.0"
+	Scheme   string // HTTP/2's :scheme ("http", or "https" behind a TLS-terminating proxy); empty for HTTP/1
+	Host     string // Host header, or HTTP/2's :authority (empty when absent)
 	Headers  []Header
 	Body     []byte // decoded (de-chunked, decompressed) body, at most the configured cap
 	// BodySize is the body length on the wire (after de-chunking, before decompression).
@@ -67,6 +68,10 @@ const (
 	// chunked on a request, whitespace before a field's colon, lines that are not fields):
 	// reported anyway, framed the way RFC 9112 §6.3 tells a recipient to.
 	FlagFramingError
+	// FlagHeadersUnknown marks an HTTP/2 exchange some of whose header fields referenced
+	// HPACK table entries the capture never saw (it joined the connection mid-way, or lost
+	// a header block): those fields are missing.
+	FlagHeadersUnknown
 )
 
 // Exchange is one HTTP request paired with its response.

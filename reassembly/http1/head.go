@@ -23,6 +23,7 @@ type head struct {
 	transferCoded bool   // a Transfer-Encoding header is present (chunked or not)
 	encoding      string // lower-cased Content-Encoding
 	host          string
+	upgradeH2C    bool // Upgrade lists h2c: the client asks to switch to HTTP/2
 
 	// Framing the sender got wrong: fields a server must refuse (RFC 9112 §5.1, §6.3).
 	// The message is still reported, flagged, with the framing a recipient must apply.
@@ -204,6 +205,10 @@ func (h *head) noteFraming(name, value string) {
 	case 14:
 		if strings.EqualFold(name, "Content-Length") {
 			h.noteLength(value)
+		}
+	case 7:
+		if strings.EqualFold(name, "Upgrade") {
+			h.upgradeH2C = h.upgradeH2C || listHas(value, "h2c")
 		}
 	case 16:
 		if strings.EqualFold(name, "Content-Encoding") {

@@ -15,6 +15,7 @@ type Parser struct {
 	budget *tcp.Budget
 	out    exchange.Handler
 	c      counters
+	up     Upgrader // takes over connections that switch to HTTP/2; nil: they are ignored
 }
 
 // NewParser returns a parser that charges held responses and unemitted bodies to budget

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/metlo-labs/metlo-appliance/reassembly/content"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
@@ -24,6 +25,7 @@ const (
 	stHold                         // response bytes waiting for their request to be seen
 	stResync                       // framing lost: hunting for the next message start
 	stIgnore                       // not parsed any more
+	stSwitched                     // handed to another protocol's stream: the rest of a delivery goes there
 )
 
 // maxLineBytes bounds chunk-size and trailer lines.
@@ -150,6 +152,9 @@ func (h *side) feed(data []byte, seq uint32) {
 			n = h.resync(data)
 		case stIgnore:
 			return
+		case stSwitched: // the rest of this delivery belongs to the stream that took over
+			h.s.tc.Stream().Data(h.dir, data, tcp.Meta{Seq: seq, Ack: h.ack, HasAck: h.hasAck, Timestamp: h.ts})
+			return
 		}
 		if n < 0 {
 			return
@@ -167,6 +172,12 @@ func (h *side) startMessage(data []byte, seq uint32) int {
 	}
 	if n == len(data) {
 		return n
+	}
+	if h.isClient() && h.s.p.up != nil && isH2Preface(data[n:]) {
+		if st := h.s.pendingH2C(); st != nil {
+			h.s.upgrade(st, h.dir, false) // the client's preface overtook the server's 101
+			return n
+		}
 	}
 	if !h.isClient() {
 		if k := classifyStart(data[n:]); k == startResponse || (k == startNeedMore && h.isServer()) {
@@ -312,6 +323,7 @@ func (h *side) onRequestHead(hd *head, headSize int) {
 	req.Method, req.Target, req.Proto, req.Host, req.Headers = hd.method, hd.target, hd.proto, hd.host, hd.headers
 	req.Time = time.Unix(0, h.msgTS)
 	req.Path, req.RawQuery = splitTarget(hd.method, hd.target, &req.Host)
+	st.h2c = hd.upgradeH2C
 	if hd.malformed {
 		st.ex.Flags |= exchange.FlagFramingError
 	}
@@ -383,6 +395,11 @@ func (h *side) onResponseHead(hd *head) {
 		}
 		h.cur = st
 		h.msg = messageBody{body: &resp.Body, size: &resp.BodySize, truncated: &resp.BodyTruncated, decoded: &resp.BodyDecoded, encoding: hd.encoding}
+	}
+	if hd.status == 101 && st != nil && st.h2c && s.p.up != nil {
+		h.cur, h.msg = nil, messageBody{}
+		s.upgrade(st, tcp.Dir(1-h.dir), true)
+		return
 	}
 	switch {
 	case hd.status == 101 || (method == "CONNECT" && hd.status < 300):
@@ -459,7 +476,7 @@ func (h *side) finishSide() {
 		return
 	}
 	if m := &h.msg; m.body != nil && m.encoding != "" && m.encoding != "identity" && len(*m.body) > 0 {
-		dec, cut, err := decodeBody(*m.body, m.encoding, h.s.p.cfg.BodyCap, *m.truncated)
+		dec, cut, err := content.Decode(*m.body, m.encoding, h.s.p.cfg.BodyCap, *m.truncated)
 		if err != nil {
 			st.ex.Flags |= exchange.FlagDecodeError
 		} else {
@@ -526,7 +543,7 @@ func (h *side) gap(n int) {
 			*h.msg.size += int64(n)
 			*h.msg.truncated = true
 		}
-	case stIgnore, stResync:
+	case stIgnore, stSwitched, stResync:
 	case stStart:
 		h.state = stResync
 	default:

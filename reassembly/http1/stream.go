@@ -43,6 +43,7 @@ type exState struct {
 	charged  int // bytes charged to the budget until emitted: this state, the header block, body capacity
 	reqDone  bool
 	respDone bool
+	h2c      bool // the request offers Upgrade: h2c
 }
 
 // clientDir is the client's direction: from the handshake when it was seen, else from the
@@ -60,7 +61,7 @@ func (s *stream) Data(d tcp.Dir, b []byte, m tcp.Meta) {
 	sd.begin()
 	sd.ack, sd.hasAck, sd.ts = m.Ack, m.HasAck, m.Timestamp
 	sd.end = m.Seq + uint32(len(b)) // before parsing: a request parsed now is in these bytes
-	if sd.state != stIgnore {
+	if sd.state != stIgnore && sd.state != stSwitched {
 		sd.feed(b, m.Seq)
 	}
 	s.clientAdvanced(d)

@@ -61,6 +61,13 @@ func (f *Conn) Ignore() {
 	f.half[1].forgetOOOBytes()
 }
 
+// Stream is the connection's consumer (nil before its first bytes).
+func (f *Conn) Stream() Stream { return f.stream }
+
+// SetStream hands the connection to another consumer from the next delivery on: a
+// protocol switch (HTTP/1.1 upgraded to HTTP/2), or the end of protocol detection.
+func (f *Conn) SetStream(s Stream) { f.stream = s }
+
 // segment sequences one segment of this connection.
 func (f *Conn) segment(s *Segment) {
 	h := &f.half[s.Dir]

@@ -11,12 +11,13 @@ set -euo pipefail
 
 usage() {
 	cat <<USAGE
-usage: $0 [-m vxlan|raw] [-o outdir] [-s seed] [-n vni] [--no-huge]
+usage: $0 [-m vxlan|raw] [-o outdir] [-s seed] [-n vni] [--no-huge] [-- labclient flags]
   -m, --mode      vxlan (default): mirror into a VXLAN device; raw: mirror onto the collector veth
   -o, --out       output directory (default: test/lab/out)
   -s, --seed      labclient seed (default: 1)
   -n, --vni       VXLAN network identifier (default: 4242)
       --no-huge   skip the uncompressed 1 MiB transfers (keeps committed captures small)
+  after --, flags for labclient (e.g. -- -per-worker 3500: a 52k-packet capture)
 USAGE
 }
 
@@ -24,6 +25,7 @@ MODE=vxlan
 SEED=1
 VNI=4242
 HUGE=true
+CLIENT_ARGS=()
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 OUT="$REPO/test/lab/out"
@@ -35,6 +37,7 @@ while [[ $# -gt 0 ]]; do
 	-s | --seed) SEED=$2; shift 2 ;;
 	-n | --vni) VNI=$2; shift 2 ;;
 	--no-huge) HUGE=false; shift ;;
+	--) shift; CLIENT_ARGS=("$@"); break ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -138,7 +141,7 @@ done
 [[ -f $WORK/ready ]] || { echo "labserver did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
 echo "running labclient (mode $MODE, seed $SEED)" >&2
-in_ns "$NS_CLI" "$WORK/labclient" -addr "$SRV_IP:$PORT" -seed "$SEED" -huge="$HUGE"
+in_ns "$NS_CLI" "$WORK/labclient" -addr "$SRV_IP:$PORT" -seed "$SEED" -huge="$HUGE" "${CLIENT_ARGS[@]}"
 
 sleep 1 # let the last mirrored frames (FINs) land
 kill -TERM "$SERVER_PID"

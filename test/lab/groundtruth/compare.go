@@ -49,6 +49,10 @@ type Options struct {
 	// IgnoreExtra stops Compare from reporting observed exchanges that are not in the
 	// ground truth (e.g. a capture that also holds unrelated traffic).
 	IgnoreExtra bool
+	// Unordered matches exchanges of a connection in any order (HTTP/2 multiplexes
+	// streams, so neither the server's log nor the collector keeps request order); see
+	// compareUnordered.
+	Unordered bool
 }
 
 func (o *Observed) target() string {
@@ -75,6 +79,9 @@ func (o *Observed) target() string {
 // GET before a conditional GET of the same URL must not shift the 304 onto the 200). Observed
 // exchanges without a client address match any connection, first come first served.
 func Compare(truth []Exchange, observed []Observed, opt Options) []string {
+	if opt.Unordered {
+		return compareUnordered(truth, observed, opt)
+	}
 	ordered := make([]int, len(truth))
 	for i := range ordered {
 		ordered[i] = i

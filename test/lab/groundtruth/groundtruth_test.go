@@ -159,3 +159,34 @@ func TestLoadRejectsBadLines(t *testing.T) {
 		t.Fatalf("want a line-2 error, got %v", err)
 	}
 }
+
+func TestCompareUnordered(t *testing.T) {
+	mk := func(client, target, req string, status int) Exchange {
+		e := Exchange{Client: client, Method: "POST", Target: target, Path: target, Status: status}
+		e.SetReqBody([]byte(req))
+		e.SetRespBody([]byte("r" + req))
+		return e
+	}
+	truth := []Exchange{mk("c:1", "/svc/Get", "a", 200), mk("c:1", "/svc/Get", "b", 404), mk("", "/f", "", 200)}
+	for i := range truth {
+		truth[i].Seq = i + 1
+	}
+	obs := func(client, target, req string, status int) Observed {
+		return Observed{Client: client, Method: "POST", Target: target, Path: target, Status: status, ReqBody: []byte(req), RespBody: []byte("r" + req)}
+	}
+	// Reversed order, and the log line without a client matches any connection.
+	seen := []Observed{obs("c:2", "/f", "", 200), obs("c:1", "/svc/Get", "b", 404), obs("c:1", "/svc/Get", "a", 200)}
+	if p := Compare(truth, seen, Options{Unordered: true}); len(p) != 0 {
+		t.Fatalf("problems: %v", p)
+	}
+	if p := Compare(truth, seen, Options{}); len(p) == 0 {
+		t.Fatal("ordered comparison accepted a reordered connection")
+	}
+	seen[1].Status = 500
+	if p := Compare(truth, seen, Options{Unordered: true}); len(p) != 1 {
+		t.Fatalf("problems: %v", p)
+	}
+	if p := Compare(truth, seen[:2], Options{Unordered: true}); len(p) != 2 {
+		t.Fatalf("a missing exchange: %v", p)
+	}
+}

@@ -252,8 +252,8 @@ func (l *Lab) CollectorCommand(ctx context.Context, name string, args ...string)
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.CollectorNetns, name}, args...)...)
 }
 
-// ServerCommand returns a command that runs inside the server's namespace (for servers
-// other than the lab's own, e.g. nginx listening on Server).
+// ServerCommand returns a command that runs inside the server's namespace (any server
+// listening on the Server address's IP is mirrored to the collector).
 func (l *Lab) ServerCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.nsSrv, name}, args...)...)
 }

@@ -1,5 +1,6 @@
-// Command synthcap writes a synthetic VXLAN mirror capture of keep-alive HTTP API traffic,
-// used to compare the collector with other tools (tshark) on identical input.
+// Command synthcap writes a synthetic VXLAN mirror capture of keep-alive HTTP API traffic
+// (HTTP/1.1, or cleartext HTTP/2 with -http2), used to compare the collector with other
+// tools (tshark) on identical input.
 package main
 
 import (
@@ -18,6 +19,7 @@ func main() {
 	out := flag.String("o", "synthetic.pcap", "output pcap")
 	body := flag.Int("body", 0, "response body bytes (0: mixed API sizes, 100 B to 2 KB)")
 	halfOpen := flag.Int("half-open", 0, "instead: this many connections that never finish a request (memory flood)")
+	h2 := flag.Int("http2", 0, "cleartext HTTP/2 with prior knowledge instead, this many streams in flight per connection")
 	flag.Parse()
 	if *halfOpen > 0 {
 		if err := writeFlood(*out, *halfOpen, max(*body, 900)); err != nil {
@@ -32,6 +34,9 @@ func main() {
 		size = func(*rand.Rand) int { return *body }
 	}
 	c := synth.Build(*conns, *per, size)
+	if *h2 > 0 {
+		c = synth.BuildHTTP2(*conns, *per, *h2, size)
+	}
 	f, err := os.Create(*out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

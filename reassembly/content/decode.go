@@ -1,4 +1,6 @@
-package http1
+// Package content undoes the Content-Encoding of message bodies (gzip, deflate, br) for
+// every protocol parser, keeping at most a cap of decoded bytes.
+package content
 
 import (
 	"bytes"
@@ -19,10 +21,10 @@ var (
 	brotliPool sync.Pool
 )
 
-// decodeBody undoes Content-Encoding, keeping at most limit decoded bytes. It returns the
+// Decode undoes Content-Encoding, keeping at most limit decoded bytes. It returns the
 // decoded body, whether it was cut (by limit or because the encoded input itself was cut)
 // and an error when the encoding is unknown or the data is not what it claims.
-func decodeBody(raw []byte, encoding string, limit int, rawTruncated bool) ([]byte, bool, error) {
+func Decode(raw []byte, encoding string, limit int, rawTruncated bool) ([]byte, bool, error) {
 	var r io.Reader
 	src := bytes.NewReader(raw)
 	switch encoding {

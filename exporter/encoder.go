@@ -232,12 +232,21 @@ func (enc *TraceEncoder) maskHeader(name string) bool {
 	if name == "" {
 		return enc.Redact.Header(name)
 	}
-	v := &enc.hdrMask[(len(name)+int(name[0]&0x1f)<<1+int(name[len(name)-1]&0x1f)<<3)&(len(enc.hdrMask)-1)]
-	if v.name == name {
-		return v.mask
+	// Two-way: a name may sit in its slot or the one next to it (pairs of names that share
+	// a slot, such as User-Agent and Content-Length, then both stay).
+	h := (uint(len(name))*0x9e37 ^ uint(name[0])*0x85eb ^ uint(name[len(name)-1])*0xc2b3 ^ uint(name[len(name)/2])*0x27d5) >> 4
+	a := &enc.hdrMask[h%uint(len(enc.hdrMask))]
+	b := &enc.hdrMask[(h^1)%uint(len(enc.hdrMask))]
+	switch {
+	case a.name == name:
+		return a.mask
+	case b.name == name:
+		return b.mask
+	case a.name != "" && b.name == "":
+		a = b
 	}
-	v.name, v.mask = strings.Clone(name), enc.Redact.Header(name)
-	return v.mask
+	a.name, a.mask = strings.Clone(name), enc.Redact.Header(name)
+	return a.mask
 }
 
 // appendAddr appends the quoted IP of ap (IPv4-mapped addresses as plain IPv4).

@@ -2,6 +2,8 @@ package redact
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"mime"
 	"strings"
 	"unicode/utf16"
@@ -80,23 +82,61 @@ func looksJSON(b []byte) bool {
 // any depth, copying everything else byte for byte. Malformed JSON is handled as far as it
 // parses: nothing is ever lost, at worst nothing is masked.
 func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
+	if !r.jsonMayMask(body) {
+		return dst, false
+	}
 	start := len(dst)
 	copied, changed := 0, false
-	for i := 0; i < len(body); {
-		s := indexQuote(body, i)
-		if s < 0 {
-			break
+	// Keys shorter than three bytes can only be extra names (decoding never lengthens).
+	minKey := 3
+	if r.fields != nil {
+		minKey = 1
+	}
+	// One pass over the body, with the loops written out: JSON is mostly short strings
+	// close together, where the calls would cost more than the bytes.
+	n := len(body)
+	for i := 0; i < n; {
+		// The next string: a plain loop, then bytes.IndexByte over long stretches.
+		if body[i] != '"' {
+			lim := min(i+32, n)
+			for i++; i < lim && body[i] != '"'; i++ {
+			}
+			if i == lim {
+				if i == n {
+					break
+				}
+				k := bytes.IndexByte(body[i:], '"')
+				if k < 0 {
+					break
+				}
+				i += k
+			}
 		}
-		end := skipString(body, s)
-		if end < 0 {
-			break
+		s := i
+		// Its end: the same, skipping escaped bytes.
+		j := s + 1
+		for lim := min(j+32, n); j < lim && body[j] != '"'; j++ {
+			if body[j] == '\\' {
+				j++
+			}
 		}
-		j := skipSpace(body, end)
-		if j >= len(body) || body[j] != ':' {
-			i = end
+		if j >= n {
+			break // unterminated
+		}
+		if body[j] != '"' {
+			if j = skipString(body, s); j < 0 {
+				break
+			}
+			j-- // at the closing quote
+		}
+		end := j + 1
+		for j = end; j < n && isSpace(body[j]); j++ {
+		}
+		if j >= n || body[j] != ':' {
+			i = end // a value, not a key
 			continue
 		}
-		if !fieldName(r, body[s+1:end-1], jsonName) {
+		if end-s-2 < minKey || !fieldName(r, body[s+1:end-1], jsonName) {
 			i = j + 1
 			continue
 		}
@@ -115,6 +155,62 @@ func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
 	}
 	return append(dst, body[copied:]...), true
 }
+
+// jsonMayMask is the pre-scan: it reports false only when appendJSON would mask nothing in
+// body, looking at nothing but what precedes each ':' (found with bytes.IndexByte, so
+// values are jumped over). A key K that appendJSON masks ends in an unescaped quote that
+// white space and a ':' follow; the pre-scan takes the text C between that quote and the
+// nearest quote before it. Either C is K, or K holds an escaped quote and C is what
+// follows the last one: then K's normalised name contains '"', so it is sensitive only by
+// ending in one of fieldSuffixes, which C then ends in too (each suffix being a name of
+// its own, C is sensitive even when it is just the suffix). A C holding a backslash (an
+// escape to decode) counts as sensitive. Extra field names are matched exactly, so with
+// them the pre-scan is skipped.
+func (r *Redactor) jsonMayMask(body []byte) bool {
+	if r.fields != nil {
+		return true
+	}
+	// Eight bytes at a time: a mask of the colons in each word, then each colon in turn.
+	i := 0
+	for ; i+8 <= len(body); i += 8 {
+		for m := zeroBytes(binary.LittleEndian.Uint64(body[i:]) ^ (ones * ':')); m != 0; m &= m - 1 {
+			c := i + bits.TrailingZeros64(m)/8
+			if c >= 4 && body[c-1] == '"' && (body[c-2] == '"' || body[c-3] == '"' || body[c-4] == '"') {
+				continue // right after a string shorter than three bytes (mayBeSensitiveKey's first test)
+			}
+			if r.mayBeSensitiveKey(body, c) {
+				return true
+			}
+		}
+	}
+	for ; i < len(body); i++ {
+		if body[i] == ':' && r.mayBeSensitiveKey(body, i) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeSensitiveKey looks at what precedes the ':' at c: a quote (after white space) and,
+// back to the quote before it, a name of at least three bytes that is sensitive or holds
+// a backslash.
+func (r *Redactor) mayBeSensitiveKey(body []byte, c int) bool {
+	e := c - 1
+	for e >= 0 && isSpace(body[e]) {
+		e--
+	}
+	if e < 4 || body[e] != '"' || body[e-1] == '"' || body[e-2] == '"' || body[e-3] == '"' {
+		return false // not after a string, or after one shorter than three bytes
+	}
+	o := lastIndexByteBefore(body, e, '"')
+	if o < 0 {
+		return true
+	}
+	key := body[o+1 : e]
+	return bytes.IndexByte(key, '\\') >= 0 || fieldName(r, key, plainName)
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // maskJSON appends v with every string replaced by a mask of its length and every number
 // by 0; keys, structure, booleans and null are kept.
@@ -155,11 +251,24 @@ func maskJSON(dst, v []byte) []byte {
 }
 
 // skipString returns the index after the JSON string starting at b[i] == '"', or -1.
+// JSON strings are mostly short (keys, small values): a plain loop ends them soonest; past
+// 32 bytes the search jumps between quotes with bytes.IndexByte.
 func skipString(b []byte, i int) int {
-	for j := i + 1; ; j++ {
-		if j = indexQuote(b, j); j < 0 {
+	j := i + 1
+	for lim := min(j+32, len(b)); j < lim; j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++ // the escaped byte
+		}
+	}
+	for ; j < len(b); j++ {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
 			return -1
 		}
+		j += k
 		bs := 0
 		for p := j - 1; p > i && b[p] == '\\'; p-- {
 			bs++
@@ -168,28 +277,11 @@ func skipString(b []byte, i int) int {
 			return j + 1
 		}
 	}
-}
-
-// indexQuote returns the index of the first '"' in b at or after i, or -1. JSON puts
-// quotes close together (keys, short values): a plain loop finds them sooner than
-// bytes.IndexByte, which wins on long strings.
-func indexQuote(b []byte, i int) int {
-	for end := min(i+16, len(b)); i < end; i++ {
-		if b[i] == '"' {
-			return i
-		}
-	}
-	if i >= len(b) {
-		return -1
-	}
-	if k := bytes.IndexByte(b[i:], '"'); k >= 0 {
-		return i + k
-	}
 	return -1
 }
 
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
 	return i

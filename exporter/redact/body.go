@@ -82,7 +82,7 @@ func looksJSON(b []byte) bool {
 // any depth, copying everything else byte for byte. Malformed JSON is handled as far as it
 // parses: nothing is ever lost, at worst nothing is masked.
 func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
-	if !r.jsonMayMask(body) {
+	if len(body) >= 64 && !r.jsonMayMask(body) { // a short body is scanned as fast as pre-scanned
 		return dst, false
 	}
 	start := len(dst)

@@ -151,6 +151,12 @@ func FuzzJSONMatchesReference(f *testing.F) {
 		`{"x\u0022token":1}`, `{"token\"x":1}`, `\"password":1`, `{"id" :7, "pin"	:	1234}`, `{"url":"http://a:b@c","t":"12:30"}`} {
 		f.Add([]byte(s), false)
 	}
+	// The same, long enough for the pre-scan (it runs from 64 bytes on).
+	pad := `{"padding":"` + strings.Repeat("p", 64) + `",`
+	for _, s := range []string{`"x\"token":"v"}`, `"p\"ass_word":"v"}`, `"a\"b\"password" : "v"}`, `"x\u0022token":1}`,
+		`"token\"x":1}`, `"id" :7, "pin"	:	1234}`, `"url":"http://a:b@c","t":"12:30"}`, `"v":"a\":\"password\":1"}`} {
+		f.Add([]byte(pad+s), false)
+	}
 	plain, extra := New(nil, nil), New(nil, []string{"ab"})
 	f.Fuzz(func(t *testing.T, body []byte, withExtra bool) {
 		r := plain

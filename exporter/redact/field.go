@@ -84,12 +84,9 @@ func init() {
 func pack(s string) packed {
 	var p packed
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '-' || c == '_' || c == '.' || c == ' ':
+		c, keep := foldNameByte(s[i])
+		if !keep {
 			continue
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
 		}
 		p.hi = p.hi<<8 | p.lo>>56
 		p.lo = p.lo<<8 | uint64(c)

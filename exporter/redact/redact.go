@@ -66,16 +66,23 @@ func New(extraHeaders, extraFields []string) *Redactor {
 // normalize lower-cases ASCII letters and drops '-', '_', '.' and spaces.
 func normalize(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '-' || c == '_' || c == '.' || c == ' ':
-			continue
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
+		if c, keep := foldNameByte(s[i]); keep {
+			dst = append(dst, c)
 		}
-		dst = append(dst, c)
 	}
 	return dst
+}
+
+// foldNameByte is one byte of a field name as names are compared: ASCII letters
+// lower-cased, '-', '_', '.' and spaces dropped (keep false).
+func foldNameByte(c byte) (byte, bool) {
+	switch {
+	case c == '-' || c == '_' || c == '.' || c == ' ':
+		return 0, false
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A', true
+	}
+	return c, true
 }
 
 func containsWord(n []byte, words []string) bool {

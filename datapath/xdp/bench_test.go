@@ -57,6 +57,17 @@ func BenchmarkProgram(b *testing.B) {
 			})
 		}
 	}
+	// A 1514-byte inner frame in VXLAN over a 1280-byte path: the outer IPv4 packet in two
+	// fragments. The first decides the datagram and stores the verdict (an LRU map update
+	// per run); the later one looks it up. Both are copied to the ring whole.
+	inner := tcpFrame(b, clientV4, serverV4, 40000, 80, strings.Repeat("p", 1514-54))
+	frags := fragment(b, vxlanFrame(b, mirrorV4, applianceV4, 1, inner), 1256, 99)
+	b.Run(fmt.Sprintf("fragment_first/%dB", len(frags[0])), func(b *testing.B) {
+		benchRun(b, h, h.objs.Program, frags[0], "fragment")
+	})
+	b.Run(fmt.Sprintf("fragment_later/%dB", len(frags[1])), func(b *testing.B) {
+		benchRun(b, h, h.objs.Program, frags[1], "fragment")
+	})
 }
 
 func benchRun(b *testing.B, h *harness, prog *ebpf.Program, frame []byte, counter string) {

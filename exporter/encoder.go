@@ -18,11 +18,11 @@ type TraceEncoder struct {
 	// nil masks nothing.
 	Redact *redact.Redactor
 
-	scratch []byte          // unescaped query components
-	hdrMask map[string]bool // Redact.Header's verdicts: header names repeat on every message
-	masked  []byte          // a masked header or parameter value
-	reqBody []byte          // redacted request body
-	resBody []byte          // redacted response body
+	scratch []byte            // unescaped query components
+	hdrMask [64]headerVerdict // Redact.Header's verdicts: header names repeat on every message
+	masked  []byte            // a masked header or parameter value
+	reqBody []byte            // redacted request body
+	resBody []byte            // redacted response body
 }
 
 // AppendTrace appends the JSON trace of x to dst and returns the extended buffer.
@@ -217,20 +217,36 @@ func (enc *TraceEncoder) appendHeaders(b []byte, hs []exchange.Header) []byte {
 	return append(b, ']')
 }
 
-// maskHeader is Redact.Header, remembered per name.
+// headerVerdict is Redact.Header's answer for one header name.
+type headerVerdict struct {
+	name string
+	mask bool
+}
+
+// maskHeader is Redact.Header, remembered per name in a small direct-mapped cache (a
+// string compare, where a map would hash the name).
 func (enc *TraceEncoder) maskHeader(name string) bool {
 	if enc.Redact == nil {
 		return false
 	}
-	if m, ok := enc.hdrMask[name]; ok {
-		return m
+	if name == "" {
+		return enc.Redact.Header(name)
 	}
-	if enc.hdrMask == nil || len(enc.hdrMask) >= 4096 {
-		enc.hdrMask = map[string]bool{}
+	// Two-way: a name may sit in its slot or the one next to it (pairs of names that share
+	// a slot, such as User-Agent and Content-Length, then both stay).
+	h := (uint(len(name))*0x9e37 ^ uint(name[0])*0x85eb ^ uint(name[len(name)-1])*0xc2b3 ^ uint(name[len(name)/2])*0x27d5) >> 4
+	a := &enc.hdrMask[h%uint(len(enc.hdrMask))]
+	b := &enc.hdrMask[(h^1)%uint(len(enc.hdrMask))]
+	switch {
+	case a.name == name:
+		return a.mask
+	case b.name == name:
+		return b.mask
+	case a.name != "" && b.name == "":
+		a = b
 	}
-	m := enc.Redact.Header(name)
-	enc.hdrMask[strings.Clone(name)] = m
-	return m
+	a.name, a.mask = strings.Clone(name), enc.Redact.Header(name)
+	return a.mask
 }
 
 // appendAddr appends the quoted IP of ap (IPv4-mapped addresses as plain IPv4).
@@ -240,10 +256,24 @@ func appendAddr(b []byte, ap netip.AddrPort) []byte {
 	return append(b, '"')
 }
 
+// isContentType reports whether a header name is Content-Type in any ASCII case.
+func isContentType(name string) bool {
+	const want = "content-type"
+	if len(name) != len(want) {
+		return false
+	}
+	for i := 0; i < len(want); i++ {
+		if c := name[i]; c != want[i] && !('A' <= c && c <= 'Z' && c+('a'-'A') == want[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // contentType is the first Content-Type header's value.
 func contentType(hs []exchange.Header) string {
 	for _, h := range hs {
-		if len(h.Name) == len("Content-Type") && strings.EqualFold(h.Name, "Content-Type") {
+		if isContentType(h.Name) {
 			return h.Value
 		}
 	}

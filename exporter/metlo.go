@@ -160,6 +160,7 @@ type MetloSink struct {
 	bodyLimit atomic.Int64  // learned from 413s
 	lastOK    atomic.Int64  // when a batch was last accepted (unix ns)
 	fill      atomic.Uint64 // backlog fill ×1e6, refreshed by monitor
+	clock     atomic.Int64  // unix seconds, refreshed by monitor: Put needs no finer time
 	isReady   atomic.Bool
 	admitted  *recentSet // endpoints put lately (intake shedding)
 	sent      *recentSet // endpoints sent lately (lag shedding)
@@ -274,6 +275,7 @@ func (s *MetloSink) Start(ctx context.Context) error {
 		s.verified.Store(true)
 	}
 	s.ctx, s.abort = context.WithCancel(context.Background())
+	s.clock.Store(time.Now().Unix())
 	s.isReady.Store(true)
 	s.setReady(true)
 	s.m.trackQueue(s.name, s.queueStats)
@@ -355,6 +357,7 @@ func (s *MetloSink) monitor() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		s.clock.Store(time.Now().Unix())
 		f := s.q.Fill()
 		s.fill.Store(uint64(f * 1e6))
 		switch {
@@ -431,8 +434,7 @@ func (s *MetloSink) Put(trace []byte, info TraceInfo) {
 		s.logEvery("method", "traces with methods Metlo cannot store are not sent (counted as skipped_method)", "method", info.Method)
 		return
 	}
-	now := time.Now()
-	repeat := s.admitted.seen(info.Key, now)
+	repeat := s.admitted.seen(info.Key, time.Unix(s.clock.Load(), 0))
 	if repeat && float64(s.fill.Load())/1e6 >= s.opts.ShedFill {
 		s.counts.add(OutcomeShedRepeat, 1)
 		s.logEvery("shed-fill", "metlo sink backlog nearly full; shedding traces of endpoints queued recently", "fill_threshold", s.opts.ShedFill)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/metlo-labs/metlo-appliance/exporter/spool"
@@ -170,10 +171,10 @@ func (s *MetloSink) send(recs []spool.Record, mayBisect bool, since time.Time) (
 			return nil, true, since
 		case res.err == nil && res.status == http.StatusRequestEntityTooLarge:
 			if len(recs) == 1 {
+				s.logEvery("413", "metlo backend refused a single trace as too large; dropped", "bytes", len(recs[0].Data))
 				s.q.Ack(recs)
 				s.counts.add(OutcomeDroppedTooLarge, 1)
 				s.results["rejected"].Inc()
-				s.logEvery("413", "metlo backend refused a single trace as too large; dropped", "bytes", len(recs[0].Data))
 				return nil, true, since
 			}
 			s.results["split"].Inc()
@@ -191,11 +192,11 @@ func (s *MetloSink) send(recs []spool.Record, mayBisect bool, since time.Time) (
 				othersPass := s.lastOK.Load() > since.UnixNano()
 				switch {
 				case len(recs) == 1 && othersPass:
-					s.q.Ack(recs)
-					s.counts.add(OutcomeDroppedServerErr, 1)
-					s.results["rejected"].Inc()
 					s.logEvery("poison", "metlo backend fails on one trace every time while storing others; dropped",
 						"status", res.status, "answer", res.answer, "trace_sample", sample(recs[0].Data))
+					s.q.Ack(recs) // after the sample: acknowledged data is reused
+					s.counts.add(OutcomeDroppedServerErr, 1)
+					s.results["rejected"].Inc()
 					return nil, true, since
 				case len(recs) == 1 && mayBisect:
 					return recs, true, since // judged once other traces have got through
@@ -233,12 +234,12 @@ func (s *MetloSink) refused(recs []spool.Record, res postResult, since time.Time
 		if k < 0 {
 			k = 0
 		}
-		s.q.Ack(recs[:k+1])
+		s.logEvery("rejected", "metlo backend refused a trace; dropped it alone", "status", res.status,
+			"answer", res.answer, "trace_sample", sample(recs[k].Data))
+		s.q.Ack(recs[:k+1]) // after the sample: acknowledged data is reused
 		s.counts.add(OutcomeSent, k)
 		s.counts.add(OutcomeDroppedRejected, 1)
 		s.results["rejected"].Inc()
-		s.logEvery("rejected", "metlo backend refused a trace; dropped it alone", "status", res.status,
-			"answer", res.answer, "trace_sample", sample(recs[k].Data))
 		if k+1 == len(recs) {
 			return nil, true, since
 		}
@@ -338,10 +339,34 @@ type postResult struct {
 
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// trackedBody is a request body that counts itself open until the transport closes it:
+// http.Client may go on reading a body after Do returns (a server that answered early),
+// so its buffer is reused only once every body made from it is closed.
+type trackedBody struct {
+	io.Reader
+	open *atomic.Int32
+	once sync.Once
+}
+
+func newTrackedBody(b []byte, open *atomic.Int32) io.ReadCloser {
+	open.Add(1)
+	return &trackedBody{Reader: bytes.NewReader(b), open: open}
+}
+
+func (t *trackedBody) Close() error {
+	t.once.Do(func() { t.open.Add(-1) })
+	return nil
+}
+
 // post sends one batch as a JSON array.
 func (s *MetloSink) post(recs []spool.Record) (res postResult) {
 	buf := bodyPool.Get().(*bytes.Buffer)
-	defer bodyPool.Put(buf)
+	var open atomic.Int32
+	defer func() {
+		if open.Load() == 0 {
+			bodyPool.Put(buf)
+		} // else the transport still holds it: left to the garbage collector
+	}()
 	buf.Reset()
 	buf.WriteByte('[')
 	for i, r := range recs {
@@ -355,11 +380,14 @@ func (s *MetloSink) post(recs []spool.Record) (res postResult) {
 
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/api/v1/log-request/batch", bytes.NewReader(buf.Bytes()))
+	body := buf.Bytes()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/api/v1/log-request/batch", newTrackedBody(body, &open))
 	if err != nil {
 		res.err = err
 		return res
 	}
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return newTrackedBody(body, &open), nil }
 	req.Header.Set("Authorization", s.opts.Key)
 	req.Header.Set("Content-Type", "application/json")
 	start := time.Now()

@@ -60,6 +60,13 @@ func (r nginxRequest) key() string {
 // startNginx runs nginx in the lab's server namespace on the lab server's address.
 func startNginx(t *testing.T, lab *netlab.Lab) (accessLog string) {
 	t.Helper()
+	return startNginxWith(t, lab, nginxConf, "curl", "-sf", "-o", "/dev/null")
+}
+
+// startNginxWith runs nginx with conf (nginxConf's placeholders) and waits until probe (a
+// command given the URL of /api/items last) gets an answer.
+func startNginxWith(t *testing.T, lab *netlab.Lab, conf string, probe ...string) (accessLog string) {
+	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{"www/static", "body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -70,17 +77,18 @@ func startNginx(t *testing.T, lab *netlab.Lab) (accessLog string) {
 	if err := os.WriteFile(filepath.Join(dir, "www/static/doc.txt"), []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, lab.Server)), 0o644); err != nil {
+	confFile := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confFile, []byte(fmt.Sprintf(conf, dir, lab.Server)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := lab.ServerCommand(context.Background(), "nginx", "-c", conf, "-p", dir, "-g", "daemon off;")
+	cmd := lab.ServerCommand(context.Background(), "nginx", "-c", confFile, "-p", dir, "-g", "daemon off;")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if out, err := lab.ClientCommand(context.Background(), "curl", "-sf", "-o", "/dev/null", "http://"+lab.Server.String()+"/api/items").CombinedOutput(); err == nil {
+		args := append(probe[1:len(probe):len(probe)], "http://"+lab.Server.String()+"/api/items")
+		if out, err := lab.ClientCommand(context.Background(), probe[0], args...).CombinedOutput(); err == nil {
 			break
 		} else if time.Now().After(deadline) {
 			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))

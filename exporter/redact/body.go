@@ -2,6 +2,8 @@ package redact
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"mime"
 	"strings"
 	"unicode/utf16"
@@ -23,14 +25,44 @@ func (r *Redactor) AppendBody(dst, body []byte, contentType string) ([]byte, boo
 	}
 	media = strings.TrimSpace(media)
 	switch {
-	case strings.EqualFold(media, "application/x-www-form-urlencoded"):
+	case equalFold(media, "application/json"):
+		return r.appendJSON(dst, body)
+	case equalFold(media, "application/x-www-form-urlencoded"):
 		return r.appendForm(dst, body)
-	case strings.EqualFold(media, "multipart/form-data"):
+	case equalFold(media, "multipart/form-data"):
 		return r.appendMultipart(dst, body, contentType)
-	case strings.Contains(strings.ToLower(media), "json") || looksJSON(body):
+	case containsJSON(media) || looksJSON(body):
 		return r.appendJSON(dst, body)
 	}
 	return dst, false
+}
+
+// equalFold reports whether s is want (ASCII lower case) in any ASCII case.
+func equalFold(s, want string) bool {
+	if len(s) != len(want) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// containsJSON reports whether a media type mentions json in any case (application/json,
+// application/problem+json, text/x-json, application/JSON).
+func containsJSON(media string) bool {
+	for i := 0; i+4 <= len(media); i++ {
+		if media[i]|0x20 == 'j' && media[i+1]|0x20 == 's' && media[i+2]|0x20 == 'o' && media[i+3]|0x20 == 'n' {
+			return true
+		}
+	}
+	return false
 }
 
 func looksJSON(b []byte) bool {
@@ -50,30 +82,61 @@ func looksJSON(b []byte) bool {
 // any depth, copying everything else byte for byte. Malformed JSON is handled as far as it
 // parses: nothing is ever lost, at worst nothing is masked.
 func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
+	if len(body) >= 64 && !r.jsonMayMask(body) { // a short body is scanned as fast as pre-scanned
+		return dst, false
+	}
 	start := len(dst)
 	copied, changed := 0, false
-	var key, scratch []byte
-	for i := 0; i < len(body); {
-		q := bytes.IndexByte(body[i:], '"')
-		if q < 0 {
-			break
+	// Keys shorter than three bytes can only be extra names (decoding never lengthens).
+	minKey := 3
+	if r.fields != nil {
+		minKey = 1
+	}
+	// One pass over the body, with the loops written out: JSON is mostly short strings
+	// close together, where the calls would cost more than the bytes.
+	n := len(body)
+	for i := 0; i < n; {
+		// The next string: a plain loop, then bytes.IndexByte over long stretches.
+		if body[i] != '"' {
+			lim := min(i+32, n)
+			for i++; i < lim && body[i] != '"'; i++ {
+			}
+			if i == lim {
+				if i == n {
+					break
+				}
+				k := bytes.IndexByte(body[i:], '"')
+				if k < 0 {
+					break
+				}
+				i += k
+			}
 		}
-		s := i + q
-		end := skipString(body, s)
-		if end < 0 {
-			break
+		s := i
+		// Its end: the same, skipping escaped bytes.
+		j := s + 1
+		for lim := min(j+32, n); j < lim && body[j] != '"'; j++ {
+			if body[j] == '\\' {
+				j++
+			}
 		}
-		j := skipSpace(body, end)
-		if j >= len(body) || body[j] != ':' {
-			i = end
+		if j >= n {
+			break // unterminated
+		}
+		if body[j] != '"' {
+			if j = skipString(body, s); j < 0 {
+				break
+			}
+			j-- // at the closing quote
+		}
+		end := j + 1
+		for j = end; j < n && isSpace(body[j]); j++ {
+		}
+		if j >= n || body[j] != ':' {
+			i = end // a value, not a key
 			continue
 		}
-		key = body[s+1 : end-1]
-		if bytes.IndexByte(key, '\\') >= 0 {
-			key = unescapeJSON(scratch[:0], key)
-			scratch = key
-		}
-		if !r.field(key) {
+		if end-s-2 < minKey || !fieldName(r, body[s+1:end-1], jsonName) {
 			i = j + 1
 			continue
 		}
@@ -93,6 +156,62 @@ func (r *Redactor) appendJSON(dst, body []byte) ([]byte, bool) {
 	return append(dst, body[copied:]...), true
 }
 
+// jsonMayMask is the pre-scan: it reports false only when appendJSON would mask nothing in
+// body, looking at nothing but what precedes each ':' (found eight bytes at a time, so long
+// values cost little). A key K that appendJSON masks ends in an unescaped quote that
+// white space and a ':' follow; the pre-scan takes the text C between that quote and the
+// nearest quote before it. Either C is K, or K holds an escaped quote and C is what
+// follows the last one: then K's normalised name contains '"', so it is sensitive only by
+// ending in one of fieldSuffixes, which C then ends in too (each suffix being a name of
+// its own, C is sensitive even when it is just the suffix). A C holding a backslash (an
+// escape to decode) counts as sensitive. Extra field names are matched exactly, so with
+// them the pre-scan is skipped.
+func (r *Redactor) jsonMayMask(body []byte) bool {
+	if r.fields != nil {
+		return true
+	}
+	// Eight bytes at a time: a mask of the colons in each word, then each colon in turn.
+	i := 0
+	for ; i+8 <= len(body); i += 8 {
+		for m := zeroBytes(binary.LittleEndian.Uint64(body[i:]) ^ (ones * ':')); m != 0; m &= m - 1 {
+			c := i + bits.TrailingZeros64(m)/8
+			if c >= 4 && body[c-1] == '"' && (body[c-2] == '"' || body[c-3] == '"' || body[c-4] == '"') {
+				continue // right after a string shorter than three bytes (mayBeSensitiveKey's first test)
+			}
+			if r.mayBeSensitiveKey(body, c) {
+				return true
+			}
+		}
+	}
+	for ; i < len(body); i++ {
+		if body[i] == ':' && r.mayBeSensitiveKey(body, i) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeSensitiveKey looks at what precedes the ':' at c: a quote (after white space) and,
+// back to the quote before it, a name of at least three bytes that is sensitive or holds
+// a backslash.
+func (r *Redactor) mayBeSensitiveKey(body []byte, c int) bool {
+	e := c - 1
+	for e >= 0 && isSpace(body[e]) {
+		e--
+	}
+	if e < 4 || body[e] != '"' || body[e-1] == '"' || body[e-2] == '"' || body[e-3] == '"' {
+		return false // not after a string, or after one shorter than three bytes
+	}
+	o := lastIndexByteBefore(body, e, '"')
+	if o < 0 {
+		return true
+	}
+	key := body[o+1 : e]
+	return bytes.IndexByte(key, '\\') >= 0 || fieldName(r, key, plainName)
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
 // maskJSON appends v with every string replaced by a mask of its length and every number
 // by 0; keys, structure, booleans and null are kept.
 func maskJSON(dst, v []byte) []byte {
@@ -108,9 +227,13 @@ func maskJSON(dst, v []byte) []byte {
 			if j := skipSpace(v, end); j < len(v) && v[j] == ':' {
 				dst = append(dst, v[i:end]...) // a key
 			} else {
-				scratch = unescapeJSON(scratch[:0], v[i+1:end-1])
+				str := v[i+1 : end-1]
+				if bytes.IndexByte(str, '\\') >= 0 {
+					scratch = unescapeJSON(scratch[:0], str)
+					str = scratch
+				}
 				dst = append(dst, '"')
-				dst = appendStars(dst, utf8.RuneCount(scratch))
+				dst = appendStars(dst, utf8.RuneCount(str))
 				dst = append(dst, '"')
 			}
 			i = end
@@ -128,8 +251,19 @@ func maskJSON(dst, v []byte) []byte {
 }
 
 // skipString returns the index after the JSON string starting at b[i] == '"', or -1.
+// JSON strings are mostly short (keys, small values): a plain loop ends them soonest; past
+// 32 bytes the search jumps between quotes with bytes.IndexByte.
 func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); {
+	j := i + 1
+	for lim := min(j+32, len(b)); j < lim; j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++ // the escaped byte
+		}
+	}
+	for ; j < len(b); j++ {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
 			return -1
@@ -142,13 +276,12 @@ func skipString(b []byte, i int) int {
 		if bs%2 == 0 {
 			return j + 1
 		}
-		j++
 	}
 	return -1
 }
 
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
 	return i
@@ -297,8 +430,7 @@ func (r *Redactor) appendForm(dst, body []byte) ([]byte, bool) {
 			rest = nil
 		}
 		name, val, hasEq := bytes.Cut(pair, []byte("="))
-		scratch = unescapeForm(scratch[:0], name)
-		if hasEq && r.field(scratch) {
+		if hasEq && fieldName(r, name, formName) {
 			dst = append(append(dst, name...), '=')
 			scratch = unescapeForm(scratch[:0], val)
 			dst = appendStars(dst, utf8.RuneCount(scratch))
@@ -342,7 +474,7 @@ func (r *Redactor) appendMultipart(dst, body []byte, contentType string) ([]byte
 		if next >= 0 {
 			contentEnd = content + next
 		}
-		if name, ok := partName(body[hdrStart:content]); ok && r.Field(name) {
+		if name, ok := partName(body[hdrStart:content]); ok && fieldName(r, name, plainName) {
 			dst = append(dst, body[copied:content]...)
 			dst = appendStars(dst, utf8.RuneCount(body[content:contentEnd]))
 			copied, changed = contentEnd, true

@@ -6,6 +6,7 @@
 package redact
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -52,7 +53,7 @@ func New(extraHeaders, extraFields []string) *Redactor {
 		}
 	}
 	for _, f := range extraFields {
-		if n := normalize(buf[:0], f); len(n) > 0 && !defaultField(n) {
+		if n := normalize(buf[:0], f); len(n) > 0 && !fieldName(&Redactor{}, n, plainName) {
 			if r.fields == nil {
 				r.fields = map[string]bool{}
 			}
@@ -65,38 +66,23 @@ func New(extraHeaders, extraFields []string) *Redactor {
 // normalize lower-cases ASCII letters and drops '-', '_', '.' and spaces.
 func normalize(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '-' || c == '_' || c == '.' || c == ' ':
-			continue
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
+		if c, keep := foldNameByte(s[i]); keep {
+			dst = append(dst, c)
 		}
-		dst = append(dst, c)
 	}
 	return dst
 }
 
-// defaultField is DefaultFields (normalised) and fieldSuffixes, compiled to a switch: this
-// runs for every key of every JSON body.
-func defaultField(n []byte) bool {
-	if len(n) < 3 {
-		return false
+// foldNameByte is one byte of a field name as names are compared: ASCII letters
+// lower-cased, '-', '_', '.' and spaces dropped (keep false).
+func foldNameByte(c byte) (byte, bool) {
+	switch {
+	case c == '-' || c == '_' || c == '.' || c == ' ':
+		return 0, false
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A', true
 	}
-	switch string(n) {
-	case "password", "passwd", "pwd", "pass", "passphrase", "secret", "token", "apikey",
-		"accesstoken", "refreshtoken", "idtoken", "sessiontoken", "authtoken", "clientsecret",
-		"apisecret", "secretkey", "accesskey", "privatekey", "authorization", "auth", "credential",
-		"credentials", "session", "sessionid", "sessid", "otp", "pin", "cvv", "cvc", "signature",
-		"jwt", "bearer", "csrftoken", "xsrftoken":
-		return true
-	}
-	for _, s := range fieldSuffixes {
-		if len(n) > len(s) && string(n[len(n)-len(s):]) == s {
-			return true
-		}
-	}
-	return false
+	return c, true
 }
 
 func containsWord(n []byte, words []string) bool {
@@ -135,25 +121,7 @@ func (r *Redactor) Field(name string) bool {
 	if r == nil {
 		return false
 	}
-	return r.field([]byte(name))
-}
-
-func (r *Redactor) field(name []byte) bool {
-	var buf [128]byte
-	if len(name) > len(buf) {
-		return false
-	}
-	n := buf[:0]
-	for _, c := range name {
-		switch {
-		case c == '-' || c == '_' || c == '.' || c == ' ':
-			continue
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		n = append(n, c)
-	}
-	return defaultField(n) || (r.fields != nil && r.fields[string(n)])
+	return fieldName(r, name, plainName)
 }
 
 // AppendMask appends one '*' per character of v (at most MaxMask).
@@ -162,10 +130,13 @@ func AppendMask(dst []byte, v string) []byte {
 }
 
 func appendStars(dst []byte, n int) []byte {
-	for range min(n, MaxMask) {
-		dst = append(dst, '*')
+	n = min(n, MaxMask)
+	dst = slices.Grow(dst, n)
+	stars := dst[len(dst) : len(dst)+n]
+	for i := range stars {
+		stars[i] = '*'
 	}
-	return dst
+	return dst[:len(dst)+n]
 }
 
 // AppendHeaderValue appends the masked form of a credential header's value: the

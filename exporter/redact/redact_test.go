@@ -148,3 +148,23 @@ func BenchmarkJSONBody(b *testing.B) {
 		dst, _ = r.AppendBody(dst[:0], body, "application/json")
 	}
 }
+
+// BenchmarkJSONBodyWithSecret is the exporter benchmark's request body: one key masked.
+func BenchmarkJSONBodyWithSecret(b *testing.B) {
+	r := New(nil, nil)
+	body := []byte(`{"name":"Ann","password":"hunter2"}`)
+	var dst []byte
+	for b.Loop() {
+		dst, _ = r.AppendBody(dst[:0], body, "application/json")
+	}
+}
+
+// BenchmarkFormBody is a login-form-like body with no secret in it.
+func BenchmarkFormBody(b *testing.B) {
+	r := New(nil, nil)
+	body := []byte(`user=ann&email=ann%40example.com&remember=1&next=%2Fhome`)
+	var dst []byte
+	for b.Loop() {
+		dst, _ = r.AppendBody(dst[:0], body, "application/x-www-form-urlencoded")
+	}
+}

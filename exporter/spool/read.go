@@ -1,16 +1,26 @@
 package spool
 
-import "os"
+import (
+	"encoding/binary"
+	"os"
+	"slices"
+	"sort"
+)
 
 // Notify is signalled (without blocking) after appends.
 func (s *Spool) Notify() <-chan struct{} { return s.notify }
 
 // Next hands out up to maxN records in order whose data totals at most maxBytes (always at
-// least one record when any is unread). The records stay in the spool until acknowledged.
+// least one record when any is unread). The records stay in the spool until acknowledged;
+// their Data is valid until then.
+//
+// Records still in the memory tail are handed out where they lie (no copy, no checksum:
+// they were checksummed as they were appended); older ones are read from the file into
+// reused chunks and checked.
 func (s *Spool) Next(maxN, maxBytes int) ([]Record, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		return nil, ErrClosed
 	}
 	var seg *segment
@@ -21,120 +31,147 @@ func (s *Spool) Next(maxN, maxBytes int) ([]Record, error) {
 		}
 	}
 	if seg == nil {
-		s.mu.Unlock()
 		return nil, nil
 	}
-	// Usually the bytes are still in memory (the active segment's tail); else read the file.
-	// Reads happen under the lock: one per batch, and rarely from disk.
-	want := int64(maxBytes) + int64(maxN)*recordHeader
-	if seg.records > 0 {
-		// Read about what maxN records take, not maxBytes: batches are usually bounded by count.
-		avg := (seg.size - headerSize) / seg.records
-		want = min(want, int64(maxN)*avg*5/4+recordHeader)
+	out := make([]Record, 0, min(int64(maxN), seg.records-seg.readRecs))
+	total := 0
+	for more := true; more && len(out) < maxN && seg.readRecs < seg.records; {
+		if i := s.tailIndex(seg, seg.readOff); i >= 0 {
+			out, total, more = s.readMemory(i, out, total, maxN, maxBytes)
+		} else {
+			out, total, more = s.readFile(seg, out, total, maxN, maxBytes)
+		}
+	}
+	return out, nil
+}
+
+// tailIndex finds the tail chunk holding seg's offset off, or -1.
+func (s *Spool) tailIndex(seg *segment, off int64) int {
+	for i, c := range s.tail {
+		switch {
+		case c.seg.id > seg.id || (c.seg == seg && c.off > off):
+			return -1 // the tail is in append order: it starts later
+		case c.seg == seg && off < c.off+int64(len(c.b)):
+			return i
+		}
+	}
+	return -1
+}
+
+// readMemory hands out records from tail chunk i on; more is false once a limit is hit.
+func (s *Spool) readMemory(i int, out []Record, total, maxN, maxBytes int) ([]Record, int, bool) {
+	c := s.tail[i]
+	seg := c.seg
+	pos := uint32(seg.readOff - c.off)
+	if c.rd >= len(c.idx) || c.idx[c.rd].pos != pos {
+		// Not where the last read stopped (cannot happen; found again all the same).
+		c.rd = sort.Search(len(c.idx), func(k int) bool { return c.idx[k].pos >= pos })
+	}
+	for ; c.rd < len(c.idx) && len(out) < maxN; c.rd++ {
+		r := c.idx[c.rd]
+		data := c.b[r.pos+recordHeader : r.pos+r.n : r.pos+r.n]
+		if len(out) > 0 && total+len(data) > maxBytes {
+			return out, total, false
+		}
+		out = append(out, Record{Key: r.key, Data: data, seg: seg.id, off: seg.readOff, c: c})
+		c.out++
+		total += len(data)
+		seg.readOff += int64(r.n)
+		seg.readRecs++
+		s.st.Unread--
+	}
+	if c.rd < len(c.idx) {
+		return out, total, false
+	}
+	if c != s.act {
+		s.untail(i) // read to its end: memory need not hold it any longer
+	}
+	return out, total, true
+}
+
+// readFile reads records of seg from its file, at most one chunk's worth at a time (or one
+// record, when it is longer); more is false once a limit is hit or the segment is damaged.
+func (s *Spool) readFile(seg *segment, out []Record, total, maxN, maxBytes int) ([]Record, int, bool) {
+	// Everything before the tail's first chunk of seg is in the file.
+	end := seg.flushed
+	for _, c := range s.tail {
+		if c.seg == seg {
+			end = min(end, c.off)
+			break
+		}
 	}
 	off := seg.readOff
-	end := min(seg.size, off+want)
-	buf, err := s.readRange(seg, off, end)
+	if end-off < recordHeader {
+		s.readFailed(seg, errCorrupt)
+		return out, total, false
+	}
+	// Read about what the records still wanted take, not a whole chunk: batches are usually
+	// bounded by count.
+	want := int64(s.chunkSize)
+	if seg.records > 0 {
+		avg := (seg.size - seg.start) / seg.records
+		want = min(want, int64(maxN-len(out))*avg*5/4+recordHeader)
+	}
+	c, err := s.readChunk(seg, off, min(end-off, want))
 	if err != nil {
 		s.readFailed(seg, err)
-		s.mu.Unlock()
-		return nil, nil
+		return out, total, false
 	}
-	// Bytes still in memory were checksummed as they were appended; only the file's are
-	// checked again.
-	fromMemory := seg == s.segs[len(s.segs)-1] && off >= s.bufStart
-	s.mu.Unlock()
-	var out []Record
-	var damaged error
-	total, pos := 0, 0
-	for len(out) < maxN {
-		key, data, n, err := parseRecord(buf[pos:], !fromMemory)
-		if err != nil {
-			damaged = err
+	if l := int64(binary.LittleEndian.Uint32(c.b)); int64(len(c.b)) < recordHeader+l && l <= MaxRecord && off+recordHeader+l <= end {
+		// The first record is longer than what was read: read it whole.
+		s.release(c)
+		if c, err = s.readChunk(seg, off, recordHeader+l); err != nil {
+			s.readFailed(seg, err)
+			return out, total, false
+		}
+	}
+	pos, more := 0, true
+	for pos < len(c.b) && len(out) < maxN {
+		key, data, n, err := parseRecord(c.b[pos:], seg.seed, true)
+		if err != nil || (n == 0 && pos == 0) {
+			s.readFailed(seg, errCorrupt) // a record that does not check out, or claims more than the file holds
+			more = false
 			break
 		}
 		if n == 0 {
-			if len(out) == 0 && off+int64(pos) < end {
-				// The first record is longer than what was read: read it whole.
-				return s.nextLong(seg, off)
-			}
-			break
+			break // the rest is read next time
 		}
 		if len(out) > 0 && total+len(data) > maxBytes {
+			more = false
 			break
 		}
-		out = append(out, Record{Key: key, Data: data, seg: seg.id, off: off + int64(pos)})
+		out = append(out, Record{Key: key, Data: data, seg: seg.id, off: off + int64(pos), c: c})
+		c.out++
 		total += len(data)
 		pos += n
+		seg.readOff += int64(n)
+		seg.readRecs++
+		s.st.Unread--
 	}
-	s.mu.Lock()
-	seg.readOff += int64(pos)
-	seg.readRecs += int64(len(out))
-	s.st.Unread -= int64(len(out))
-	if damaged != nil {
-		s.readFailed(seg, damaged)
+	if c.out == 0 {
+		s.release(c)
 	}
-	s.mu.Unlock()
-	return out, nil
+	return out, total, more
 }
 
-// nextLong reads the single record at off that did not fit the first read.
-func (s *Spool) nextLong(seg *segment, off int64) ([]Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	hdr, err := s.readRange(seg, off, off+recordHeader)
-	if err != nil {
-		s.readFailed(seg, err)
-		return nil, nil
-	}
-	l := int64(uint32(hdr[0]) | uint32(hdr[1])<<8 | uint32(hdr[2])<<16 | uint32(hdr[3])<<24)
-	if l > MaxRecord || off+recordHeader+l > seg.size {
-		s.readFailed(seg, errCorrupt)
-		return nil, nil
-	}
-	n := recordHeader + l
-	whole, err := s.readRange(seg, off, off+n)
-	if err != nil {
-		s.readFailed(seg, err)
-		return nil, nil
-	}
-	key, data, got, err := parseRecord(whole, true)
-	if err != nil || got == 0 {
-		s.readFailed(seg, errCorrupt)
-		return nil, nil
-	}
-	seg.readOff += n
-	seg.readRecs++
-	s.st.Unread--
-	return []Record{{Key: key, Data: data, seg: seg.id, off: off}}, nil
-}
-
-// readRange copies bytes [off, end) of seg: from the active segment's in-memory tail where
-// it has them, else from the file. Caller holds mu.
-func (s *Spool) readRange(seg *segment, off, end int64) ([]byte, error) {
-	out := make([]byte, 0, end-off)
-	active := seg == s.segs[len(s.segs)-1]
-	fileEnd := min(end, seg.flushed)
-	if active {
-		fileEnd = min(end, s.bufStart)
-	}
-	if fileEnd > off {
-		if seg.rf == nil {
-			f, err := os.Open(seg.path)
-			if err != nil {
-				return nil, err
-			}
-			seg.rf = f
-		}
-		out = out[:fileEnd-off]
-		if _, err := seg.rf.ReadAt(out, off); err != nil {
+// readChunk reads n bytes of seg from offset off into a chunk. Caller holds mu.
+func (s *Spool) readChunk(seg *segment, off, n int64) (*chunk, error) {
+	if seg.rf == nil {
+		f, err := os.Open(seg.path)
+		if err != nil {
 			return nil, err
 		}
+		seg.rf = f
 	}
-	if active && end > max(off, s.bufStart) {
-		out = append(out, s.buf[max(off, s.bufStart)-s.bufStart:end-s.bufStart]...)
+	c := s.getChunk(int(n))
+	c.b = c.b[:n]
+	if _, err := seg.rf.ReadAt(c.b, off); err != nil {
+		s.release(c)
+		return nil, err
 	}
-	return out, nil
+	c.seg, c.off = seg, off
+	s.st.DiskReadBytes += n
+	return c, nil
 }
 
 // readFailed gives up the unread rest of seg: damaged on disk since it was written or
@@ -146,9 +183,9 @@ func (s *Spool) readFailed(seg *segment, err error) {
 	s.st.Bytes -= seg.size - seg.readOff
 	s.st.Unread -= lost
 	seg.records = seg.readRecs
+	s.dropTail(seg)
 	if seg == s.segs[len(s.segs)-1] {
 		// Never append after damage: start a fresh segment.
-		s.buf, s.bufStart = s.buf[:0], seg.flushed
 		if err := s.newSegment(); err != nil {
 			s.noteWriteErr(err)
 		}
@@ -158,7 +195,7 @@ func (s *Spool) readFailed(seg *segment, err error) {
 }
 
 // Ack marks records as done (delivered, or dropped for good); fully acknowledged sealed
-// segments are deleted.
+// segments are deleted. A record's Data must not be used after its Ack.
 func (s *Spool) Ack(recs []Record) {
 	if len(recs) == 0 {
 		return
@@ -166,48 +203,80 @@ func (s *Spool) Ack(recs []Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var seg *segment
-	for _, r := range recs {
+	for i := 0; i < len(recs); {
+		r := recs[i]
 		if seg == nil || seg.id != r.seg {
 			if seg != nil {
 				s.deleteIfDone(seg)
 			}
-			seg = nil
-			for _, sg := range s.segs {
-				if sg.id == r.seg {
-					seg = sg
-					break
+			seg = s.segment(r.seg)
+		}
+		if seg == nil || seg.isAcked(r.off) {
+			i++
+			continue // already gone (damaged and skipped), or acknowledged twice
+		}
+		// Batches are runs of consecutive records: acknowledge each run as one range.
+		start, end := r.off, r.off
+		for ; i < len(recs) && recs[i].seg == seg.id && recs[i].off == end && (end == start || !seg.isAcked(end)); i++ {
+			if c := recs[i].c; c != nil {
+				if c.out--; c.out == 0 && !c.tail {
+					s.release(c)
 				}
 			}
-			if seg == nil {
-				continue // already gone (damaged and skipped)
-			}
+			end += recs[i].Size()
+			seg.acked++
+			s.st.Records--
 		}
-		end := r.off + r.Size()
-		if r.off < seg.ackPrefix || seg.acks[r.off] != 0 {
-			continue // acknowledged twice
-		}
-		seg.acked++
-		s.st.Records--
-		s.st.Bytes -= r.Size()
-		if r.off == seg.ackPrefix {
-			seg.ackPrefix = end
-			for {
-				e, ok := seg.acks[seg.ackPrefix]
-				if !ok {
-					break
-				}
-				delete(seg.acks, seg.ackPrefix)
-				seg.ackPrefix = e
-			}
-		} else {
-			if seg.acks == nil {
-				seg.acks = map[int64]int64{}
-			}
-			seg.acks[r.off] = end
-		}
+		s.st.Bytes -= end - start
+		seg.addAcked(start, end)
 		s.ackDirty = true
 	}
 	if seg != nil {
 		s.deleteIfDone(seg)
+	}
+}
+
+func (s *Spool) segment(id uint64) *segment {
+	for _, sg := range s.segs {
+		if sg.id == id {
+			return sg
+		}
+	}
+	return nil
+}
+
+// span is a range of acknowledged records past a segment's acknowledged prefix.
+type span struct{ start, end int64 }
+
+// isAcked says whether the record at off is acknowledged.
+func (g *segment) isAcked(off int64) bool {
+	if off < g.ackPrefix {
+		return true
+	}
+	k := sort.Search(len(g.acks), func(k int) bool { return g.acks[k].start > off }) - 1
+	return k >= 0 && off < g.acks[k].end
+}
+
+// addAcked records the records in [start, end) as acknowledged, merging ranges.
+func (g *segment) addAcked(start, end int64) {
+	if start == g.ackPrefix {
+		g.ackPrefix = end
+		for len(g.acks) > 0 && g.acks[0].start == g.ackPrefix {
+			g.ackPrefix = g.acks[0].end
+			g.acks = g.acks[1:]
+		}
+		return
+	}
+	k := sort.Search(len(g.acks), func(k int) bool { return g.acks[k].start > start })
+	switch {
+	case k > 0 && g.acks[k-1].end == start && k < len(g.acks) && g.acks[k].start == end:
+		g.acks[k-1].end = g.acks[k].end
+		g.acks = slices.Delete(g.acks, k, k+1)
+	case k > 0 && g.acks[k-1].end == start:
+		g.acks[k-1].end = end
+	case k < len(g.acks) && g.acks[k].start == end:
+		g.acks[k].start = start
+	default:
+		g.acks = slices.Insert(g.acks, k, span{start, end})
 	}
 }

@@ -13,6 +13,7 @@ package spool
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -89,41 +90,56 @@ var (
 type Stats struct {
 	Records, Bytes   int64 // appended and not yet acknowledged (record bytes)
 	Unread           int64 // records not yet handed to the sender
-	DiskBytes        int64 // size of the segment files
+	DiskBytes        int64 // size of the segment files (and of the spare kept for reuse)
 	MaxBytes         int64
 	CorruptSegments  int64 // segments found damaged (at open or while reading)
 	CorruptBytes     int64 // bytes skipped in them
 	WriteErrors      int64 // records lost to failed writes after Append accepted them
 	ReplayedRecords  int64 // records found at Open, left by an earlier run
 	DroppedWhenFull  int64 // records deleted by DropOldest
+	DiskReadBytes    int64 // bytes the sender read back from segment files (the rest came from memory)
 	SegmentsOnDisk   int
 	Dir              string
 	ReplayedSegments int
 }
 
 const (
-	maxBuffered = 256 << 10 // active-segment bytes kept in memory before a write
-	maxTail     = 4 << 20   // written bytes kept in memory so the sender rarely reads the file
-	segSuffix   = ".seg"
+	chunkBytes = 256 << 10 // appended records written to the file in one piece
+	maxTail    = 8 << 20   // newest chunks kept in memory, so a sender that keeps up never reads the file
+	maxFree    = 8         // chunks kept for reuse beyond what the tail may take back
+	segSuffix  = ".seg"
+	spareName  = "spare" // a drained segment file kept to be overwritten by the next segment
 )
 
 type segment struct {
 	id        uint64
 	path      string
-	size      int64 // bytes appended, header included (written or buffered)
-	flushed   int64 // bytes written to the file
+	seed      uint32 // checksum seed of its records (segmentSeed; 0 for version 1)
+	start     int64  // offset of the first record (the header's length)
+	size      int64  // bytes appended, header included (written or in memory)
+	flushed   int64  // bytes written to the file (the end mark follows them)
+	alloc     int64  // the file's length, which a reused file may have beyond size
 	records   int64
 	readOff   int64 // the sender's next offset
 	readRecs  int64
 	acked     int64
-	ackPrefix int64           // every record before this offset is acknowledged
-	acks      map[int64]int64 // acknowledged records past ackPrefix: offset → end
+	ackPrefix int64  // every record before this offset is acknowledged
+	acks      []span // acknowledged records past ackPrefix, in order, ranges merged
 	sealed    bool
 	rf        *os.File // read handle, opened on first read
 }
 
+// disk is what the segment occupies on disk.
+func (g *segment) disk() int64 { return max(g.size+endMarkSize, g.alloc) }
+
 // Spool is a disk-backed backlog. Append is safe for concurrent use; Next is meant for one
 // sender goroutine; Ack may be called from any goroutine.
+//
+// Appended records go into the active chunk, which is written to the file in one piece
+// when full (and every FlushInterval). The newest chunks stay in memory (the tail, up to
+// maxTail bytes) and the sender is handed records straight from them: the file is read
+// only to replay an earlier run or when the sender has fallen behind the tail. A chunk is
+// reused once it left the tail and every record handed out from it was acknowledged.
 type Spool struct {
 	dir  string
 	o    Options
@@ -133,9 +149,15 @@ type Spool struct {
 	mu        sync.Mutex
 	segs      []*segment // oldest first; the last is the active one
 	wf        *os.File   // the active segment's write handle
-	buf       []byte     // the active segment's bytes [bufStart, size): its unwritten tail and, for the sender, the newest written bytes
-	bufStart  int64
+	act       *chunk     // the chunk appends go to; also the last of tail
+	tail      []*chunk   // chunks the sender reads from memory, in append order
+	tailBytes int64
+	free      []*chunk // chunks of chunkSize ready for reuse
+	chunkSize int
+	spare     string // path of a drained segment file kept for reuse, or ""
+	spareSize int64
 	unsynced  []*os.File // sealed write handles awaiting fsync and close
+	dirDirty  bool       // a segment file was created or renamed since the last sync
 	diskBytes int64
 	st        Stats
 	closed    bool
@@ -186,7 +208,8 @@ func Open(dir string, o Options) (*Spool, error) {
 		return nil, fmt.Errorf("open spool %s: lock: %w", dir, err)
 	}
 	s := &Spool{dir: dir, o: o, log: o.Logger, lock: lock, notify: make(chan struct{}, 1),
-		stop: make(chan struct{}), syncDone: make(chan struct{})}
+		stop: make(chan struct{}), syncDone: make(chan struct{}),
+		chunkSize: int(min(max(o.SegmentBytes, 4<<10), chunkBytes))}
 	s.st.Dir, s.st.MaxBytes = dir, o.MaxBytes
 	if err := s.load(); err != nil {
 		lock.Close()
@@ -204,6 +227,7 @@ func Open(dir string, o Options) (*Spool, error) {
 // load scans the segments an earlier run left.
 func (s *Spool) load() error {
 	ackSeg, ackOff := s.readWatermark()
+	s.nextID = ackSeg + 1
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
@@ -221,10 +245,11 @@ func (s *Spool) load() error {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
+	s.loadSpare()
 	for _, id := range ids {
 		s.nextID = max(s.nextID, id+1)
 		seg := &segment{id: id, path: s.segPath(id), sealed: true}
-		from := int64(headerSize)
+		from := int64(0)
 		if id == ackSeg {
 			from = ackOff
 		}
@@ -232,50 +257,97 @@ func (s *Spool) load() error {
 			os.Remove(seg.path)
 			continue
 		}
-		if err := s.scan(seg, from); err != nil {
+		keep, err := s.scan(seg, from)
+		if err != nil {
 			return err
 		}
-		if seg.records == seg.acked {
+		if !keep || seg.records == seg.acked {
 			os.Remove(seg.path)
 			continue
 		}
 		s.segs = append(s.segs, seg)
-		s.diskBytes += seg.size
+		s.diskBytes += seg.disk()
 		s.st.ReplayedRecords += seg.records - seg.acked
 		s.st.ReplayedSegments++
 	}
 	return nil
 }
 
+// loadSpare keeps a spare file an earlier run left, if it is a segment file of a size this
+// spool would reuse; the id in its header keeps new segment ids above the ones it held.
+func (s *Spool) loadSpare() {
+	path := filepath.Join(s.dir, spareName)
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var hdr [headerSize]byte
+	n, _ := io.ReadFull(f, hdr[:])
+	info, err := f.Stat()
+	_, id, _, ok := parseHeader(hdr[:n], 0)
+	if err != nil || !ok || !s.reusable(info.Size()) {
+		os.Remove(path)
+		return
+	}
+	s.nextID = max(s.nextID, id+1)
+	s.spare, s.spareSize = path, info.Size()
+	s.diskBytes += info.Size()
+}
+
+// reusable says whether a file of size bytes is worth keeping as the spare.
+func (s *Spool) reusable(size int64) bool { return size <= 2*s.o.SegmentBytes }
+
 // scan validates one segment, counting records and truncating a damaged tail. Records
-// before offset from are taken as acknowledged (the persisted watermark).
-func (s *Spool) scan(seg *segment, from int64) error {
+// before offset from are taken as acknowledged (the persisted watermark). keep is false
+// for a file that holds no segment.
+func (s *Spool) scan(seg *segment, from int64) (keep bool, err error) {
 	f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
 	if err != nil {
 		s.corrupt(seg.path, 0, fmt.Errorf("open: %w", err))
-		return nil
+		return false, nil
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("open spool: %w", err)
+		return false, fmt.Errorf("open spool: %w", err)
+	}
+	if info.Size() == 0 {
+		return false, nil // created, never written: a crash in between
 	}
 	r := bufio.NewReaderSize(f, 1<<20)
-	var hdr [headerSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil || string(hdr[:]) != magic {
-		f.Close()
-		os.Remove(seg.path)
+	hdr, _ := r.Peek(int(headerSize))
+	hsize, hid, seed, ok := parseHeader(hdr, seg.id)
+	if !ok {
 		s.corrupt(seg.path, info.Size(), errors.New("bad segment header"))
-		return nil
+		return false, nil
 	}
-	off := int64(headerSize)
+	v2 := hsize == headerSize
+	r.Discard(int(hsize))
+	seg.seed, seg.start = seed, hsize
+	if v2 && hid != seg.id {
+		// A spare file renamed for this segment before its header was rewritten (a crash in
+		// between) holds no record of it; a damaged header over good records does.
+		if !startsSegment(r, seed) {
+			s.log.Info("spool: removed a segment file whose creation was interrupted", "path", seg.path)
+			return false, nil
+		}
+		s.corrupt(seg.path, 8, errors.New("segment header names another segment"))
+	}
+	off := hsize
+	clean := false // the end mark (version 2) or the end of the file at a record boundary (version 1)
 	var rec []byte
 	for {
 		var h [recordHeader]byte
 		if _, err := io.ReadFull(r, h[:]); err != nil {
+			clean = !v2 && off == info.Size()
 			break
 		}
-		l := int64(uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16 | uint32(h[3])<<24)
+		if _, _, _, err := parseRecord(h[:], seed, false); err == errEnd {
+			clean = true
+			break
+		}
+		l := int64(binary.LittleEndian.Uint32(h[:]))
 		if l > MaxRecord || off+recordHeader+l > info.Size() {
 			break
 		}
@@ -287,7 +359,7 @@ func (s *Spool) scan(seg *segment, from int64) error {
 		if _, err := io.ReadFull(r, rec[recordHeader:]); err != nil {
 			break
 		}
-		if _, _, _, err := parseRecord(rec, true); err != nil {
+		if _, _, _, err := parseRecord(rec, seed, true); err != nil {
 			break
 		}
 		end := off + recordHeader + l
@@ -304,16 +376,38 @@ func (s *Spool) scan(seg *segment, from int64) error {
 		off = end
 	}
 	if seg.readOff == 0 {
-		seg.readOff, seg.ackPrefix = headerSize, headerSize
+		seg.readOff, seg.ackPrefix = hsize, hsize
 	}
-	if off < info.Size() {
+	seg.size, seg.flushed, seg.alloc = off, off, info.Size()
+	if !clean {
 		s.corrupt(seg.path, info.Size()-off, errors.New("damaged or truncated record"))
-		if err := f.Truncate(off); err != nil {
+		// Cut the damage off (and mark the end) so the next start finds the segment clean.
+		err := f.Truncate(off)
+		if err == nil && v2 {
+			_, err = f.WriteAt(appendEndMark(nil, seed), off)
+		}
+		if err != nil {
 			s.log.Warn("spool: cannot truncate damaged segment", "path", seg.path, "err", err)
 		}
+		seg.alloc = off + endMarkSize
 	}
-	seg.size, seg.flushed = off, off
-	return nil
+	return true, nil
+}
+
+// startsSegment says whether r continues with an intact record or the end mark of the
+// segment whose checksum seed is seed (records too long to peek at count as not).
+func startsSegment(r *bufio.Reader, seed uint32) bool {
+	h, _ := r.Peek(recordHeader)
+	if len(h) < recordHeader {
+		return false
+	}
+	if _, _, _, err := parseRecord(h, seed, false); err != nil {
+		return err == errEnd
+	}
+	l := int(binary.LittleEndian.Uint32(h))
+	b, _ := r.Peek(recordHeader + l)
+	_, _, n, err := parseRecord(b, seed, true)
+	return err == nil && n > 0
 }
 
 func (s *Spool) corrupt(path string, n int64, why error) {
@@ -336,90 +430,11 @@ func (s *Spool) Stats() Stats {
 	return st
 }
 
-// Fill is the share of MaxBytes in use.
+// Fill is the share of MaxBytes in use by records (the spare file is free to take).
 func (s *Spool) Fill() float64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return float64(s.diskBytes) / float64(s.o.MaxBytes)
-}
-
-// syncLoop writes buffered records every FlushInterval and fsyncs every SyncInterval.
-func (s *Spool) syncLoop() {
-	defer close(s.syncDone)
-	t := time.NewTicker(s.o.FlushInterval)
-	defer t.Stop()
-	lastSync := time.Now()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
-		s.mu.Lock()
-		if err := s.flushLocked(); err != nil {
-			s.noteWriteErr(err)
-		}
-		if time.Since(lastSync) < s.o.SyncInterval {
-			s.mu.Unlock()
-			continue
-		}
-		lastSync = time.Now()
-		files := append(s.unsynced, s.wf)
-		s.unsynced = nil
-		wm := s.watermarkLocked()
-		s.mu.Unlock()
-		for i, f := range files {
-			if f == nil {
-				continue
-			}
-			if !s.o.NoSync {
-				f.Sync()
-			}
-			if i < len(files)-1 {
-				f.Close()
-			}
-		}
-		if wm != "" {
-			s.writeWatermark(wm)
-		}
-	}
-}
-
-// watermarkLocked is the head segment's acknowledged prefix, when it changed.
-func (s *Spool) watermarkLocked() string {
-	if !s.ackDirty || len(s.segs) == 0 {
-		return ""
-	}
-	s.ackDirty = false
-	h := s.segs[0]
-	return fmt.Sprintf("%016x %d\n", h.id, h.ackPrefix)
-}
-
-// The watermark file lets a restart skip records acknowledged in the head segment; losing
-// it only means sending them again.
-func (s *Spool) writeWatermark(wm string) {
-	tmp := filepath.Join(s.dir, "ack.tmp")
-	if err := os.WriteFile(tmp, []byte(wm), 0o640); err != nil {
-		return
-	}
-	os.Rename(tmp, filepath.Join(s.dir, "ack"))
-}
-
-func (s *Spool) readWatermark() (uint64, int64) {
-	b, err := os.ReadFile(filepath.Join(s.dir, "ack"))
-	if err != nil {
-		return 0, 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0
-	}
-	id, err1 := strconv.ParseUint(f[0], 16, 64)
-	off, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil || off < headerSize {
-		return 0, 0
-	}
-	return id, off
+	return float64(s.diskBytes-s.spareSize) / float64(s.o.MaxBytes)
 }
 
 // Close writes and syncs everything, records the acknowledged position and releases the
@@ -445,15 +460,19 @@ func (s *Spool) Close() error {
 		}
 	}
 	s.closeFiles()
-	// An empty active segment is not worth keeping.
+	// An empty active segment is not worth keeping (its file may become the spare).
 	if n := len(s.segs); n > 0 && s.segs[n-1].records == s.segs[n-1].acked {
-		s.removeSegment(n - 1)
+		s.removeSegment(n-1, true)
 	}
 	if len(s.segs) == 0 {
 		os.Remove(filepath.Join(s.dir, "ack"))
 	} else if wm != "" {
 		s.writeWatermark(wm)
 	}
+	if !s.o.NoSync {
+		s.syncDir()
+	}
+	s.act, s.tail, s.free = nil, nil, nil
 	s.lock.Close()
 	if err != nil {
 		return fmt.Errorf("close spool %s: %w", s.dir, err)

@@ -157,10 +157,10 @@ func parseHead(block []byte) (head, error) {
 			continue
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if trimmed := strings.TrimRight(name, " \t"); ok && trimmed != name {
+		if n := len(name); ok && n > 0 && (name[n-1] == ' ' || name[n-1] == '\t') {
 			// Whitespace before the colon: a server must refuse the request, a proxy strips
 			// it from a response. Either way the field is what it says, minus the space.
-			h.malformed, name = true, trimmed
+			h.malformed, name = true, strings.TrimRight(name, " \t")
 		}
 		if !ok || name == "" || hasSpace(name) {
 			h.malformed = true // not a field at all: skipped
@@ -230,6 +230,10 @@ func (h *head) noteFraming(name, value string) {
 // non-negative decimal, or that differs from an earlier field, is a framing error.
 func (h *head) noteLength(value string) {
 	h.lengthFound = true
+	if n, err := strconv.ParseUint(value, 10, 63); err == nil && (h.contentLength < 0 || h.contentLength == int64(n)) {
+		h.contentLength = int64(n) // the common case: one plain number
+		return
+	}
 	if strings.TrimSpace(value) == "" {
 		h.badLength = true
 		return

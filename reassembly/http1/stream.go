@@ -103,10 +103,12 @@ func (s *stream) clientBehind(hasAck bool, ack uint32) bool {
 // clientAdvanced lets a held response go once the client's direction has caught up with
 // it (new request bytes, or a gap declared in their place).
 func (s *stream) clientAdvanced(d tcp.Dir) {
-	if c := s.clientDir(); c == int8(d) {
-		if srv := &s.side[1-c]; srv.state == stHold && len(srv.holdMarks) > 0 && !s.clientBehind(srv.holdMarks[0].hasAck, srv.holdMarks[0].ack) {
-			srv.releaseHold(false)
-		}
+	srv := &s.side[1-d]
+	if srv.state != stHold || len(srv.holdMarks) == 0 || s.clientDir() != int8(d) {
+		return // the common case, checked first: nothing held on the other side
+	}
+	if m := srv.holdMarks[0]; !s.clientBehind(m.hasAck, m.ack) {
+		srv.releaseHold(false)
 	}
 }
 

@@ -33,6 +33,7 @@ type h2stream struct {
 	msg     [2]message // by role
 	created int64      // packet time it was first seen, for the response timeout
 	reqSeen bool       // the request's headers were seen: the stream can be emitted
+	reset   bool       // RST_STREAM came before the request's headers (another capture queue)
 	charged int        // bytes charged to the budget until emitted: this state, header fields, body capacity
 }
 

@@ -203,10 +203,17 @@ func (s *stream) endMessage(st *h2stream, d tcp.Dir) {
 	}
 }
 
-// reset handles RST_STREAM: the stream ends now, complete or not.
+// reset handles RST_STREAM: the stream ends now, complete or not. A stream whose request
+// has not been seen yet waits for it like a response that came first (a server that
+// answers before reading the request body resets the stream at once, and the client's
+// direction may be on a slower capture queue); it ends when the request's headers come.
 func (s *stream) reset(_ *side, sid uint32, _ uint32) {
 	st := s.find(sid)
 	if st == nil {
+		return
+	}
+	if !st.reqSeen {
+		st.reset = true
 		return
 	}
 	st.flagUnfinished()
@@ -329,6 +336,10 @@ func (s *stream) headers(h *side, fields []field, unknown bool) {
 	}
 	if h.blockEnd {
 		s.endMessage(st, h.dir)
+	}
+	if st.reset && st.reqSeen && s.find(sid) == st {
+		st.flagUnfinished()
+		s.finish(st)
 	}
 }
 

@@ -218,6 +218,36 @@ func TestResponseBeforeRequestAcrossQueues(t *testing.T) {
 	}
 }
 
+// A server that answers before reading the request body and then resets the stream with
+// NO_ERROR (nginx does), seen with the server's direction captured first: the reset must
+// not throw the response away before the request arrives.
+func TestResponseAndResetBeforeRequest(t *testing.T) {
+	c := newConn(t, Config{})
+	c.handshake()
+	c.prefaces()
+	c.headers(client, 1, false, ":method", "POST", ":scheme", "http", ":authority", "h", ":path", "/orders")
+	c.data(client, 1, true, `{"sku":"A"}`)
+	c.headers(client, 3, false, ":method", "POST", ":scheme", "http", ":authority", "h", ":path", "/refused")
+	c.data(client, 3, true, "x")
+	c.headers(server, 1, false, ":status", "201")
+	c.data(server, 1, true, `{"id":42}`)
+	c.check(c.peers[server].fr.WriteRSTStream(1, http2.ErrCodeNo))
+	c.check(c.peers[server].fr.WriteRSTStream(3, http2.ErrCodeRefusedStream))
+	c.flush(server, 1448)
+	if len(c.got) != 0 {
+		t.Fatal("emitted before the request was seen")
+	}
+	c.flush(client, 1448)
+	c.close()
+	c.want(2)
+	if e := c.byPath("/orders"); e.Response.Status != 201 || string(e.Response.Body) != `{"id":42}` || e.Flags&exchange.FlagNoResponse != 0 {
+		t.Fatalf("answered, then reset: status %d body %q flags %b", e.Response.Status, e.Response.Body, e.Flags)
+	}
+	if e := c.byPath("/refused"); e.Flags&exchange.FlagNoResponse == 0 {
+		t.Fatalf("refused: status %d flags %b", e.Response.Status, e.Flags)
+	}
+}
+
 func TestGapInDataKeepsFraming(t *testing.T) {
 	c := newConn(t, Config{})
 	c.handshake()

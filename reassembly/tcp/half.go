@@ -47,7 +47,9 @@ func (h *half) acked(ack uint32) {
 	if !h.hasPeerAck || int32(ack-h.peerAck) > 0 {
 		h.peerAck, h.hasPeerAck = ack, true
 	}
-	h.skipAckedHoles()
+	if len(h.ooo) >= ackedHoleSegments {
+		h.skipAckedHoles()
+	}
 }
 
 // ackedHoleSegments is how many later segments of the same direction must have arrived

@@ -91,9 +91,15 @@ func TestLiveCaptures(t *testing.T) {
 					t.Errorf("%d SYNs carry data, want the 6 requests sent with a cookie", n)
 				}
 			}
+			// nginx's log is the ground truth; tshark is the peer the collector must never
+			// fall behind. tshark itself now and then misses a response in a fragmented
+			// capture (seen once in CI: 25 of nginx's 26), so more than tshark is logged, not
+			// failed.
 			req, resp := tsharkHTTP(t, path)
-			if req != emitted || resp != paired {
+			if emitted < req || paired < resp {
 				t.Errorf("tshark: %d requests, %d responses; collector: %d, %d", req, resp, emitted, paired)
+			} else if emitted > req || paired > resp {
+				t.Logf("collector ahead of tshark: tshark %d/%d, collector %d/%d, nginx %d", req, resp, emitted, paired, served)
 			}
 			t.Logf("%d exchanges (nginx %d, tshark %d/%d); defrag %+v", paired, served, req, resp, s.Defrag)
 		})

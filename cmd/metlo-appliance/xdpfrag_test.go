@@ -164,7 +164,9 @@ func TestNginxFragmentedMirror(t *testing.T) {
 	if n := seriesValue(t, metrics, `metlo_appliance_datapath_ip_datagrams_total{result="reassembled"}`); n < 500 {
 		t.Errorf("%v datagrams reassembled", n)
 	}
-	for _, reason := range []string{"fragment_shared", "ringbuf_full", "malformed", "passed"} {
+	// ("passed" is not zero: the server namespace's IPv6 neighbour discovery and MLD reach
+	// the collector's veth too, and belong to the kernel.)
+	for _, reason := range []string{"fragment_shared", "ringbuf_full", "malformed"} {
 		if n := seriesValue(t, metrics, `metlo_appliance_xdp_packets_total{reason="`+reason+`"}`); n != 0 {
 			t.Errorf("xdp counted %v packets %s", n, reason)
 		}

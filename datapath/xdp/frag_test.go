@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
+	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
@@ -85,6 +86,11 @@ func TestFragments(t *testing.T) {
 	erspan := three(greFrame(t, mirrorV4, applianceV4, 0x88be, erspan2(inner4)), 0x1012)
 	greIP := three(greFrame(t, mirrorV4, applianceV4, 0x0800, inner4[14:]), 0x1013)
 	greOwn := three(greFrame(t, mirrorV4, applianceV4, 0x0800, tcpIP(t, clientV4, applianceV4, 51234, 22, body)), 0x1014)
+	geneveIP := three(udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(4242, 0x0800, 32, inner4[14:])), 0x1016)
+	geneveEth6 := three(udpFrame(t, mirrorV6, applianceV6, 50000, 6081, genevePayload(4242, 0x6558, 8, inner6)), 0x1017)
+	geneveVX := three(udpFrame(t, mirrorV4, applianceV4, 50000, 6081,
+		genevePayload(9, 0x0800, 8, udpFrame(t, mirrorV4, applianceV4, 49152, 4789, append(vxlanHeader(4242, 0x08), inner4...))[14:])), 0x1018)
+	geneveOtherVNI := three(udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(77, 0x0800, 32, inner4[14:])), 0x1019)
 	// An atomic fragment (RFC 6946): a fragment header with offset 0 and no M flag, the
 	// whole datagram.
 	atomic := fragment(t, vxlanFrame(t, mirrorV6, applianceV6, 4242, inner6), 2048, 0x1015)[0]
@@ -118,6 +124,13 @@ func TestFragments(t *testing.T) {
 		{"later fragment from a stranger to the appliance, first unseen", accept, []fragStep{passed(unseenStranger[1])}, ""},
 		{"later fragment from a stranger to another host, first unseen (raw)", accept, []fragStep{captured(unseenElsewhere[2])}, ""},
 		{"later fragment to another host, first unseen, raw mode off", noRaw, []fragStep{shared(unseenNoRaw[1])}, ""},
+		{"geneve (ip payload, 32 bytes of options) over ipv4", raw, []fragStep{captured(geneveIP[0]), captured(geneveIP[1]), captured(geneveIP[2])}, body},
+		{"geneve (ethernet) over ipv6, out of order", raw, []fragStep{captured(geneveEth6[0]), captured(geneveEth6[2]), captured(geneveEth6[1])}, body},
+		{"vxlan in geneve over ipv4", accept, []fragStep{captured(geneveVX[0]), captured(geneveVX[1]), captured(geneveVX[2])}, body},
+		// GENEVE's VNI is not checked on fragments in the kernel (the one that counts may be
+		// a nested VXLAN's): they are captured and the dispatcher's accept filter rejects
+		// the reassembled segment's VNI (TestFragmentedTunnelAcceptedInGo).
+		{"geneve with another vni", accept, []fragStep{captured(geneveOtherVNI[0]), captured(geneveOtherVNI[1]), captured(geneveOtherVNI[2])}, body},
 		{"erspan over fragmented gre", raw, []fragStep{captured(erspan[0]), captured(erspan[1]), captured(erspan[2])}, body},
 		{"ip over fragmented gre to another host", raw, []fragStep{captured(greIP[0]), captured(greIP[1]), captured(greIP[2])}, body},
 		{"ip over fragmented gre to the appliance", raw, []fragStep{passed(greOwn[0]), passed(greOwn[1]), passed(greOwn[2])}, ""},
@@ -316,6 +329,61 @@ func TestWholeFramesDecode(t *testing.T) {
 			checkDeltas(t, res.deltas, map[string]uint64{"received": 1, "whole": 1})
 			checkRecords(t, res.records, &want{data: tc.frame, encap: datapath.EncapRaw, whole: true})
 			checkReassembled(t, cfg, res.records, get)
+		})
+	}
+}
+
+// TestFragmentedTunnelAcceptedInGo: the kernel cannot check GENEVE's VNI on fragments (the
+// VNI that counts may be a nested VXLAN's, further into the datagram), so it captures them
+// from accepted sources and the dispatcher applies accept-vnis to the reassembled datagram:
+// GENEVE with a VNI outside the list is rejected there, VXLAN in GENEVE with an accepted
+// VXLAN VNI (the GENEVE one is not in the list) is taken.
+func TestFragmentedTunnelAcceptedInGo(t *testing.T) {
+	needBPF(t)
+	local := []netip.Addr{applianceV4}
+	sources := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}
+	cfg := Config{Raw: true, LocalAddrs: local, AcceptSources: sources, AcceptVNIs: []uint32{4242}}
+	h := newHarness(t, cfg)
+	body := "POST /api/upload HTTP/1.1\r\nHost: api\r\nContent-Length: 1300\r\n\r\n" + strings.Repeat("g", 1300)
+	inner := tcpFrame(t, clientV4, serverV4, 51234, 80, body)
+	id := uint32(0x4000)
+	for _, tc := range []struct {
+		name             string
+		frame            []byte
+		tcp, rejectedVNI uint64
+	}{
+		{"geneve vni 77", udpFrame(t, mirrorV4, applianceV4, 50000, 6081, genevePayload(77, 0x0800, 32, inner[14:])), 0, 1},
+		{"geneve vni 9 carrying vxlan vni 4242", udpFrame(t, mirrorV4, applianceV4, 50000, 6081,
+			genevePayload(9, 0x0800, 8, udpFrame(t, mirrorV4, applianceV4, 49152, 4789, append(vxlanHeader(4242, 0x08), inner...))[14:])), 1, 0},
+	} {
+		id++
+		t.Run(tc.name, func(t *testing.T) {
+			d := datapath.NewDispatcher(datapath.DispatcherConfig{Workers: 1,
+				Decoder: datapath.DecoderConfig{Raw: true, LocalAddrs: local},
+				Accept:  datapath.TunnelAccept{Sources: sources, VNIs: cfg.AcceptVNIs}},
+				exchange.HandlerFunc(func(*exchange.Exchange) {}))
+			fh := d.NewHandler()
+			for _, fr := range fragment(t, tc.frame, 600, id) {
+				res := h.run(t, h.objs.Program, fr)
+				checkDeltas(t, res.deltas, map[string]uint64{"received": 1, "fragment": 1})
+				for _, rec := range res.records {
+					var f datapath.Frame
+					if !decodeRecord(rec, 0, &f) {
+						t.Fatal("record does not decode")
+					}
+					fh.HandleFrame(&f)
+				}
+			}
+			fh.Flush()
+			snap := d.Snapshot()
+			d.Close()
+			var tcpSegs uint64
+			for e := range snap.Packets {
+				tcpSegs += snap.Packets[e][datapath.OutcomeTCP]
+			}
+			if tcpSegs != tc.tcp || snap.Rejected[datapath.RejectVNI] != tc.rejectedVNI {
+				t.Errorf("%d TCP segments, %d rejected by VNI; want %d and %d", tcpSegs, snap.Rejected[datapath.RejectVNI], tc.tcp, tc.rejectedVNI)
+			}
 		})
 	}
 }

@@ -9,9 +9,9 @@
 //
 // Every packet bumps COUNTER_RECEIVED and exactly one outcome counter, so the per-CPU
 // counters always add up: received = vxlan + geneve + geneve_vxlan + raw + passed + non_tcp
-// + filtered + malformed + ringbuf_full + rejected_source + rejected_vni + whole.
-// COUNTER_TRUNCATED
-// additionally marks captured frames shorter than they were on the wire.
+// + filtered + malformed + ringbuf_full + rejected_source + rejected_vni + whole + fragment
+// + fragment_shared. COUNTER_TRUNCATED additionally marks captured frames shorter than they
+// were on the wire.
 
 #include "headers/bpf_base.h"
 #include "headers/proto.h"
@@ -34,6 +34,8 @@ enum counter {
 	COUNTER_REJECTED_SOURCE, // a tunnel packet from an outer source outside accept_sources
 	COUNTER_REJECTED_VNI,	 // a tunnel packet whose VNI is not in accept_vnis
 	COUNTER_WHOLE,		 // a frame in an encapsulation the Go decoder opens: handed on whole
+	COUNTER_FRAGMENT,	 // an IP fragment of mirrored traffic: handed on whole, dropped
+	COUNTER_FRAGMENT_SHARED, // an IP fragment that may be the host's own: handed on whole and passed
 	COUNTER_MAX,
 };
 
@@ -199,6 +201,7 @@ struct flow {
 	__u16 sport, dport; // raw (network order) ports, 0 when unknown
 	__u8 proto;	// L4 protocol
 	__u8 ports_ok;	// sport/dport were read
+	__u8 frag;	// an IP fragment (IPv4 MF or offset; an IPv6 fragment header right after the fixed one)
 	struct addr_key dst;
 	struct prefix_key src; // a full-length accept_sources key: looked up as it is
 };
@@ -284,12 +287,12 @@ static __always_inline int parse_l2(void **pos, void *end, __u16 *proto)
 static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct flow *f,
 				    const int want_dst, const int want_src)
 {
-	int fragment = 0;
 	// Callers do not zero their flows (a dozen stores per packet): whatever is read later
 	// is set here, or read only after PARSE_OK.
 	f->sport = 0;
 	f->dport = 0;
 	f->ports_ok = 0;
+	f->frag = 0;
 	// l3_len is read only after PARSE_OK, but clang may carry it in a register through
 	// code shared by several parse sites; after a helper call on one of them the verifier
 	// then sees an uninitialised register spilled (R4 !read_ok). One store settles it.
@@ -319,7 +322,7 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 			f->src.addr[3] = ip->saddr;
 		}
 		f->proto = ip->protocol;
-		fragment = (ip->frag_off & bpf_htons(0x3fff)) != 0;
+		f->frag = (ip->frag_off & bpf_htons(0x3fff)) != 0;
 		f->l4 = pos + ihl;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = pos;
@@ -343,11 +346,19 @@ static __always_inline int parse_l3(void *pos, void *end, __u16 proto, struct fl
 		}
 		f->proto = ip6->nexthdr;
 		f->l4 = ip6 + 1;
+		if (f->proto == IPPROTO_FRAGMENT) {
+			// The protocol the datagram carries (what TCPOnly judges); l4 stays at the
+			// fragment header.
+			struct frag6hdr *fh = f->l4;
+			f->frag = 1;
+			if ((void *)(fh + 1) <= end)
+				f->proto = fh->nexthdr;
+		}
 	} else {
 		return PARSE_NOT_IP;
 	}
 
-	if (!fragment && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP)) {
+	if (!f->frag && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP)) {
 		__u16 *ports = f->l4;
 		if ((void *)(ports + 2) <= end) {
 			f->sport = ports[0];
@@ -537,7 +548,9 @@ static __always_inline int capture(struct xdp_md *ctx, void *data, void *end, vo
 
 	if (tcp_only && (rc != PARSE_OK || fp->proto != IPPROTO_TCP))
 		return verdict(COUNTER_NON_TCP, XDP_DROP);
-	if (filter_ports_len > 0) {
+	// Fragments are kept: only a datagram's first fragment carries its ports, and Go
+	// reassembles them.
+	if (filter_ports_len > 0 && !fp->frag) {
 		__u16 sport = bpf_ntohs(fp->sport), dport = bpf_ntohs(fp->dport);
 		if (!fp->ports_ok || !(port_in(sport, filter_ports, MAX_FILTER_PORTS) ||
 				     port_in(dport, filter_ports, MAX_FILTER_PORTS)))
@@ -642,10 +655,13 @@ static __always_inline int handle_geneve(struct xdp_md *ctx, void *data, void *e
 		       &f);
 }
 
-// capture_whole hands the received frame on whole, for encapsulations the Go decoder opens
-// and this program does not (GRE with ERSPAN or Ethernet inside, MPLS): better decoded in
-// Go than passed to a kernel that would drop them.
-static __always_inline int capture_whole(struct xdp_md *ctx)
+// copy_whole hands the received frame on whole, outer headers and all, for the Go decoder to
+// open: encapsulations this program does not strip (GRE with ERSPAN, Ethernet, IP or MPLS
+// inside, IP in IP, MPLS) and IP fragments, which Go reassembles. It counts outcome and
+// returns action: XDP_DROP for mirrored traffic, XDP_PASS for a fragment that may be the
+// host's own (the kernel gets it too). A full ring counts ringbuf_full instead, with the
+// same action. A global function: verified once, not at every call site.
+__global_fn int copy_whole(struct xdp_md *ctx, __u32 outcome, __u32 action)
 {
 	__u32 total = bpf_xdp_get_buff_len(ctx);
 	struct frame_meta m = {};
@@ -655,10 +671,280 @@ static __always_inline int capture_whole(struct xdp_md *ctx)
 	m.flags = FRAME_FLAG_WHOLE;
 	m.timestamp = bpf_ktime_get_ns();
 	if (emit(ctx, &m, 0) < 0)
-		return verdict(COUNTER_RINGBUF_FULL, XDP_DROP);
+		return verdict(COUNTER_RINGBUF_FULL, action);
 	if (m.wire_len > m.cap_len)
 		count(COUNTER_TRUNCATED);
-	return verdict(COUNTER_WHOLE, XDP_DROP);
+	return verdict(outcome, action);
+}
+
+// Furthest an IP header (after Ethernet and two VLAN tags) and a transport header (after
+// IPv4 with options; IPv6's fixed header is shorter) can start. The global functions below
+// get offsets as scalars, which they must bound themselves.
+#define MAX_L3_OFF (14 + 2 * 4)
+#define MAX_L4_OFF (MAX_L3_OFF + 60)
+
+// accepted_addr tells whether src (IPv4 v4-mapped) is in accept_sources.
+static __always_inline int accepted_addr(const struct addr_key *src)
+{
+	struct prefix_key pk = {.prefixlen = 128};
+	pk.addr[0] = src->addr[0];
+	pk.addr[1] = src->addr[1];
+	pk.addr[2] = src->addr[2];
+	pk.addr[3] = src->addr[3];
+	return accepted_source(&pk);
+}
+
+// read_addrs reads the source and destination of the IP header at ip (IPv4 v4-mapped),
+// telling v4 from v6 by the version nibble; -1 when it does not fit before end.
+static __always_inline int read_addrs(void *ip, void *end, struct addr_key *src,
+				      struct addr_key *dst)
+{
+	if (ip + 1 > end)
+		return -1;
+	__u8 ver = *(__u8 *)ip >> 4;
+	if (ver == 4) {
+		struct iphdr *h = ip;
+		if ((void *)(h + 1) > end)
+			return -1;
+		src->addr[0] = 0;
+		src->addr[1] = 0;
+		src->addr[2] = 0xffff0000U;
+		src->addr[3] = h->saddr;
+		dst->addr[0] = 0;
+		dst->addr[1] = 0;
+		dst->addr[2] = 0xffff0000U;
+		dst->addr[3] = h->daddr;
+		return 0;
+	}
+	if (ver == 6) {
+		struct ipv6hdr *h = ip;
+		if ((void *)(h + 1) > end)
+			return -1;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			src->addr[i] = h->saddr[i];
+			dst->addr[i] = h->daddr[i];
+		}
+		return 0;
+	}
+	return -1;
+}
+
+enum tunnel_kind {
+	TUNNEL_NONE = 0, // not an encapsulation taken here, or the host's own tunnel
+	TUNNEL_MIRROR,	 // mirrored traffic in an encapsulation the Go decoder opens
+};
+
+// ip_tunnel_kind classifies a GRE or IP-in-IP packet whose transport header starts at l4.
+// ERSPAN and Ethernet over GRE are mirror encapsulations wherever they go. In raw mode (the
+// appliance routes nothing) so are MPLS over GRE (the host runs no MPLS), and IP over GRE
+// and IP in IP whose inner packet is addressed to someone else: a host's own tunnel
+// delivers to the host, so an inner destination that is not local is a mirror's. The Go
+// decoder still refuses inner traffic that touches the host's addresses.
+static __always_inline int ip_tunnel_kind(void *l4, void *end, __u8 proto)
+{
+	void *inner = l4;
+	if (proto == IPPROTO_GRE) {
+		struct grehdr *gre = l4;
+		if ((void *)(gre + 1) > end)
+			return TUNNEL_NONE;
+		__u16 gp = gre->proto;
+		if (gp == bpf_htons(ETH_P_ERSPAN) || gp == bpf_htons(ETH_P_ERSPAN3) ||
+		    gp == bpf_htons(ETH_P_TEB))
+			return TUNNEL_MIRROR;
+		if (!raw_mode)
+			return TUNNEL_NONE;
+		if (gp == bpf_htons(ETH_P_MPLS_UC))
+			return TUNNEL_MIRROR;
+		if (gp != bpf_htons(ETH_P_IP) && gp != bpf_htons(ETH_P_IPV6))
+			return TUNNEL_NONE;
+		__u16 flags = bpf_ntohs(gre->flags);
+		if (flags & (GRE_ROUTING | GRE_VERSION))
+			return TUNNEL_NONE; // PPTP's enhanced GRE, RFC 1701 source routes: not a mirror
+		inner = (void *)(gre + 1) + ((flags & GRE_CSUM) ? 4 : 0) + ((flags & GRE_KEY) ? 4 : 0) +
+			((flags & GRE_SEQ) ? 4 : 0);
+	} else if (!raw_mode || (proto != IPPROTO_IPIP && proto != IPPROTO_IPV6)) {
+		return TUNNEL_NONE;
+	}
+	struct addr_key src, dst;
+	if (read_addrs(inner, end, &src, &dst) < 0)
+		return TUNNEL_NONE; // not an IP packet we can read: the kernel decides
+	return is_local(&dst) ? TUNNEL_NONE : TUNNEL_MIRROR;
+}
+
+// ip_tunnel_verdict decides an unfragmented GRE or IP-in-IP packet whose IP header starts at
+// l3_off and transport header at l4_off: a mirror encapsulation from an accepted source is
+// handed on whole, one from elsewhere dropped, anything else passes.
+__global_fn int ip_tunnel_verdict(struct xdp_md *ctx, __u32 l3_off, __u32 l4_off, __u32 proto)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (l3_off > MAX_L3_OFF || l4_off > MAX_L4_OFF)
+		return verdict(COUNTER_PASSED, XDP_PASS);
+	if (ip_tunnel_kind(data + l4_off, end, proto) != TUNNEL_MIRROR)
+		return verdict(COUNTER_PASSED, XDP_PASS);
+	if (accept_sources_on) {
+		struct addr_key src, dst;
+		if (read_addrs(data + l3_off, end, &src, &dst) < 0 || !accepted_addr(&src))
+			return verdict(COUNTER_REJECTED_SOURCE, XDP_DROP);
+	}
+	return copy_whole(ctx, COUNTER_WHOLE, XDP_DROP);
+}
+
+// What a fragmented datagram's first fragment showed it to be, remembered for its later
+// fragments, which carry no ports and no tunnel header.
+enum frag_verdict {
+	FRAG_CAPTURE = 1,   // mirrored traffic: every fragment to Go, none to the kernel
+	FRAG_PASS,	    // the host's own, or nothing taken here: to the kernel only
+	FRAG_REJECT_SOURCE, // a tunnel from outside accept_sources
+	FRAG_REJECT_VNI,    // VXLAN with a VNI outside accept_vnis
+};
+
+// A datagram's identity (RFC 791: addresses, protocol, identification; RFC 8200: addresses
+// and identification).
+struct frag_key {
+	struct addr_key src, dst; // IPv4 v4-mapped
+	__u32 id;
+	__u32 proto; // IPv4 protocol; FRAG_KEY_V6 for IPv6
+};
+
+struct frag_value {
+	__u64 time; // coarse clock when the first fragment was seen
+	__u32 verdict;
+	__u32 reserved;
+};
+
+#define FRAG_KEY_V6 0x100
+// A verdict older than this is not trusted: fragments of one datagram travel together, and an
+// old entry may be for an earlier datagram with the same (wrapped) identification.
+#define FRAG_VERDICT_TTL_NS 1000000000ULL
+
+// Shared by all CPUs: a datagram's fragments may arrive on several.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct frag_key);
+	__type(value, struct frag_value);
+} frag_verdicts SEC(".maps");
+
+// first_fragment_verdict decides a datagram by its first fragment, whose transport header
+// starts at l4, the way the unfragmented packet would have been decided: a VXLAN or GENEVE
+// tunnel (whatever its destination), ERSPAN and the other encapsulations ip_tunnel_kind
+// names, and in raw mode TCP to an address that is not the host's are captured. The accept
+// lists apply as far as the fragment shows them: the VXLAN VNI when its header is in it;
+// GENEVE's VNI may be a nested VXLAN's, checked by Go after reassembly.
+static __always_inline __u32 first_fragment_verdict(void *l4, void *end, __u8 proto,
+						    struct frag_key *k)
+{
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+		if ((void *)(udp + 1) > end)
+			return FRAG_PASS;
+		__u16 dport = bpf_ntohs(udp->dest);
+		int vxlan = port_in(dport, vxlan_ports, MAX_TUNNEL_PORTS);
+		if (!vxlan && !port_in(dport, geneve_ports, MAX_TUNNEL_PORTS))
+			return FRAG_PASS;
+		if (accept_sources_on && !accepted_addr(&k->src))
+			return FRAG_REJECT_SOURCE;
+		struct vxlanhdr *vx = (void *)(udp + 1);
+		if (vxlan && (void *)(vx + 1) <= end && (vx->flags & 0x08) &&
+		    vni_rejected(vni24(vx->vni)))
+			return FRAG_REJECT_VNI;
+		return FRAG_CAPTURE;
+	}
+	if (proto == IPPROTO_TCP)
+		return raw_mode && !is_local(&k->dst) ? FRAG_CAPTURE : FRAG_PASS;
+	if (ip_tunnel_kind(l4, end, proto) != TUNNEL_MIRROR)
+		return FRAG_PASS;
+	if (accept_sources_on && !accepted_addr(&k->src))
+		return FRAG_REJECT_SOURCE;
+	return FRAG_CAPTURE;
+}
+
+// fragment_verdict decides an IP fragment whose IP header starts at l3_off. Fragments are
+// handed to Go whole (it reassembles them, then decodes the datagram like any frame).
+// A first fragment decides its datagram (first_fragment_verdict) and the verdict is
+// remembered for the later fragments. A later fragment whose first was not seen (reordered,
+// lost, or older than FRAG_VERDICT_TTL_NS) is captured when it may be mirrored traffic:
+// dropped when not for the host in raw mode (raw TCP or a tunnel to another address, as
+// unfragmented); copied and also passed when addressed to the host (it may be the host's
+// own; if it is not, the kernel holds it until its reassembly timeout and drops it) or when
+// raw mode is off; only passed when it is for the host and comes from outside
+// accept_sources (it cannot be a tunnel taken here).
+__global_fn int fragment_verdict(struct xdp_md *ctx, __u32 l3_off)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (l3_off > MAX_L3_OFF)
+		return verdict(COUNTER_PASSED, XDP_PASS);
+	void *l3 = data + l3_off;
+	struct frag_key k = {};
+	void *l4;
+	__u8 proto;
+	int first, more;
+	if (read_addrs(l3, end, &k.src, &k.dst) < 0)
+		return verdict(COUNTER_PASSED, XDP_PASS);
+	if ((*(__u8 *)l3 >> 4) == 4) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end)
+			return verdict(COUNTER_PASSED, XDP_PASS);
+		__u16 fo = bpf_ntohs(ip->frag_off);
+		k.id = ip->id;
+		k.proto = ip->protocol;
+		proto = ip->protocol;
+		first = (fo & 0x1fff) == 0;
+		more = (fo & 0x2000) != 0;
+		l4 = l3 + (ip->ver_ihl & 0x0f) * 4;
+	} else {
+		struct frag6hdr *fh = l3 + sizeof(struct ipv6hdr);
+		if ((void *)(fh + 1) > end)
+			return verdict(COUNTER_PASSED, XDP_PASS);
+		__u16 fo = bpf_ntohs(fh->frag_off);
+		k.id = fh->id;
+		k.proto = FRAG_KEY_V6;
+		proto = fh->nexthdr;
+		first = (fo & 0xfff8) == 0;
+		more = fo & 1;
+		l4 = fh + 1;
+	}
+
+	__u32 v;
+	if (first) {
+		v = first_fragment_verdict(l4, end, proto, &k);
+		if (more) { // not an atomic IPv6 fragment (RFC 6946): later fragments follow
+			struct frag_value fv = {.time = bpf_ktime_get_coarse_ns(), .verdict = v};
+			bpf_map_update_elem(&frag_verdicts, &k, &fv, BPF_ANY);
+		}
+	} else {
+		struct frag_value *fv = bpf_map_lookup_elem(&frag_verdicts, &k);
+		if (fv && bpf_ktime_get_coarse_ns() - fv->time < FRAG_VERDICT_TTL_NS) {
+			v = fv->verdict;
+		} else if (raw_mode && !is_local(&k.dst)) {
+			return copy_whole(ctx, COUNTER_FRAGMENT, XDP_DROP);
+		} else if (!accept_sources_on || accepted_addr(&k.src)) {
+			return copy_whole(ctx, COUNTER_FRAGMENT_SHARED, XDP_PASS);
+		} else {
+			return verdict(COUNTER_PASSED, XDP_PASS);
+		}
+	}
+	switch (v) {
+	case FRAG_CAPTURE:
+		return copy_whole(ctx, COUNTER_FRAGMENT, XDP_DROP);
+	case FRAG_REJECT_SOURCE:
+		return verdict(COUNTER_REJECTED_SOURCE, XDP_DROP);
+	case FRAG_REJECT_VNI:
+		return verdict(COUNTER_REJECTED_VNI, XDP_DROP);
+	}
+	return verdict(COUNTER_PASSED, XDP_PASS);
+}
+
+// l2_whole tells whether parse_l2 stopped at an EtherType that still wraps the packet in
+// labels or tags it does not strip: MPLS, a third 802.1Q/802.1ad tag, a 0x9100/0x9200 S-tag.
+static __always_inline int l2_whole(__u16 proto)
+{
+	return proto == bpf_htons(ETH_P_MPLS_UC) || proto == bpf_htons(ETH_P_MPLS_MC) ||
+	       proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD) ||
+	       proto == bpf_htons(ETH_P_QINQ1) || proto == bpf_htons(ETH_P_QINQ2);
 }
 
 SEC("xdp.frags")
@@ -672,28 +958,22 @@ int xdp_capture(struct xdp_md *ctx)
 	count(COUNTER_RECEIVED);
 	if (parse_l2(&pos, end, &proto) != PARSE_OK)
 		return verdict(COUNTER_PASSED, XDP_PASS);
-	// MPLS-labelled frames in raw mode: mirrored traffic of an MPLS network (the host runs
-	// none); the Go decoder pops the labels.
-	if (raw_mode && proto == bpf_htons(ETH_P_MPLS_UC))
-		return capture_whole(ctx);
+	// In raw mode, MPLS-labelled frames (the host runs no MPLS) and frames with a third VLAN
+	// tag or an old-style S-tag (the host has no such stack of VLAN devices) are mirrored
+	// traffic parse_l2 cannot open: the Go decoder pops any number of labels and tags.
+	if (raw_mode && l2_whole(proto))
+		return copy_whole(ctx, COUNTER_WHOLE, XDP_DROP);
 	struct flow outer = {};
 	if (parse_l3(pos, end, proto, &outer, raw_mode, accept_sources_on) != PARSE_OK)
 		return verdict(COUNTER_PASSED, XDP_PASS);
 
-	if (outer.proto == IPPROTO_GRE) {
-		struct grehdr *gre = outer.l4;
-		if ((void *)(gre + 1) <= end) {
-			__u16 gp = gre->proto;
-			// ERSPAN and Ethernet over GRE are mirror encapsulations, wherever they go.
-			// IP over GRE is left to the kernel: it is how a host's own tunnels look.
-			if (gp == bpf_htons(ETH_P_ERSPAN) || gp == bpf_htons(ETH_P_ERSPAN3) ||
-			    gp == bpf_htons(ETH_P_TEB)) {
-				if (accept_sources_on && !accepted_source(&outer.src))
-					return verdict(COUNTER_REJECTED_SOURCE, XDP_DROP);
-				return capture_whole(ctx);
-			}
-		}
-	}
+	// IP fragments (a tunnel's outer packet split on a small-MTU path, fragmented raw
+	// traffic) go to Go whole, for its defragmenter; the host's own reach the kernel.
+	if (outer.frag)
+		return fragment_verdict(ctx, pos - data);
+
+	if (outer.proto == IPPROTO_GRE || outer.proto == IPPROTO_IPIP || outer.proto == IPPROTO_IPV6)
+		return ip_tunnel_verdict(ctx, pos - data, outer.l4 - data, outer.proto);
 
 	if (outer.proto == IPPROTO_UDP && outer.ports_ok) {
 		__u16 dport = bpf_ntohs(outer.dport);

@@ -17,6 +17,9 @@ typedef signed long long __s64;
 
 #define SEC(name) __attribute__((section(name), used))
 #define __always_inline inline __attribute__((always_inline))
+/* A global BPF function: verified once on its own (arguments: the context and scalars), not
+ * once per call site; calling it costs a BPF-to-BPF call. */
+#define __global_fn __attribute__((noinline))
 
 /* BTF-style map definitions, as understood by cilium/ebpf and libbpf. */
 #define __uint(name, val) int(*name)[val]
@@ -27,6 +30,7 @@ enum {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_LPM_TRIE = 11,
 	BPF_MAP_TYPE_ARRAY_OF_MAPS = 12,
 	BPF_MAP_TYPE_RINGBUF = 27,
@@ -34,6 +38,9 @@ enum {
 
 /* Map flags. */
 #define BPF_F_NO_PREALLOC (1U << 0)
+
+/* bpf_map_update_elem flags. */
+#define BPF_ANY 0
 
 enum xdp_action {
 	XDP_ABORTED = 0,
@@ -53,6 +60,7 @@ struct xdp_md {
 };
 
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static __u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
 static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;

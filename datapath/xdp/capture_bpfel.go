@@ -35,7 +35,9 @@ const (
 	captureCounterCOUNTER_REJECTED_SOURCE captureCounter = 11
 	captureCounterCOUNTER_REJECTED_VNI    captureCounter = 12
 	captureCounterCOUNTER_WHOLE           captureCounter = 13
-	captureCounterCOUNTER_MAX             captureCounter = 14
+	captureCounterCOUNTER_FRAGMENT        captureCounter = 14
+	captureCounterCOUNTER_FRAGMENT_SHARED captureCounter = 15
+	captureCounterCOUNTER_MAX             captureCounter = 16
 )
 
 type captureEncap uint32
@@ -46,6 +48,21 @@ const (
 	captureEncapENCAP_GENEVE       captureEncap = 2
 	captureEncapENCAP_GENEVE_VXLAN captureEncap = 3
 )
+
+type captureFragKey struct {
+	_     structs.HostLayout
+	Src   captureAddrKey
+	Dst   captureAddrKey
+	Id    uint32
+	Proto uint32
+}
+
+type captureFragValue struct {
+	_        structs.HostLayout
+	Time     uint64
+	Verdict  uint32
+	Reserved uint32
+}
 
 type captureFrameMeta struct {
 	_         structs.HostLayout
@@ -78,6 +95,7 @@ type capturePrefixKey struct {
 const (
 	captureMapAcceptSources   = "accept_sources"
 	captureMapCounters        = "counters"
+	captureMapFragVerdicts    = "frag_verdicts"
 	captureMapLocalAddrs      = "local_addrs"
 	captureMapLocalFilter     = "local_filter"
 	captureMapLocalPrefixes   = "local_prefixes"
@@ -150,6 +168,7 @@ type captureProgramSpecs struct {
 type captureMapSpecs struct {
 	AcceptSources *ebpf.MapSpec `ebpf:"accept_sources"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	FragVerdicts  *ebpf.MapSpec `ebpf:"frag_verdicts"`
 	LocalAddrs    *ebpf.MapSpec `ebpf:"local_addrs"`
 	LocalFilter   *ebpf.MapSpec `ebpf:"local_filter"`
 	LocalPrefixes *ebpf.MapSpec `ebpf:"local_prefixes"`
@@ -196,6 +215,7 @@ func (o *captureObjects) Close() error {
 type captureMaps struct {
 	AcceptSources *ebpf.Map `ebpf:"accept_sources"`
 	Counters      *ebpf.Map `ebpf:"counters"`
+	FragVerdicts  *ebpf.Map `ebpf:"frag_verdicts"`
 	LocalAddrs    *ebpf.Map `ebpf:"local_addrs"`
 	LocalFilter   *ebpf.Map `ebpf:"local_filter"`
 	LocalPrefixes *ebpf.Map `ebpf:"local_prefixes"`
@@ -206,6 +226,7 @@ func (m *captureMaps) Close() error {
 	return _CaptureClose(
 		m.AcceptSources,
 		m.Counters,
+		m.FragVerdicts,
 		m.LocalAddrs,
 		m.LocalFilter,
 		m.LocalPrefixes,

@@ -11,10 +11,12 @@ import (
 var captureOutcomes = map[string]datapath.Encap{
 	"vxlan": datapath.EncapVXLAN, "geneve": datapath.EncapGENEVE,
 	"geneve_vxlan": datapath.EncapGENEVEVXLAN, "raw": datapath.EncapRaw, "whole": datapath.EncapRaw,
+	"fragment": datapath.EncapRaw, "fragment_shared": datapath.EncapRaw,
 }
 
 // FuzzProgram feeds random frames to the program: it must only ever drop or pass, count each
-// frame under exactly one outcome, and write a record exactly when it captured.
+// frame under exactly one outcome, pass exactly what it counts as passed or shared with the
+// kernel, and write a record exactly when it captured.
 // Seeds: the crafted frames below plus testdata/fuzz/FuzzProgram.
 func FuzzProgram(f *testing.F) {
 	get := "GET / HTTP/1.1\r\n\r\n"
@@ -26,6 +28,14 @@ func FuzzProgram(f *testing.F) {
 	f.Add(udpFrame(f, mirrorV4, applianceV4, 1, 6081, genevePayload(2, 0x0800, 8, ip4)))
 	f.Add(inner)
 	f.Add(tcpFrame(f, clientV4, applianceV4, 40000, 22, "ssh"))
+	for _, fr := range fragment(f, vxlanFrame(f, mirrorV4, applianceV4, 1, inner), 32, 7) {
+		f.Add(fr)
+	}
+	for _, fr := range fragment(f, vxlanFrame(f, mirrorV6, applianceV6, 1, inner), 32, 7) {
+		f.Add(fr)
+	}
+	f.Add(greFrame(f, mirrorV4, applianceV4, 0x0800, ip4))
+	f.Add(ipipFrame(f, mirrorV4, applianceV4, ip4))
 
 	h := newHarness(f, Config{Raw: true, LocalAddrs: []netip.Addr{applianceV4, applianceV6}})
 	f.Fuzz(func(t *testing.T, frame []byte) {
@@ -54,7 +64,7 @@ func FuzzProgram(f *testing.F) {
 		if outcomes != 1 {
 			t.Fatalf("frame counted under %d outcomes: %v", outcomes, res.deltas)
 		}
-		if (res.action == actPass) != (res.deltas["passed"] == 1) {
+		if (res.action == actPass) != (res.deltas["passed"] == 1 || res.deltas["fragment_shared"] == 1) {
 			t.Fatalf("action %d with deltas %v", res.action, res.deltas)
 		}
 		if res.deltas["truncated"] > 0 && captured == "" {

@@ -25,7 +25,8 @@ func TestCounterLabelsFollowTheEnum(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"received", "vxlan", "geneve", "geneve_vxlan", "raw", "passed", "non_tcp",
-		"filtered", "malformed", "ringbuf_full", "truncated", "rejected_source", "rejected_vni", "whole"}
+		"filtered", "malformed", "ringbuf_full", "truncated", "rejected_source", "rejected_vni", "whole",
+		"fragment", "fragment_shared"}
 	if !slices.Equal(labels, want) {
 		t.Errorf("labels = %v, want %v", labels, want)
 	}
@@ -97,6 +98,8 @@ func TestCollectorSumsCPUs(t *testing.T) {
 # HELP metlo_appliance_xdp_packets_total Packets seen by the XDP capture program, by outcome (received counts every packet; truncated marks captured frames shorter than on the wire).
 # TYPE metlo_appliance_xdp_packets_total counter
 metlo_appliance_xdp_packets_total{reason="filtered"} 0
+metlo_appliance_xdp_packets_total{reason="fragment"} 0
+metlo_appliance_xdp_packets_total{reason="fragment_shared"} 0
 metlo_appliance_xdp_packets_total{reason="geneve"} 0
 metlo_appliance_xdp_packets_total{reason="geneve_vxlan"} 0
 metlo_appliance_xdp_packets_total{reason="malformed"} 0

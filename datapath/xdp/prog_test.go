@@ -160,6 +160,10 @@ func TestProgram(t *testing.T) {
 	inner4 := tcpFrame(t, clientV4, serverV4, 51234, 80, get)
 	inner6 := tcpFrame(t, clientV6, serverV6, 51234, 8080, get)
 	ip4 := tcpIP(t, clientV4, serverV4, 51234, 80, get)
+	ip6 := tcpIP(t, clientV6, serverV6, 51234, 8080, get)
+
+	mplsMC := mplsFrame(ip4)
+	mplsMC[13] = 0x48 // EtherType 0x8848
 
 	// Truncated mirror: the inner IP header claims 1500 bytes, 200 arrived.
 	long := tcpFrame(t, clientV4, serverV4, 51234, 80, strings.Repeat("x", 1500-40))
@@ -349,8 +353,84 @@ func TestProgram(t *testing.T) {
 			deltas: map[string]uint64{"received": 1, "whole": 1},
 		},
 		{
-			name: "ip over gre is the host's own tunnel: passed", cfg: raw, action: actPass,
+			name: "ip over gre to the appliance is the host's own tunnel: passed", cfg: raw, action: actPass,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x0800, tcpIP(t, clientV4, applianceV4, 51234, 22, "ssh")),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "ip over gre to another host: whole", cfg: raw, action: actDrop,
 			frame:  greFrame(t, mirrorV4, applianceV4, 0x0800, ip4),
+			record: &want{data: greFrame(t, mirrorV4, applianceV4, 0x0800, ip4), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "ipv6 over gre with checksum, key and sequence, to another host: whole", cfg: raw, action: actDrop,
+			frame:  greFrameFlags(t, mirrorV4, applianceV4, 0xb000, 0x86dd, ip6),
+			record: &want{data: greFrameFlags(t, mirrorV4, applianceV4, 0xb000, 0x86dd, ip6), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "ipv6 over gre with a key, to the appliance: passed", cfg: raw, action: actPass,
+			frame:  greFrameFlags(t, mirrorV4, applianceV4, 0x2000, 0x86dd, tcpIP(t, clientV6, applianceV6, 51234, 22, "ssh")),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "ip over gre with raw mode off: passed", cfg: noRaw, action: actPass,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x0800, ip4),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "ip over gre from a stranger: rejected", cfg: accept, action: actDrop,
+			frame:  greFrame(t, stranger4, applianceV4, 0x0800, ip4),
+			deltas: map[string]uint64{"received": 1, "rejected_source": 1},
+		},
+		{
+			name: "ip over gre from an accepted source: whole", cfg: accept, action: actDrop,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x0800, ip4),
+			record: &want{data: greFrame(t, mirrorV4, applianceV4, 0x0800, ip4), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "pptp's enhanced gre (version 1): passed", cfg: raw, action: actPass,
+			frame:  greFrameFlags(t, mirrorV4, applianceV4, 0x2001, 0x0800, ip4),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "ip over gre, inner header cut short: passed", cfg: raw, action: actPass,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x0800, ip4[:12]),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "mpls over gre in raw mode: whole", cfg: raw, action: actDrop,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x8847, append([]byte{0x00, 0x01, 0x01, 0x40}, ip4...)),
+			record: &want{data: greFrame(t, mirrorV4, applianceV4, 0x8847, append([]byte{0x00, 0x01, 0x01, 0x40}, ip4...)), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "mpls over gre with raw mode off: passed", cfg: noRaw, action: actPass,
+			frame:  greFrame(t, mirrorV4, applianceV4, 0x8847, append([]byte{0x00, 0x01, 0x01, 0x40}, ip4...)),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "ip in ip to another host: whole", cfg: raw, action: actDrop,
+			frame:  ipipFrame(t, mirrorV4, applianceV4, ip4),
+			record: &want{data: ipipFrame(t, mirrorV4, applianceV4, ip4), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "ipv6 in ipv6 to another host: whole", cfg: raw, action: actDrop,
+			frame:  ipipFrame(t, mirrorV6, applianceV6, ip6),
+			record: &want{data: ipipFrame(t, mirrorV6, applianceV6, ip6), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "ipv6 in ipv4 (6in4) to the appliance is the host's own tunnel: passed", cfg: raw, action: actPass,
+			frame:  ipipFrame(t, mirrorV4, applianceV4, tcpIP(t, clientV6, applianceV6, 51234, 22, "ssh")),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "ip in ip with raw mode off: passed", cfg: noRaw, action: actPass,
+			frame:  ipipFrame(t, mirrorV4, applianceV4, ip4),
 			deltas: map[string]uint64{"received": 1, "passed": 1},
 		},
 		{
@@ -367,6 +447,29 @@ func TestProgram(t *testing.T) {
 		{
 			name: "mpls with raw mode off: passed", cfg: noRaw, action: actPass,
 			frame:  mplsFrame(ip4),
+			deltas: map[string]uint64{"received": 1, "passed": 1},
+		},
+		{
+			name: "mpls multicast in raw mode: whole", cfg: raw, action: actDrop,
+			frame:  mplsMC,
+			record: &want{data: mplsMC, encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "three vlan tags in raw mode: whole", cfg: raw, action: actDrop,
+			frame:  tagged(ip4, 0x88a8, 0x8100, 0x8100),
+			record: &want{data: tagged(ip4, 0x88a8, 0x8100, 0x8100), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "old-style s-tag in raw mode: whole", cfg: raw, action: actDrop,
+			frame:  tagged(ip4, 0x9100),
+			record: &want{data: tagged(ip4, 0x9100), encap: datapath.EncapRaw, whole: true},
+			deltas: map[string]uint64{"received": 1, "whole": 1},
+		},
+		{
+			name: "three vlan tags with raw mode off: passed", cfg: noRaw, action: actPass,
+			frame:  tagged(ip4, 0x88a8, 0x8100, 0x8100),
 			deltas: map[string]uint64{"received": 1, "passed": 1},
 		},
 		{

@@ -55,6 +55,12 @@ type Options struct {
 	// one direction or a load balancer sending a connection's halves to different
 	// appliances: the asymmetric capture the appliance must report.
 	OneWay bool
+	// PathMTU, when set, is the MTU of the mirror's path to the collector (the server's
+	// link to it and the collector's veth). The VXLAN device keeps MTU 1550 and sends
+	// without DF, so below 1614 the kernel fragments every longer outer IPv4 packet, as a
+	// small-MTU path between a mirror source and its target does. 0 keeps 1600: nothing
+	// fragments. (In Raw mode, frames longer than the path MTU are lost, not fragmented.)
+	PathMTU int
 }
 
 // Fixed lab addressing; every lab lives in its own namespaces, so labs never clash.
@@ -157,6 +163,10 @@ func run(args ...string) error {
 }
 
 func (l *Lab) setup() error {
+	pathMTU := "1600"
+	if l.opt.PathMTU > 0 {
+		pathMTU = strconv.Itoa(l.opt.PathMTU)
+	}
 	cmds := [][]string{
 		{"ip", "link", "add", l.cliIf, "netns", l.nsCli, "type", "veth", "peer", "name", l.srvIf, "netns", l.nsSrv},
 		{"ip", "link", "add", l.tapIf, "netns", l.nsSrv, "type", "veth", "peer", "name", l.CollectorIf, "netns", l.CollectorNetns},
@@ -164,9 +174,10 @@ func (l *Lab) setup() error {
 		{"ip", "-n", l.nsSrv, "addr", "add", serverIP.String() + "/24", "dev", l.srvIf},
 		{"ip", "-n", l.nsSrv, "addr", "add", tapIP.String() + "/24", "dev", l.tapIf},
 		{"ip", "-n", l.CollectorNetns, "addr", "add", collectorIP.String() + "/24", "dev", l.CollectorIf},
-		// Room for a 1514-byte frame plus VXLAN overhead: outer packets never fragment.
-		{"ip", "-n", l.nsSrv, "link", "set", l.tapIf, "mtu", "1600"},
-		{"ip", "-n", l.CollectorNetns, "link", "set", l.CollectorIf, "mtu", "1600"},
+		// 1600 by default: room for a 1514-byte frame plus VXLAN overhead, outer packets
+		// never fragment.
+		{"ip", "-n", l.nsSrv, "link", "set", l.tapIf, "mtu", pathMTU},
+		{"ip", "-n", l.CollectorNetns, "link", "set", l.CollectorIf, "mtu", pathMTU},
 	}
 	for _, c := range cmds {
 		if err := run(c...); err != nil {
@@ -184,8 +195,15 @@ func (l *Lab) setup() error {
 	target := l.tapIf
 	if l.Mode == VXLAN {
 		target = "vx0"
-		if err := run("ip", "-n", l.nsSrv, "link", "add", "vx0", "type", "vxlan", "id", strconv.FormatUint(uint64(l.VNI), 10),
-			"local", tapIP.String(), "remote", collectorIP.String(), "dstport", "4789", "dev", l.tapIf); err != nil {
+		args := []string{"ip", "-n", l.nsSrv, "link", "add", "vx0", "type", "vxlan", "id", strconv.FormatUint(uint64(l.VNI), 10),
+			"local", tapIP.String(), "remote", collectorIP.String(), "dstport", "4789"}
+		// Bound to its lower device, a VXLAN device's MTU may not exceed that device's MTU
+		// less the overhead; with a small PathMTU it is left unbound (the route to the
+		// collector still leaves through tapIf) so it keeps 1550 and fragments.
+		if l.opt.PathMTU == 0 {
+			args = append(args, "dev", l.tapIf)
+		}
+		if err := run(args...); err != nil {
 			return err
 		}
 		if err := run("ip", "-n", l.nsSrv, "link", "set", "vx0", "mtu", "1550", "up"); err != nil {

@@ -162,7 +162,7 @@ func newWithSinks(opts Options, sinks ...Sink) (*Exporter, error) {
 	}
 	m.trackQueue(queueSink, func() QueueStats {
 		b := x.bytes.Load()
-		return QueueStats{Traces: int64(len(x.queue)), Bytes: b, LimitBytes: x.maxBytes, UsedBytes: b}
+		return QueueStats{Traces: int64(len(x.queue)), Bytes: b, LimitBytes: x.maxBytes, UsedBytes: b, LimitTraces: int64(cap(x.queue))}
 	})
 	for _, s := range sinks {
 		if l, ok := s.(sizeLimited); ok && (x.maxSize == 0 || l.MaxTraceBytes() < x.maxSize) {

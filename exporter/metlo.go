@@ -183,7 +183,7 @@ type MetloSink struct {
 func NewMetloSink(rawURL string, o MetloOptions, m *Metrics, ready ReadySetter, log *slog.Logger) (*MetloSink, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("metlo sink %q: want an http:// or https:// URL", MaskURL(rawURL))
+		return nil, fmt.Errorf("metlo sink %q: want an http:// or https:// URL", maskSchemeless(MaskURL(rawURL)))
 	}
 	o.withDefaults()
 	if m == nil {
@@ -246,6 +246,22 @@ func MaskURL(s string) string {
 	return s[:scheme+3] + "****" + rest[at:]
 }
 
+// maskSchemeless hides the userinfo of a backend address written without a scheme
+// ("user:pass@host:8081"), which MaskURL leaves alone so file names stay readable.
+func maskSchemeless(s string) string {
+	if strings.Contains(s, "://") {
+		return s
+	}
+	end := strings.IndexAny(s, "/?#")
+	if end < 0 {
+		end = len(s)
+	}
+	if at := strings.LastIndex(s[:end], "@"); at >= 0 {
+		return "****" + s[at:]
+	}
+	return s
+}
+
 // Name implements Sink.
 func (s *MetloSink) Name() string { return s.name }
 
@@ -270,7 +286,11 @@ func (s *MetloSink) Start(ctx context.Context) error {
 		s.q.Close()
 		return err
 	case err != nil:
-		s.log.Warn("metlo backend unreachable; spooling traces and retrying", "sink", s.name, "err", err)
+		held := "spooling traces"
+		if s.spoolDir == "" {
+			held = "holding traces in memory"
+		}
+		s.log.Warn("metlo backend unreachable; "+held+" and retrying", "sink", s.name, "err", err)
 	default:
 		s.verified.Store(true)
 	}
@@ -342,8 +362,12 @@ func defaultSpoolBytes(dir string) int64 {
 func (s *MetloSink) queueStats() QueueStats {
 	st := s.q.Stats()
 	_, isSpool := s.q.(*spool.Spool)
-	return QueueStats{Traces: st.Records, Bytes: st.Bytes, LimitBytes: st.MaxBytes, UsedBytes: st.DiskBytes,
+	qs := QueueStats{Traces: st.Records, Bytes: st.Bytes, LimitBytes: st.MaxBytes, UsedBytes: st.DiskBytes,
 		CorruptSegments: st.CorruptSegments, Corrupt: st.CorruptBytes, Replayed: st.ReplayedRecords, Spool: isSpool}
+	if !isSpool {
+		qs.LimitTraces = int64(s.opts.QueueTraces) // the memory backlog's count bound
+	}
+	return qs
 }
 
 func (s *MetloSink) setReady(ok bool) {

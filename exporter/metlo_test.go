@@ -348,9 +348,11 @@ func TestMetloURLValidationAndMasking(t *testing.T) {
 			t.Errorf("NewMetloSink(%q) succeeded", u)
 		}
 	}
-	_, err := NewMetloSink("ftp://user:s3cret@x", MetloOptions{}, nil, nil, quietLog)
-	if err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Fatalf("error leaks the password: %v", err)
+	for _, bad := range []string{"ftp://user:s3cret@x", "user:s3cret@x:8081", "user:s3cret@x/api", "http://user:s3cret@x:port"} {
+		_, err := NewMetloSink(bad, MetloOptions{}, nil, nil, quietLog)
+		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "****@x") {
+			t.Errorf("NewMetloSink(%q): error leaks the password or hides the host: %v", bad, err)
+		}
 	}
 	var logs strings.Builder
 	s, err := NewMetloSink("http://user:pw@metlo.internal:8081/", MetloOptions{}, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -488,4 +490,25 @@ func copyDir(t *testing.T, from string) string {
 		t.Fatal(err)
 	}
 	return to
+}
+
+// With the backend down, the start-up warning says where the traces wait: in the spool, or
+// in memory when there is none (it said "spooling" for both).
+func TestMetloUnreachableSaysWhereTracesWait(t *testing.T) {
+	for _, c := range []struct{ spool, want string }{{"", "holding traces in memory"}, {t.TempDir(), "spooling traces"}} {
+		var logs strings.Builder
+		s, err := NewMetloSink("http://127.0.0.1:1", MetloOptions{Key: testKey, SpoolDir: c.spool}, nil, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		s.Close(ctx)
+		cancel()
+		if !strings.Contains(logs.String(), "metlo backend unreachable; "+c.want+" and retrying") {
+			t.Errorf("spool-dir %q: want %q in the logs:\n%s", c.spool, c.want, logs.String())
+		}
+	}
 }

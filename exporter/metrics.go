@@ -60,9 +60,19 @@ type Metrics struct {
 	queues        *queueCollector
 }
 
-// NewMetrics returns Metrics with a fresh registry holding the exporter metrics, build info
-// and the Go runtime and process collectors.
-func NewMetrics(version string) *Metrics {
+// Build identifies the running binary on metlo_appliance_build_info.
+type Build struct {
+	Version  string // release version (ldflags), or the module version, or "dev"
+	Revision string // VCS revision the binary was built from ("" when unknown)
+}
+
+// NewMetrics returns Metrics with a fresh registry holding the exporter metrics and the
+// build info of version (no revision).
+func NewMetrics(version string) *Metrics { return NewBuildMetrics(Build{Version: version}) }
+
+// NewBuildMetrics returns Metrics with a fresh registry holding the exporter metrics and
+// b's build info; RegisterRuntime adds the Go runtime and process collectors.
+func NewBuildMetrics(b Build) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		traces: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -97,6 +107,8 @@ func NewMetrics(version string) *Metrics {
 				"Bytes waiting in a queue or spool (sink=\"queue\" is the shared intake queue).", []string{"sink"}, nil),
 			limit: prometheus.NewDesc(prometheus.BuildFQName(namespace, "exporter", "queue_limit_bytes"),
 				"Bytes a queue or spool may hold (a spool counts its files on disk against it).", []string{"sink"}, nil),
+			limitTraces: prometheus.NewDesc(prometheus.BuildFQName(namespace, "exporter", "queue_limit_traces"),
+				"Traces a queue may hold (absent for a disk spool, which is bounded in bytes only).", []string{"sink"}, nil),
 			used: prometheus.NewDesc(prometheus.BuildFQName(namespace, "exporter", "queue_used_bytes"),
 				"Bytes counted against queue_limit_bytes (a spool's files on disk).", []string{"sink"}, nil),
 			corruptSegs: prometheus.NewDesc(prometheus.BuildFQName(namespace, "exporter", "spool_corrupt_segments_total"),
@@ -110,9 +122,9 @@ func NewMetrics(version string) *Metrics {
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: prometheus.BuildFQName(namespace, "", "build_info"),
-		Help: "Always 1; labels carry the appliance version and the Go version it was built with.",
-	}, []string{"version", "goversion"})
-	build.WithLabelValues(version, runtime.Version()).Set(1)
+		Help: "Always 1; labels carry the appliance version, the VCS revision and the Go version it was built with.",
+	}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(b.Version, b.Revision, runtime.Version()).Set(1)
 	m.reg.MustRegister(m.traces, m.trimmed, m.rewritten, m.batches, m.batchDuration, m.batchLimit, m.queues, build)
 	for _, r := range rewriteReasons {
 		m.rewritten.WithLabelValues(r)
@@ -182,6 +194,7 @@ var intakeOutcomes = []string{OutcomeShedRepeat, OutcomeDroppedQueueFull, Outcom
 type QueueStats struct {
 	Traces, Bytes            int64 // waiting
 	LimitBytes, UsedBytes    int64 // capacity, and what counts against it
+	LimitTraces              int64 // capacity in traces; 0 = not bounded in traces (a disk spool)
 	CorruptSegments, Corrupt int64 // spool damage skipped (segments, bytes)
 	Replayed                 int64 // traces found at start
 	Spool                    bool  // a disk spool (reports the spool metrics)
@@ -197,13 +210,14 @@ func (m *Metrics) trackQueue(sink string, fn func() QueueStats) {
 // queueCollector reads queue depths when scraped, so queues never touch Prometheus per trace.
 type queueCollector struct {
 	traces, bytes, limit, used          *prometheus.Desc
+	limitTraces                         *prometheus.Desc
 	corruptSegs, corruptBytes, replayed *prometheus.Desc
 	mu                                  sync.Mutex
 	funcs                               map[string]func() QueueStats
 }
 
 func (q *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{q.traces, q.bytes, q.limit, q.used, q.corruptSegs, q.corruptBytes, q.replayed} {
+	for _, d := range []*prometheus.Desc{q.traces, q.bytes, q.limit, q.limitTraces, q.used, q.corruptSegs, q.corruptBytes, q.replayed} {
 		ch <- d
 	}
 }
@@ -226,6 +240,9 @@ func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(q.bytes, prometheus.GaugeValue, float64(st.Bytes), n)
 		ch <- prometheus.MustNewConstMetric(q.limit, prometheus.GaugeValue, float64(st.LimitBytes), n)
 		ch <- prometheus.MustNewConstMetric(q.used, prometheus.GaugeValue, float64(st.UsedBytes), n)
+		if st.LimitTraces > 0 {
+			ch <- prometheus.MustNewConstMetric(q.limitTraces, prometheus.GaugeValue, float64(st.LimitTraces), n)
+		}
 		if st.Spool {
 			ch <- prometheus.MustNewConstMetric(q.corruptSegs, prometheus.CounterValue, float64(st.CorruptSegments), n)
 			ch <- prometheus.MustNewConstMetric(q.corruptBytes, prometheus.CounterValue, float64(st.Corrupt), n)

@@ -41,7 +41,7 @@ func (fakePipeline) Snapshot() PipelineSnapshot {
 
 // fixedMetrics is a registry filled with known values for the golden file.
 func fixedMetrics() *Metrics {
-	m := NewMetrics("1.2.3")
+	m := NewBuildMetrics(Build{Version: "1.2.3", Revision: "0123456789ab"})
 	m.RegisterPipeline(fakePipeline{})
 	metlo := m.forSink("metlo:http://backend:8081", metloOutcomes...)
 	metlo.add(OutcomeSent, 470)
@@ -56,7 +56,9 @@ func fixedMetrics() *Metrics {
 	}
 	m.rewritten.WithLabelValues(RewriteReserved).Add(2)
 	m.batchLimit.WithLabelValues("metlo:http://backend:8081").Set(2_000_000)
-	m.trackQueue(queueSink, func() QueueStats { return QueueStats{Traces: 3, Bytes: 3000, LimitBytes: 1 << 28, UsedBytes: 3000} })
+	m.trackQueue(queueSink, func() QueueStats {
+		return QueueStats{Traces: 3, Bytes: 3000, LimitBytes: 1 << 28, UsedBytes: 3000, LimitTraces: 65536}
+	})
 	m.trackQueue("metlo:http://backend:8081", func() QueueStats {
 		return QueueStats{Traces: 100, Bytes: 150000, LimitBytes: 1 << 30, UsedBytes: 160000, CorruptSegments: 1, Corrupt: 512, Replayed: 40, Spool: true}
 	})

@@ -1,9 +1,11 @@
 # metlo-appliance images: an AWS AMI (amazon-ebs) and a GCE image (googlecompute) built
 # from Debian's official cloud images. Valid for Packer 1.6.6 (built-in builders); with
-# Packer >= 1.7 install the plugins first: `packer init packer/plugins`.
+# Packer >= 1.7 install the pinned plugins first: `packer init packer/plugins`.
 #
 #   packer build -only=amazon-ebs.aws -var aws_region=eu-west-1 packer/
 #   packer build -only=googlecompute.gcp -var gcp_project=my-project packer/
+#
+# Each build appends its image ids to bin/packer-manifest.json.
 
 variable "image_name" {
   type        = string
@@ -53,10 +55,16 @@ variable "aws_subnet_id" {
   description = "Subnet of the builder instance (default: the default VPC)."
 }
 
+variable "aws_imdsv2_only" {
+  type        = bool
+  default     = true
+  description = "Make the AMI IMDSv2-only (ImdsSupport v2.0), with the AWS CLI after the build."
+}
+
 variable "gcp_project" {
   type        = string
-  default     = "metlo-appliance-build"
-  description = "GCP project the image is built in."
+  default     = ""
+  description = "GCP project the image is built in (required for the GCE image)."
 }
 
 variable "gcp_zone" {
@@ -161,5 +169,28 @@ build {
       "sh /tmp/metlo-appliance-install.sh",
       "rm -rf /tmp/metlo-appliance /tmp/metlo-appliance-files /tmp/metlo-appliance-install.sh",
     ]
+  }
+
+  post-processors {
+    # Every build's image ids (AMI per region, GCE image), for scripts and release notes.
+    post-processor "manifest" {
+      output     = "${path.root}/../bin/packer-manifest.json"
+      strip_path = true
+      custom_data = {
+        version = var.image_version
+        arch    = var.arch
+      }
+    }
+    # Packer 1.6's built-in amazon-ebs has no imds_support: set it on the AMI (and its
+    # copies) once they exist.
+    post-processor "shell-local" {
+      only = ["amazon-ebs.aws"]
+      environment_vars = [
+        "AMI_NAME=${local.image_id}",
+        "REGIONS=${join(" ", concat([var.aws_region], var.aws_ami_regions))}",
+        "IMDSV2_ONLY=${var.aws_imdsv2_only}",
+      ]
+      script = "${path.root}/scripts/ami-imdsv2.sh"
+    }
   }
 }

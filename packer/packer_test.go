@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,12 +55,88 @@ func TestPackerFmt(t *testing.T) {
 func TestPackerValidate(t *testing.T) {
 	need(t, "packer")
 	env := []string{"CHECKPOINT_DISABLE=1", "PACKER_CONFIG_DIR=" + t.TempDir()}
-	run(t, ".", env, "packer", "validate", ".")
-	run(t, ".", env, "packer", "validate", "-var", "arch=arm64", "-var", "image_version=v1.2.3+rc1", "-var", "debian_release=12", ".")
-	cmd := exec.Command("packer", "validate", "-var", "no_such_variable=1", ".")
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err == nil {
-		t.Errorf("validate accepted an undefined variable:\n%s", out)
+	run(t, ".", env, "packer", "validate", "-var", "gcp_project=my-project", ".")
+	run(t, ".", env, "packer", "validate", "-var", "gcp_project=my-project", "-var", "arch=arm64", "-var", "image_version=v1.2.3+rc1",
+		"-var", "debian_release=12", "-var", "aws_imdsv2_only=false", "-var", `aws_ami_regions=["eu-west-1"]`, ".")
+	run(t, ".", env, "packer", "validate", "-only=amazon-ebs.aws", ".") // an AMI needs no GCP project
+	fails := func(why string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("packer", append(append([]string{"validate"}, args...), ".")...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), why) {
+			t.Errorf("validate %v: %v, want an error saying %q:\n%s", args, err, why, out)
+		}
+	}
+	fails("no_such_variable", "-var", "gcp_project=p", "-var", "no_such_variable=1")
+	fails("project_id must be specified") // the GCE image without a project: no made-up default
+}
+
+// TestPluginsPinned: the plugins a modern Packer installs are pinned to their major version.
+func TestPluginsPinned(t *testing.T) {
+	b, err := os.ReadFile("plugins/required_plugins.pkr.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := regexp.MustCompile(`(?m)^\s*version\s*=\s*"([^"]*)"`).FindAllStringSubmatch(string(b), -1)
+	if len(versions) != 2 {
+		t.Fatalf("%d plugin versions, want amazon and googlecompute", len(versions))
+	}
+	for _, v := range versions {
+		if !regexp.MustCompile(`^~> [1-9][0-9]*\.[0-9]+$`).MatchString(v[1]) {
+			t.Errorf("plugin version %q is not pinned to a major version (~> X.Y)", v[1])
+		}
+	}
+}
+
+// TestAMIIMDSv2Script runs the post-processor script against a stand-in AWS CLI: it finds
+// the AMI by name in every region and makes each IMDSv2-only; it fails when an AMI is
+// missing or the CLI is not there, and does nothing when told not to.
+func TestAMIIMDSv2Script(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	fake := filepath.Join(dir, "aws")
+	// describe-images answers an id per region, None for "nowhere-1".
+	script := "#!/bin/sh\necho \"$*\" >> " + calls + "\ncase \"$*\" in\n*describe-images*nowhere-1*|*nowhere-1*describe-images*) echo None;;\n" +
+		"*describe-images*--region\\ us-east-1*) echo ami-0aaa;;\n*describe-images*--region\\ eu-west-1*) echo ami-0bbb;;\nesac\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sh := func(env ...string) (string, error) {
+		cmd := exec.Command("sh", "scripts/ami-imdsv2.sh")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := sh("AWS="+fake, "AMI_NAME=metlo-appliance-v1-amd64-1", "REGIONS=us-east-1 eu-west-1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	got, _ := os.ReadFile(calls)
+	for _, want := range []string{
+		"ec2 describe-images --region us-east-1 --owners self --filters Name=name,Values=metlo-appliance-v1-amd64-1 --query Images[0].ImageId --output text",
+		"ec2 modify-image-attribute --region us-east-1 --image-id ami-0aaa --imds-support v2.0",
+		"ec2 modify-image-attribute --region eu-west-1 --image-id ami-0bbb --imds-support v2.0",
+	} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("no call %q in:\n%s", want, got)
+		}
+	}
+	if out, err := sh("AWS="+fake, "AMI_NAME=x", "REGIONS=us-east-1 nowhere-1"); err == nil || !strings.Contains(out, "no AMI named x in nowhere-1") {
+		t.Errorf("a missing AMI: %v\n%s", err, out)
+	}
+	if out, err := sh("AWS="+filepath.Join(dir, "no-such-aws"), "AMI_NAME=x", "REGIONS=us-east-1"); err == nil || !strings.Contains(out, "aws_imdsv2_only=false") {
+		t.Errorf("no AWS CLI: %v\n%s", err, out)
+	}
+	os.Remove(calls)
+	if out, err := sh("AWS="+fake, "AMI_NAME=x", "REGIONS=us-east-1", "IMDSV2_ONLY=false"); err != nil || !strings.Contains(out, "skipped") {
+		t.Errorf("IMDSV2_ONLY=false: %v\n%s", err, out)
+	}
+	if out, err := sh("AWS="+fake, "AMI_NAME=x", "REGIONS=us-east-1", "PACKER_BUILDER_TYPE=googlecompute"); err != nil {
+		t.Errorf("a GCE build: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(calls); err == nil {
+		t.Error("IMDSV2_ONLY=false or a GCE build still called the AWS CLI")
 	}
 }
 
@@ -155,7 +232,9 @@ func buildBinary(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "metlo-appliance"), "../cmd/metlo-appliance").CombinedOutput()
+		build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(buildDir, "metlo-appliance"), "../cmd/metlo-appliance")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as make build makes it for the image
+		out, err := build.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -377,7 +456,7 @@ func TestCollectorCapabilities(t *testing.T) {
 		cmd := exec.Command("ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 			"--inh-caps="+set, "--ambient-caps="+set, "--bounding-set="+set, "--no-new-privs",
 			bin, "collect", "--capture", capture, "-i", "v0", "--metrics-addr", "127.0.0.1:"+strconv.Itoa(port),
-			"--sink", "jsonl:-", "--credentials-file", "/nonexistent", "--config", "/dev/null")
+			"--sink", "jsonl:-", "--credentials-file", "", "--config", "/dev/null")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -415,5 +494,60 @@ func TestCollectorCapabilities(t *testing.T) {
 	}
 	if ok, log := start("xdp", noBPF); ok {
 		t.Errorf("xdp started without CAP_BPF:\n%s", log)
+	}
+}
+
+// TestUnitCommandLinesParse runs each unit's metlo-appliance command line with --help: a
+// flag the binary does not take, or a value it cannot parse (--max-time 8min), fails here
+// instead of at boot.
+func TestUnitCommandLinesParse(t *testing.T) {
+	bin := buildBinary(t)
+	units, _ := filepath.Glob("files/systemd/*.service")
+	n := 0
+	for _, u := range units {
+		b, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			args, ok := strings.CutPrefix(line, "ExecStart=/usr/bin/metlo-appliance ")
+			if !ok {
+				continue
+			}
+			n++
+			out, err := exec.Command(bin, append(strings.Fields(args), "--help")...).CombinedOutput()
+			if err != nil {
+				t.Errorf("%s: metlo-appliance %s: %v\n%s", filepath.Base(u), args, err, out)
+			}
+		}
+	}
+	if n < 4 {
+		t.Fatalf("only %d metlo-appliance command lines found in the units", n)
+	}
+}
+
+// TestUnitsAreHardened scores every unit with systemd-analyze security: each must stay
+// well inside "OK" (the collector, which needs capabilities and BPF, included).
+func TestUnitsAreHardened(t *testing.T) {
+	need(t, "systemd-analyze")
+	units, _ := filepath.Glob("files/systemd/*.service")
+	if len(units) < 5 {
+		t.Fatalf("units not found: %v", units)
+	}
+	for _, u := range units {
+		out := run(t, ".", []string{"SYSTEMD_LOG_COLOR=0"}, "systemd-analyze", "security", "--offline=true", "--no-pager", u)
+		i := strings.LastIndex(out, "Overall exposure level for ")
+		if i < 0 {
+			t.Fatalf("%s: no exposure level in:\n%s", u, out)
+		}
+		f := strings.Fields(strings.SplitN(out[i:], ":", 2)[1])
+		score, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			t.Fatalf("%s: %q", u, out[i:])
+		}
+		if score > 2.0 {
+			t.Errorf("%s: exposure %.1f, want at most 2.0:\n%s", filepath.Base(u), score, out)
+		}
+		t.Logf("%s: exposure %.1f", filepath.Base(u), score)
 	}
 }

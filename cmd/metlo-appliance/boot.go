@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -71,7 +70,7 @@ collect.`,
 	pf.StringVar(&o.imdsEndpoint, "aws-imds-endpoint", "http://169.254.169.254", "aws: instance metadata endpoint")
 	pf.StringVar(&o.gcpMetaHost, "gcp-metadata-host", "", "gcp: metadata server host[:port] (default GCE_METADATA_HOST or 169.254.169.254)")
 	pf.DurationVar(&o.detectTimeout, "detect-timeout", 2*time.Second, "timeout of each metadata request")
-	pf.StringVar(&o.routeFile, "route-file", "/proc/net/route", "routing table used to pick the default capture interface")
+	pf.StringVar(&o.routeFile, "route-file", "/proc/self/net/route", "routing table used to pick the default capture interface")
 	pf.DurationVar(&o.maxTime, "max-time", 8*time.Minute, "stop retrying provisioning after this long (capture starts regardless)")
 	pf.DurationVar(&o.retryMin, "retry-min", 5*time.Second, "first wait between provisioning attempts")
 	pf.DurationVar(&o.retryMax, "retry-max", 2*time.Minute, "longest wait between provisioning attempts")
@@ -243,10 +242,11 @@ func (o *bootOptions) settings(cloud string, raw map[string]string, log *slog.Lo
 	return st, nil
 }
 
-// configKeyFor maps a setting name (METLO_HOST, METLO_CAPTURE, …) to its config key.
+// configKeyFor maps a setting name (METLO_HOST, METLO_CAPTURE, a renamed key's old
+// METLO_BODY_CAP, Metlo's METLO_ADDR …) to its config key.
 func configKeyFor(name string) string {
 	for _, k := range configKeys() {
-		if envFor(k) == name {
+		if slices.Contains(envNames(k), name) {
 			return k
 		}
 	}
@@ -267,39 +267,14 @@ func defaultFieldValue(key string) any {
 // typedValue converts a metadata string into the Go type of the config key, so the
 // rendered YAML has lists and numbers where the loader expects them.
 func typedValue(key, s string) (any, error) {
-	s = strings.TrimSpace(s)
-	switch defaultFieldValue(key).(type) {
-	case string:
-		return s, nil
-	case bool:
-		return strconv.ParseBool(s)
-	case int:
-		return strconv.Atoi(s)
-	case int64:
-		return strconv.ParseInt(s, 10, 64)
-	case float64:
-		return strconv.ParseFloat(s, 64)
-	case time.Duration:
-		d, err := time.ParseDuration(s)
-		return d, err
-	case []int:
-		var out []int
-		for _, f := range splitList(s) {
-			n, err := strconv.Atoi(f)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, n)
-		}
-		return out, nil
-	case []string:
-		return splitList(s), nil
+	if _, ok := configField(key); !ok {
+		return nil, fmt.Errorf("no config key %q", key)
 	}
-	return nil, fmt.Errorf("no config key %q", key)
-}
-
-func splitList(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' })
+	v, err := convert(key, strings.TrimSpace(s))
+	if d, ok := v.(time.Duration); ok {
+		return d.String(), err // YAML would write a duration as nanoseconds
+	}
+	return v, err
 }
 
 // mergeYAML overlays the config keys of a YAML file (if it exists) onto dst.
@@ -316,6 +291,9 @@ func (o *bootOptions) mergeYAML(dst map[string]any, path string, log *slog.Logge
 		return fmt.Errorf("parse %s: %w", path, err)
 	}
 	for k, v := range m {
+		if newKey, ok := keyAliases[k]; ok {
+			k = newKey
+		}
 		if !slices.Contains(configKeys(), k) {
 			log.Warn("config key ignored: unknown", "file", path, "key", k)
 			continue

@@ -436,7 +436,7 @@ func TestBootRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.config["workers"] != 4 || st.config["capture"] != "afpacket" || st.config["body-cap"] != nil || st.config["bogus"] != nil {
+	if st.config["workers"] != 4 || st.config["capture"] != "afpacket" || st.config["body-max-bytes"] != nil || st.config["bogus"] != nil {
 		t.Errorf("settings: %v", st.config)
 	}
 	for _, want := range []string{"setting=METLO_BODY_CAP", "setting=METLO_FROB", "key=bogus"} {

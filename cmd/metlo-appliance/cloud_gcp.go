@@ -31,7 +31,7 @@ func gcpFlags(fs *pflag.FlagSet, scope flagScope) func(ctx context.Context) (pro
 	}
 	if scope == scopeProvision {
 		fs.StringVar(&c.TargetTag, "gcp-target-tag", "", "gcp: network tag the health-check firewall rule targets (default: this appliance's service account)")
-		fs.StringSliceVar(&c.FilterCIDRs, "gcp-filter-cidr", nil, "gcp: mirror only these CIDR ranges (repeatable; default 0.0.0.0/0 and ::/0)")
+		fs.StringSliceVar(&c.FilterCIDRs, "gcp-filter-cidr", nil, "gcp: mirror only these CIDR ranges (repeatable or comma-separated; default 0.0.0.0/0 and ::/0)")
 		fs.IntVar(&c.Priority, "gcp-priority", gcp.DefaultPriority, "gcp: packet mirroring policy priority, 0-65535, lower wins")
 		addGCPFleetFlags(fs, &c.Fleet)
 	}
@@ -46,6 +46,6 @@ func addGCPFleetFlags(fs *pflag.FlagSet, f *gcp.FleetConfig) {
 	fs.StringVar(&f.Image, "gcp-fleet-image", "", "gcp: boot image of the collectors, e.g. projects/P/global/images/family/metlo-appliance")
 	fs.StringVar(&f.MachineType, "gcp-fleet-machine-type", "", "gcp: machine type of the collectors (default e2-standard-4)")
 	fs.StringVar(&f.ServiceAccount, "gcp-fleet-service-account", "", "gcp: service account of the collectors (default: this appliance's)")
-	fs.StringArrayVar(&f.Settings, "gcp-fleet-setting", nil, "gcp: METLO_KEY=VALUE metadata of the collectors, e.g. METLO_HOST=… (repeatable; values are never printed)")
+	fs.StringArrayVar(&f.Settings, "gcp-fleet-setting", nil, "gcp: METLO_KEY=VALUE metadata of the collectors, e.g. METLO_HOST=… (repeatable, never comma-split: a value may hold commas; values are never printed)")
 	fs.Float64Var(&f.CPUTarget, "gcp-fleet-cpu-target", 60, "gcp: average CPU % the autoscaler keeps")
 }

@@ -13,7 +13,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,8 +43,12 @@ request/response pair as a Metlo trace.
 Live capture (--capture): auto tries XDP in native then generic mode, then AF_PACKET;
 udp listens on the VXLAN/GENEVE ports with plain sockets (no root needed).
 Offline: --pcap FILE (pcap or pcapng, '-' = stdin) or --sample (a bundled capture)
-processes the input as fast as possible, prints a summary to stderr and exits; it
-exits 3 when traces were dropped and 4 when undelivered traces wait in the spool.`,
+processes the input as fast as possible (with a progress line when stderr is a terminal
+and the traces do not go to it), prints a summary to stderr and exits; it exits 3 when
+traces were dropped and 4 when undelivered traces wait in the spool.
+
+Exit status: 0 success, 1 runtime failure, 64 malformed command line, 78 configuration
+error (a bad value, conflicting inputs, a missing file or interface), 3 and 4 as above.`,
 		Example: `  metlo-appliance collect --sample
   metlo-appliance collect --pcap mirror.pcapng --sink jsonl:traces.jsonl
   metlo-appliance collect --capture auto -i eth0 --sink metlo:https://metlo.internal:8081`,
@@ -79,9 +83,39 @@ type collector struct {
 	local *datapath.LocalSet
 	// capture reports the live capture's state and losses to /metrics and the log.
 	capture *captureState
+	// in is the --pcap file, opened before anything else.
+	in *captureFile
+	// metricsServed says whether /metrics is served (an offline run serves it only when
+	// metrics-addr was given for the run).
+	metricsServed bool
+	// notify talks to systemd (Type=notify).
+	notify notifier
 }
 
 func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
+	// The input first: a mistake in its name is then the only thing the run prints.
+	var in *captureFile
+	switch {
+	case cfg.Pcap != "":
+		var err error
+		if in, err = openCapture(cfg.Pcap); err != nil {
+			return err
+		}
+		defer in.Close()
+	case cfg.Sample:
+	case cfg.Capture == "udp":
+	case cfg.Interface == "":
+		return configError(fmt.Errorf("--capture %s needs an interface: add -i IFACE (or use --pcap FILE / --capture udp)", cfg.Capture))
+	default:
+		if err := checkInterface(cfg.Interface); err != nil {
+			return err
+		}
+	}
+	var progress *terminal
+	if width := terminalWidth(stderr); in != nil && width > 0 && !tracesOnTerminal(cfg.Sinks, os.Stdout) {
+		progress = &terminal{w: stderr, width: width}
+		stderr = progress // log lines clear the progress line first
+	}
 	log := newLogger(cfg.LogLevel, stderr)
 	memSource := cfg.resolveMemory()
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -95,18 +129,18 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	}
 	log.Log(ctx, level, "memory budget", "memory-limit", cfg.MemoryLimit, "from", memSource,
 		"buffer-bytes", cfg.BufferBytes, "queue-bytes", cfg.QueueBytes, "metlo-queue-bytes", cfg.MetloQueueBytes)
-	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now()}
-	if !c.offline && len(cfg.Sinks) == 1 && cfg.Sinks[0] == "jsonl:-" && cfg.MetloHost == "" {
-		log.Warn("no sink configured: traces go to stdout; set --sink metlo:URL (or METLO_HOST) to ship them")
-	}
-	c.metrics = exporter.NewMetrics(version)
+	c := &collector{cfg: cfg, log: log, offline: cfg.Pcap != "" || cfg.Sample, started: time.Now(), in: in, notify: notifier{log}}
+	c.metrics = exporter.NewBuildMetrics(buildVersion())
 	c.health = exporter.NewHealth()
 	if err := c.metrics.RegisterRuntime(); err != nil {
 		return err
 	}
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSrv()
-	if cfg.MetricsAddr != "" && !c.offline {
+	// An offline run serves /metrics only when metrics-addr was given for it (flag or
+	// environment): the config file's address is the live service's, which holds it.
+	c.metricsServed = cfg.MetricsAddr != "" && (!c.offline || cfg.explicit("metrics-addr"))
+	if c.metricsServed {
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			return fmt.Errorf("listen for metrics on %s: %w", cfg.MetricsAddr, err)
@@ -126,6 +160,11 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		// spool the run queues in memory, and it never sheds.
 		opts.Block, opts.QueueTraces = true, min(opts.QueueTraces, 4096)
 		opts.Metlo.SpoolFallback, opts.Metlo.MaxLag = true, 0
+		if cfg.Workers == 1 {
+			// One worker emits exchanges in a fixed order; one encoder keeps it, so a
+			// replay writes the same bytes every time.
+			opts.Encoders = 1
+		}
 	}
 	if !cfg.Redact {
 		log.Warn("redaction is off (redact: false): credentials in headers, query strings and bodies are exported verbatim")
@@ -156,6 +195,9 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		_ = c.exp.Close(context.Background())
 		return err
 	}
+	if !c.offline && len(cfg.Sinks) == 1 && cfg.Sinks[0] == "jsonl:-" && cfg.MetloHost == "" {
+		log.Warn("no sink configured: traces go to stdout; set --sink metlo:URL (or METLO_HOST) to ship them")
+	}
 	if !c.offline {
 		acc := cfg.tunnelAccept()
 		srcs, vnis := "any", "any"
@@ -170,11 +212,33 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 	c.health.SetReady("capture", true)
 	c.capture.up.Store(true)
 	logCtx, stopLog := context.WithCancel(ctx)
-	if cfg.SummaryInterval > 0 {
-		go c.capture.logSummaries(logCtx, log, cfg.SummaryInterval)
+	var bg sync.WaitGroup
+	if cfg.SummaryInterval > 0 && !c.offline {
+		bg.Go(func() { c.capture.logSummaries(logCtx, log, cfg.SummaryInterval) })
+	}
+	if !c.offline {
+		c.notify.ready(c.capture.statusLine())
+		// Pinged until the collector returns: the shutdown flush (up to flush-timeout) must
+		// not look like a hang.
+		wdCtx, stopWatchdog := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopWatchdog()
+		go c.notify.watchdog(wdCtx, c.capture.responsive)
+	}
+	if progress != nil {
+		bg.Go(func() { showProgress(logCtx, progress, in, progressInterval, c.progressReading) })
 	}
 	runErr := c.src.Run(ctx, c.disp.NewHandler)
 	stopLog()
+	bg.Wait()
+	if !c.offline {
+		c.notify.stopping()
+	}
+	switch {
+	case runErr != nil && c.in != nil && c.in.read.Load() == 0:
+		runErr = fmt.Errorf("capture file %s is empty: nothing to read", c.inputName()) // a pipe with nothing in it
+	case runErr != nil && c.offline:
+		runErr = fmt.Errorf("capture file %s: %w", c.inputName(), runErr)
+	}
 	c.capture.up.Store(false)
 	c.health.SetReady("capture", false)
 	c.captureLine = captureStats(c.src)
@@ -200,46 +264,6 @@ func runCollect(ctx context.Context, cfg *Config, stderr io.Writer) error {
 		}
 	}
 	return expErr
-}
-
-// Exit codes of an offline run (--pcap, --sample) that finished but did not deliver
-// everything; other failures exit 1.
-const (
-	exitDropped = 3 // traces were dropped or shed (the summary says why, per sink)
-	exitSpooled = 4 // nothing dropped, but traces wait in the spool for the next run
-)
-
-// exitError carries a process exit code through cobra to main.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-// ExitCode is the status the process exits with.
-func (e *exitError) ExitCode() int { return e.code }
-
-// deliveryOutcome turns the sinks' summaries into the offline run's exit status.
-func deliveryOutcome(sums []exporter.SinkSummary) error {
-	var lost uint64
-	var pending int64
-	var spools []string
-	for _, s := range sums {
-		lost += s.Lost()
-		if s.Pending > 0 {
-			pending += s.Pending
-			spools = append(spools, s.Spool)
-		}
-	}
-	switch {
-	case lost > 0:
-		return &exitError{exitDropped, fmt.Errorf("%d traces were dropped (see the delivery lines of the summary)", lost)}
-	case pending > 0:
-		return &exitError{exitSpooled, fmt.Errorf("%d traces not yet delivered are kept in %s; the next collect run with this spool sends them", pending, strings.Join(spools, ", "))}
-	}
-	return nil
 }
 
 // closeExporter delivers what is queued: for flush-timeout when a live collector stops,
@@ -313,7 +337,7 @@ func (c *collector) openSource(ctx context.Context) error {
 		c.src = pcapsrc.New(pcapsrc.Config{Path: "-", Stdin: bytes.NewReader(sampleCapture), Logger: c.log})
 		return nil
 	case cfg.Pcap != "":
-		c.src = pcapsrc.New(pcapsrc.Config{Path: cfg.Pcap, Logger: c.log})
+		c.src = pcapsrc.New(pcapsrc.Config{Path: cfg.Pcap, Reader: c.in, Logger: c.log})
 		return nil
 	case cfg.Capture == "udp":
 		ring := cfg.RingBytes
@@ -327,9 +351,6 @@ func (c *collector) openSource(ctx context.Context) error {
 		}
 		c.src, c.closeSrc = s, s.Close
 		return nil
-	}
-	if cfg.Interface == "" {
-		return fmt.Errorf("--capture %s needs an interface: add -i IFACE (or use --pcap FILE / --capture udp)", cfg.Capture)
 	}
 	if cfg.Capture == "xdp" || cfg.Capture == "auto" {
 		for _, mode := range []xdp.Mode{xdp.ModeNative, xdp.ModeGeneric} {
@@ -368,101 +389,26 @@ func (c *collector) openSource(ctx context.Context) error {
 	return nil
 }
 
-// printSummary writes the one-screen end-of-run report.
-func (c *collector) printSummary(w io.Writer) {
-	s := c.disp.Snapshot()
-	el := time.Since(c.started)
-	var pkts, bytes uint64
-	for e := range s.Packets {
-		for o := range s.Packets[e] {
-			pkts += s.Packets[e][o]
-		}
-		bytes += s.Bytes[e]
+// inputName names an offline run's input in errors.
+func (c *collector) inputName() string {
+	if c.in != nil {
+		return c.in.name
 	}
-	r := s.Reassembly
-	emitted := r.Exchanges["complete"] + r.Exchanges["truncated"] + r.Exchanges["no_response"]
-	fmt.Fprintf(w, "\n── metlo-appliance summary (%s, %s) ──\n", c.src.Name(), el.Round(time.Millisecond))
-	fmt.Fprintf(w, "packets   %d (%.1f MB, %.0f pkt/s)\n", pkts, float64(bytes)/1e6, float64(pkts)/max(el.Seconds(), 1e-9))
-	for e := 0; e < datapath.NumEncaps; e++ {
-		line := ""
-		for o := datapath.Outcome(0); o < datapath.NumOutcomes; o++ {
-			if n := s.Packets[e][o]; n > 0 {
-				line += fmt.Sprintf(" %s=%d", o, n)
-			}
-		}
-		if line != "" {
-			fmt.Fprintf(w, "  %-13s%s\n", datapath.Encap(e).String()+":", line)
-		}
-	}
-	if c.captureLine != "" {
-		fmt.Fprintf(w, "capture   %s\n", c.captureLine)
-	}
-	if line := defragLine(s.Defrag); line != "" {
-		fmt.Fprintf(w, "ip frags %s\n", line)
-	}
-	fmt.Fprintf(w, "flows     %d created, %d evicted (idle, max-flows or memory), %d open; http1=%d http2=%d other=%d\n", r.FlowsCreated, r.FlowsEvicted, r.Flows,
-		r.Protocols["http1"], r.Protocols["http2"], r.Protocols["other"])
-	if r.Protocols["http2"] > 0 {
-		fmt.Fprintf(w, "http2    ")
-		for _, k := range sortedKeys(r.HTTP2Frames) {
-			if r.HTTP2Frames[k] > 0 {
-				fmt.Fprintf(w, " %s=%d", k, r.HTTP2Frames[k])
-			}
-		}
-		for _, k := range sortedKeys(r.HTTP2Events) {
-			if r.HTTP2Events[k] > 0 {
-				fmt.Fprintf(w, " %s=%d", k, r.HTTP2Events[k])
-			}
-		}
-		fmt.Fprintln(w)
-	}
-	fmt.Fprintf(w, "exchanges %d emitted (complete=%d truncated=%d no_response=%d); orphan_responses=%d parse_errors=%d non_http_flows=%d\n",
-		emitted, r.Exchanges["complete"], r.Exchanges["truncated"], r.Exchanges["no_response"],
-		r.Exchanges["orphan_response"], r.Exchanges["parse_error"], r.Exchanges["non_http"])
-	if n, m := r.Exchanges["framing_error"], r.Exchanges["late_response"]; n+m > 0 {
-		fmt.Fprintf(w, "          framing_errors=%d (reported, flagged) late_responses=%d\n", n, m)
-	}
-	fmt.Fprintf(w, "tcp       out_of_order=%d gaps=%d", r.OutOfOrderSegments, r.Gaps)
-	for _, k := range sortedKeys(r.Drops) {
-		if r.Drops[k] > 0 {
-			fmt.Fprintf(w, " %s=%d", k, r.Drops[k])
-		}
-	}
-	fmt.Fprintln(w)
-	for _, s := range c.exp.Summary() {
-		line := ""
-		for _, k := range sortedKeys(s.Outcomes) {
-			line += fmt.Sprintf(" %s=%d", k, s.Outcomes[k])
-		}
-		if s.Replayed > 0 {
-			line += fmt.Sprintf(" (replayed from the spool: %d)", s.Replayed)
-		}
-		if s.Pending > 0 {
-			line += fmt.Sprintf(" still_spooled=%d (%s)", s.Pending, s.Spool)
-		}
-		if line == "" && s.Name == "queue" {
-			continue
-		}
-		if line == "" {
-			line = " nothing"
-		}
-		fmt.Fprintf(w, "delivery  %s:%s\n", exporter.MaskURL(s.Name), line)
-	}
+	return "(the bundled sample)"
 }
 
-// defragLine lists the non-zero IP reassembly counters, or nothing when no fragment came.
-func defragLine(d datapath.DefragStats) string {
-	line := ""
-	for _, f := range []struct {
-		name string
-		n    uint64
-	}{{"reassembled", d.Reassembled}, {"duplicates", d.Duplicates}, {"expired", d.Expired}, {"unfinished", d.Unfinished},
-		{"overlapping", d.Overlapping}, {"invalid", d.Invalid}, {"evicted", d.Evicted}, {"ignored", d.Ignored}} {
-		if f.n > 0 {
-			line += fmt.Sprintf(" %s=%d", f.name, f.n)
+// progressReading is the packets and exchanges so far, for the progress line.
+func (c *collector) progressReading() progressReading {
+	s := c.disp.Snapshot()
+	var r progressReading
+	for e := range s.Packets {
+		for o := range s.Packets[e] {
+			r.packets += s.Packets[e][o]
 		}
 	}
-	return line
+	x := s.Reassembly.Exchanges
+	r.exchanges = x["complete"] + x["truncated"] + x["no_response"]
+	return r
 }
 
 // pipelineStats adapts the dispatcher's snapshot to the exporter's metrics collector.
@@ -550,33 +496,4 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-// captureStats formats what the source itself counted, above all what the kernel dropped
-// before the appliance could read it.
-func captureStats(src datapath.Source) string {
-	switch s := src.(type) {
-	case *pcapsrc.Source:
-		st := s.Stats()
-		return fmt.Sprintf("frames=%d read_errors=%d", st.Packets, st.ReadErrors)
-	case *afpacket.Source:
-		st := s.Stats()
-		return fmt.Sprintf("frames=%d kernel_drops=%d queue_freezes=%d read_errors=%d", st.Packets, st.Drops, st.QueueFreezes, st.ReadErrors)
-	case *udpsrc.Source:
-		st := s.Stats()
-		return fmt.Sprintf("datagrams=%d socket_drops=%d truncated=%d read_errors=%d", st.Packets, st.Drops, st.Truncated, st.ReadErrors)
-	case *xdp.Source:
-		counts, err := s.Objects().CounterValues()
-		if err != nil {
-			return "xdp counters unavailable: " + err.Error()
-		}
-		line := "xdp"
-		for _, k := range sortedKeys(counts) {
-			if counts[k] > 0 {
-				line += fmt.Sprintf(" %s=%d", k, counts[k])
-			}
-		}
-		return line
-	}
-	return ""
 }

@@ -1,22 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/netip"
-	"os"
 	"reflect"
 	"slices"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/exporter"
@@ -46,7 +39,7 @@ type Config struct {
 
 	// Memory, reassembly and HTTP limits
 	MemoryLimit     int64         `mapstructure:"memory-limit"`      // the collector's memory budget; 0 = 75% of the cgroup limit, else 50% of RAM
-	BodyCap         int           `mapstructure:"body-cap"`          // bytes kept per body; longer bodies are truncated and flagged
+	BodyCap         int           `mapstructure:"body-max-bytes"`    // bytes kept per body; longer bodies are truncated and flagged (old name body-cap)
 	MaxFlows        int           `mapstructure:"max-flows"`         // tracked connections across all workers
 	FlowBufferBytes int           `mapstructure:"flow-buffer-bytes"` // bytes set aside per connection direction (out-of-order data, held responses)
 	BufferBytes     int           `mapstructure:"buffer-bytes"`      // reassembly's memory budget (connections, waiting requests, bodies, buffers); 0 = 40% of memory-limit
@@ -81,6 +74,8 @@ type Config struct {
 	MetricsAddr     string        `mapstructure:"metrics-addr"`     // Prometheus /metrics, /healthz, /readyz; "" disables
 	SummaryInterval time.Duration `mapstructure:"summary-interval"` // live capture: one summary log line this often; 0 disables
 	LogLevel        string        `mapstructure:"log-level"`        // debug|info|warn|error
+
+	origins map[string]origin // where each key's value came from (loadConfig)
 }
 
 func defaultConfig() Config {
@@ -95,7 +90,7 @@ func defaultConfig() Config {
 		IdleTimeout:      2 * time.Minute,
 		ResponseTimeout:  30 * time.Second,
 		Environment:      "production",
-		CredentialsFile:  "/opt/metlo/credentials",
+		CredentialsFile:  metloCredentialsFile,
 		QueueTraces:      1 << 16,
 		MetloQueueTraces: 100_000,
 		BatchSize:        500,
@@ -115,6 +110,10 @@ func defaultConfig() Config {
 	}
 }
 
+// metloCredentialsFile is where Metlo's own installs keep METLO_HOST, METLO_KEY and
+// INTERFACE; a variable for tests.
+var metloCredentialsFile = "/opt/metlo/credentials"
+
 // defaultConfigFile is read when --config / METLO_CONFIG name no file; missing is fine.
 var defaultConfigFile = "/etc/metlo-appliance/config.yaml"
 
@@ -129,48 +128,16 @@ func envFor(key string) string {
 	return "METLO_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
 }
 
-// configKeys lists the keys in Config order with each field's index.
+// configKeys lists the keys in Config order.
 func configKeys() []string {
 	t := reflect.TypeFor[Config]()
-	keys := make([]string, t.NumField())
-	for i := range keys {
-		keys[i] = t.Field(i).Tag.Get("mapstructure")
-	}
-	return keys
-}
-
-// addConfigFlags defines --config and one flag per Config key (same name, default from
-// defaultConfig), for commands that take the whole configuration.
-func addConfigFlags(fs *pflag.FlagSet) {
-	def := reflect.ValueOf(defaultConfig())
-	t := def.Type()
-	fs.String("config", "", "config file (default "+defaultConfigFile+"; env METLO_CONFIG)")
+	var keys []string
 	for i := range t.NumField() {
-		key, help := t.Field(i).Tag.Get("mapstructure"), keyHelp[t.Field(i).Tag.Get("mapstructure")]
-		help += " (env " + envFor(key) + ")"
-		switch v := def.Field(i).Interface().(type) {
-		case string:
-			if key == "interface" {
-				fs.StringP(key, "i", v, help)
-			} else {
-				fs.String(key, v, help)
-			}
-		case bool:
-			fs.Bool(key, v, help)
-		case int:
-			fs.Int(key, v, help)
-		case int64:
-			fs.Int64(key, v, help)
-		case float64:
-			fs.Float64(key, v, help)
-		case time.Duration:
-			fs.Duration(key, v, help)
-		case []int:
-			fs.IntSlice(key, v, help)
-		case []string:
-			fs.StringSlice(key, v, help)
+		if k := t.Field(i).Tag.Get("mapstructure"); k != "" {
+			keys = append(keys, k)
 		}
 	}
+	return keys
 }
 
 // keyHelp is the one-line description of each key, shown in --help.
@@ -182,13 +149,13 @@ var keyHelp = map[string]string{
 	"ring-bytes":     "kernel buffer of each capture ring: XDP per CPU, AF_PACKET and UDP per socket (0 = 64 MiB each, less when that would pass 1/16 of memory)",
 	"accept-sources": "take tunnel packets only from these outer source CIDRs or addresses (empty: any); repeatable", "accept-vnis": "take tunnel packets only with these VNIs (empty: any)",
 	"udp-bind": "address the --capture udp sockets listen on (empty: all addresses)",
-	"sink":     "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable", "body-cap": "bytes kept per body; longer bodies are truncated and flagged",
+	"sink":     "where traces go: jsonl:PATH (- = stdout) or metlo:URL; repeatable or comma-separated", "body-max-bytes": "bytes kept per body (units allowed: 64KiB); longer bodies are truncated and flagged",
 	"memory-limit": "the collector's memory budget in bytes, split over buffer-bytes, queue-bytes and metlo-queue-bytes when those are 0 (0 = 75% of the cgroup limit, else 50% of RAM)",
 	"max-flows":    "tracked connections across all workers", "flow-buffer-bytes": "bytes set aside per connection direction (out-of-order data, held responses)",
 	"buffer-bytes": "reassembly memory budget across all flows: connections, waiting requests, bodies, out-of-order data (0 = 40% of memory-limit)", "idle-timeout": "evict a flow after this long without packets",
 	"response-timeout": "how long response bytes seen before their request wait for it", "environment": "meta.environment of every trace",
 	"metlo-host": "Metlo collector URL; used as the sink when no --sink is given", "metlo-key": "Metlo API key",
-	"credentials-file": "Metlo credentials file with METLO_HOST/METLO_KEY lines", "queue-traces": "intake queue size in traces",
+	"credentials-file": "Metlo credentials file (METLO_HOST, METLO_KEY, INTERFACE lines; by default also ~/.metlo/credentials; \"\" = none)", "queue-traces": "intake queue size in traces",
 	"queue-bytes": "intake queue size in bytes (0 = 15% of memory-limit)", "metlo-queue-traces": "Metlo sink queue size in traces",
 	"metlo-queue-bytes": "Metlo sink queue size in bytes when there is no spool (0 = 10% of memory-limit)", "batch-size": "traces per POST to the Metlo backend",
 	"rate-limit": "max traces/s sent to the Metlo backend (0 = unlimited); see docs/configuration.md for sizing", "flush-timeout": "how long shutdown waits to deliver queued traces",
@@ -203,193 +170,93 @@ var keyHelp = map[string]string{
 	"summary-interval": "while capturing live, log one summary line (rates, exchanges, drops) this often (0 disables)",
 }
 
-// loadConfig resolves the configuration with precedence flags (only those the user set) >
-// environment > config file > Metlo credentials file > defaults, then validates it.
-func loadConfig(cmd *cobra.Command) (*Config, error) {
-	keys := configKeys()
-	v := viper.New()
-	def := reflect.ValueOf(defaultConfig())
-	for i, key := range keys {
-		v.SetDefault(key, def.Field(i).Interface())
-		if err := v.BindEnv(key, envFor(key)); err != nil {
-			return nil, fmt.Errorf("config: bind %s: %w", key, err)
-		}
-	}
-
-	// Metlo's credentials file ranks just above the defaults.
-	credPath := defaultConfig().CredentialsFile
-	if p := flagOrEnv(cmd, "credentials-file"); p != "" {
-		credPath = p
-	}
-
-	// Config file: checked key by key so a typo is an error, not silently ignored.
-	path, explicit := flagOrEnv(cmd, "config"), true
-	if path == "" {
-		path, explicit = defaultConfigFile, false
-	}
-	fileV := viper.New()
-	fileV.SetConfigFile(path)
-	fileV.SetConfigType("yaml")
-	switch err := fileV.ReadInConfig(); {
-	case err == nil:
-		for _, k := range fileV.AllKeys() {
-			if !slices.Contains(keys, k) {
-				return nil, fmt.Errorf("config file %s: unknown key %q (known keys: %s)", path, k, strings.Join(sortedCopy(keys), ", "))
-			}
-		}
-		if err := v.MergeConfigMap(fileV.AllSettings()); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", path, err)
-		}
-		if p := fileV.GetString("credentials-file"); p != "" && flagOrEnv(cmd, "credentials-file") == "" {
-			credPath = p
-		}
-	case errors.Is(err, fs.ErrNotExist) && !explicit:
-	default:
-		return nil, fmt.Errorf("read config file %s: %w", path, err)
-	}
-	creds, err := readCredentials(credPath)
-	if err != nil {
-		return nil, err
-	}
-	for k, val := range creds {
-		v.SetDefault(k, val)
-	}
-
-	visit := func(f *pflag.Flag) {
-		if f.Changed && slices.Contains(keys, f.Name) {
-			v.BindPFlag(f.Name, f)
-		}
-	}
-	cmd.Flags().VisitAll(visit)
-	cmd.InheritedFlags().VisitAll(visit)
-
-	var c Config
-	if err := v.UnmarshalExact(&c); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
 func sortedCopy(s []string) []string {
 	out := slices.Clone(s)
 	sort.Strings(out)
 	return out
 }
 
-// flagOrEnv is the value of flag name if the user set it, else of its environment variable.
-func flagOrEnv(cmd *cobra.Command, name string) string {
-	if f := cmd.Flags().Lookup(name); f != nil && f.Changed {
-		return f.Value.String()
-	}
-	return os.Getenv(envFor(name))
-}
-
-// readCredentials reads METLO_HOST and METLO_KEY from Metlo's KEY=VALUE file; a missing
-// file is not an error.
-func readCredentials(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read metlo credentials %s: %w", path, err)
-	}
-	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, val, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
-		if !ok {
-			continue
-		}
-		val = strings.Trim(strings.TrimSpace(val), `"'`)
-		switch strings.TrimSpace(k) {
-		case "METLO_HOST":
-			out["metlo-host"] = val
-		case "METLO_KEY":
-			out["metlo-key"] = val
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read metlo credentials %s: %w", path, err)
-	}
-	return out, nil
-}
-
-// validate checks every value and fills the sinks from metlo-host when none are given.
+// validate checks every value and the combinations of inputs, and fills the sinks from
+// metlo-host when none are given. Each error names the key and, unless it is the default,
+// where its value came from.
 func (c *Config) validate() error {
-	oneOf := func(key, val string, allowed ...string) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s %s%s", key, fmt.Sprintf(format, args...), c.at(key)))
+	}
+	oneOf := func(key, val string, allowed ...string) {
 		if !slices.Contains(allowed, val) {
-			return fmt.Errorf("config: %s must be %s, got %q", key, strings.Join(allowed, "|"), val)
+			bad(key, "must be %s, got %q", strings.Join(allowed, "|"), val)
 		}
-		return nil
 	}
-	positive := func(key string, val int64) error {
+	positive := func(key string, val int64) {
 		if val <= 0 {
-			return fmt.Errorf("config: %s must be a positive number, got %d", key, val)
+			bad(key, "must be a positive number, got %s", renderValue(reflect.ValueOf(c).Elem().FieldByIndex(mustField(key).Index).Interface()))
 		}
-		return nil
 	}
-	errs := []error{
-		oneOf("capture", c.Capture, "auto", "xdp", "afpacket", "udp"),
-		oneOf("log-level", c.LogLevel, "debug", "info", "warn", "error"),
-		positive("body-cap", int64(c.BodyCap)), positive("max-flows", int64(c.MaxFlows)),
-		positive("flow-buffer-bytes", int64(c.FlowBufferBytes)),
-		positive("idle-timeout", int64(c.IdleTimeout)), positive("response-timeout", int64(c.ResponseTimeout)),
-		positive("queue-traces", int64(c.QueueTraces)), positive("metlo-queue-traces", int64(c.MetloQueueTraces)),
-		positive("batch-size", int64(c.BatchSize)), positive("flush-timeout", int64(c.FlushTimeout)),
-		positive("rate-burst", int64(c.RateBurst)), positive("max-inflight", int64(c.MaxInFlight)),
-		positive("request-timeout", int64(c.RequestTimeout)), positive("offline-flush-timeout", int64(c.OfflineTimeout)),
-		oneOf("spool-full", c.SpoolFull, "drop-oldest", "drop-newest"),
+	atLeast0 := func(key string, val int64, zero string) {
+		if val < 0 {
+			bad(key, "must be 0 (%s) or more, got %d", zero, val)
+		}
 	}
-	if c.MaxLag < 0 || c.SpoolMaxBytes < 0 {
-		errs = append(errs, errors.New("config: max-lag and spool-max-bytes must be 0 or more"))
-	}
-	if c.MemoryLimit < 0 || c.BufferBytes < 0 || c.QueueBytes < 0 || c.MetloQueueBytes < 0 {
-		errs = append(errs, errors.New("config: memory-limit, buffer-bytes, queue-bytes and metlo-queue-bytes must be 0 (derived) or more"))
-	}
-	if c.SummaryInterval < 0 {
-		errs = append(errs, fmt.Errorf("config: summary-interval must be 0 (off) or more, got %v", c.SummaryInterval))
-	}
+	oneOf("capture", c.Capture, "auto", "xdp", "afpacket", "udp")
+	oneOf("log-level", c.LogLevel, "debug", "info", "warn", "error")
+	oneOf("spool-full", c.SpoolFull, "drop-oldest", "drop-newest")
+	positive("body-max-bytes", int64(c.BodyCap))
+	positive("max-flows", int64(c.MaxFlows))
+	positive("flow-buffer-bytes", int64(c.FlowBufferBytes))
+	positive("idle-timeout", int64(c.IdleTimeout))
+	positive("response-timeout", int64(c.ResponseTimeout))
+	positive("queue-traces", int64(c.QueueTraces))
+	positive("metlo-queue-traces", int64(c.MetloQueueTraces))
+	positive("batch-size", int64(c.BatchSize))
+	positive("flush-timeout", int64(c.FlushTimeout))
+	positive("rate-burst", int64(c.RateBurst))
+	positive("max-inflight", int64(c.MaxInFlight))
+	positive("request-timeout", int64(c.RequestTimeout))
+	positive("offline-flush-timeout", int64(c.OfflineTimeout))
+	atLeast0("max-lag", int64(c.MaxLag), "never shed")
+	atLeast0("spool-max-bytes", c.SpoolMaxBytes, "a quarter of the file system")
+	atLeast0("memory-limit", c.MemoryLimit, "derived")
+	atLeast0("buffer-bytes", int64(c.BufferBytes), "derived")
+	atLeast0("queue-bytes", c.QueueBytes, "derived")
+	atLeast0("metlo-queue-bytes", c.MetloQueueBytes, "derived")
+	atLeast0("summary-interval", int64(c.SummaryInterval), "off")
+	atLeast0("workers", int64(c.Workers), "one per CPU")
 	if c.RingBytes != 0 && (c.RingBytes < 1<<20 || c.RingBytes > 1<<30) {
-		errs = append(errs, fmt.Errorf("config: ring-bytes must be 0 (automatic) or 1 MiB to 1 GiB, got %d", c.RingBytes))
+		bad("ring-bytes", "must be 0 (automatic) or 1 MiB to 1 GiB, got %d", c.RingBytes)
 	}
 	if _, err := c.acceptSources(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("%w%s", err, c.at("accept-sources")))
 	}
 	if len(c.AcceptVNIs) > 16 {
-		errs = append(errs, fmt.Errorf("config: accept-vnis takes at most 16 VNIs, got %d", len(c.AcceptVNIs)))
+		bad("accept-vnis", "takes at most 16 VNIs, got %d", len(c.AcceptVNIs))
 	}
 	for _, v := range c.AcceptVNIs {
 		if v < 0 || v >= 1<<24 {
-			errs = append(errs, fmt.Errorf("config: accept-vnis must be 0-16777215, got %d", v))
+			bad("accept-vnis", "must be 0-16777215, got %d", v)
 		}
 	}
 	if c.UDPBind != "" {
 		if _, err := netip.ParseAddr(c.UDPBind); err != nil {
-			errs = append(errs, fmt.Errorf("config: udp-bind must be an IP address: %w", err))
+			bad("udp-bind", "must be an IP address: %v", err)
 		}
 	}
-	if c.Workers < 0 {
-		errs = append(errs, fmt.Errorf("config: workers must be 0 (one per CPU) or more, got %d", c.Workers))
-	}
 	if c.RateLimit < 0 {
-		errs = append(errs, fmt.Errorf("config: rate-limit must be 0 (unlimited) or more, got %v", c.RateLimit))
+		bad("rate-limit", "must be 0 (unlimited) or more, got %v", c.RateLimit)
 	}
-	for key, ports := range map[string][]int{"vxlan-ports": c.VXLANPorts, "geneve-ports": c.GENEVEPorts} {
+	for _, key := range []string{"vxlan-ports", "geneve-ports"} {
+		ports := c.VXLANPorts
+		if key == "geneve-ports" {
+			ports = c.GENEVEPorts
+		}
 		for _, p := range ports {
 			if p < 1 || p > 65535 {
-				errs = append(errs, fmt.Errorf("config: %s must be ports 1-65535, got %d", key, p))
+				bad(key, "must be ports 1-65535, got %d", p)
 			}
 		}
 	}
+	errs = append(errs, c.conflicts()...)
 	if len(c.Sinks) == 0 {
 		if c.MetloHost != "" {
 			host := c.MetloHost
@@ -403,12 +270,46 @@ func (c *Config) validate() error {
 	}
 	for _, s := range c.Sinks {
 		if _, err := exporter.ParseSink(s, exporter.Options{Logger: discardLogger}); err != nil {
-			errs = append(errs, fmt.Errorf("config: sink: %w", err))
+			errs = append(errs, fmt.Errorf("config: sink: %w%s", err, c.at("sink")))
 		} else if strings.HasPrefix(s, "metlo:") && c.MetloKey == "" {
-			errs = append(errs, fmt.Errorf("config: sink %s needs metlo-key (METLO_KEY or %s)", exporter.MaskURL(s), c.CredentialsFile))
+			errs = append(errs, fmt.Errorf("config: sink %s needs metlo-key (METLO_KEY, or METLO_KEY= in %s)", exporter.MaskURL(s), c.CredentialsFile))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// conflicts refuses inputs that exclude each other instead of silently picking one: two
+// offline inputs, an offline input with live-capture settings given for this run (flags or
+// environment; the config file's are the live service's and an offline run ignores them),
+// and an interface for UDP capture, which listens on sockets.
+func (c *Config) conflicts() []error {
+	var errs []error
+	if c.Sample && c.Pcap != "" {
+		errs = append(errs, fmt.Errorf("config: sample%s and pcap%s both name the input: give one", c.at("sample"), c.at("pcap")))
+	}
+	if c.Sample || c.Pcap != "" {
+		input := "pcap" + c.at("pcap")
+		if c.Sample {
+			input = "sample" + c.at("sample")
+		}
+		for _, k := range []string{"capture", "interface", "udp-bind"} {
+			if c.explicit(k) {
+				errs = append(errs, fmt.Errorf("config: %s%s sets up live capture, but %s reads a capture file: give one or the other", k, c.at(k), input))
+			}
+		}
+	} else if c.Capture == "udp" && c.explicit("capture") && c.explicit("interface") {
+		errs = append(errs, fmt.Errorf("config: interface%s is for xdp and afpacket capture; capture udp%s listens on UDP sockets (udp-bind picks the address): give one", c.at("interface"), c.at("capture")))
+	}
+	return errs
+}
+
+// mustField is the Config field of a key known to exist.
+func mustField(key string) reflect.StructField {
+	f, ok := configField(key)
+	if !ok {
+		panic("no config key " + key)
+	}
+	return f
 }
 
 // acceptSources parses accept-sources: CIDRs, or single addresses (a /32 or /128).

@@ -40,7 +40,8 @@ func newConfigCmd() *cobra.Command {
 	return cmd
 }
 
-// configYAML renders c in Config field order with the API key and URL credentials masked.
+// configYAML renders c in Config field order with the API key and URL credentials masked,
+// each key set somewhere other than the defaults followed by where.
 func configYAML(c *Config) ([]byte, error) {
 	masked := *c
 	masked.MetloKey = maskKey(c.MetloKey)
@@ -56,9 +57,15 @@ func configYAML(c *Config) ([]byte, error) {
 	v := reflect.ValueOf(masked)
 	for i := range v.NumField() {
 		key := v.Type().Field(i).Tag.Get("mapstructure")
+		if key == "" {
+			continue
+		}
 		val, err := yamlValue(v.Field(i).Interface())
 		if err != nil {
 			return nil, fmt.Errorf("render config %s: %w", key, err)
+		}
+		if o := c.from(key); o.kind != "default" {
+			val.LineComment = "from " + o.String()
 		}
 		doc.Content = append(doc.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, val)
 	}

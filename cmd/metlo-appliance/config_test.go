@@ -37,10 +37,12 @@ func loadFor(t *testing.T, tc configCase) (*Config, error) {
 		os.WriteFile(defaultConfigFile, []byte(tc.file), 0o600)
 	}
 	credPath := filepath.Join(dir, "credentials")
-	if tc.creds != "" {
-		os.WriteFile(credPath, []byte(tc.creds), 0o600)
-	}
+	os.WriteFile(credPath, []byte(tc.creds), 0o600)
 	t.Setenv("METLO_CREDENTIALS_FILE", credPath)
+	t.Setenv("HOME", dir) // no ~/.metlo/credentials of whoever runs the tests
+	for _, k := range []string{"METLO_ADDR", "METLO_API_KEY", "METLO_BODY_CAP"} {
+		t.Setenv(k, "")
+	}
 	for k, v := range tc.env {
 		t.Setenv(k, v)
 	}
@@ -110,7 +112,70 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "explicit config flag", args: []string{"--config", "/nonexistent/metlo.yaml"}, err: "/nonexistent/metlo.yaml"},
 		{name: "unknown key", file: "body-cap: 1\nbodycap: 2\n", err: `unknown key "bodycap"`},
 		{name: "bad capture", env: map[string]string{"METLO_CAPTURE": "pcapng"}, err: "capture must be auto|xdp|afpacket|udp"},
-		{name: "bad number", env: map[string]string{"METLO_BODY_CAP": "lots"}, err: "body-cap"},
+		{name: "bad number", env: map[string]string{"METLO_BODY_CAP": "lots"}, err: `config: body-max-bytes from environment variable METLO_BODY_CAP: "lots" is not a size in bytes`},
+		{name: "new name everywhere", args: []string{"--body-max-bytes", "3000"}, file: "body-max-bytes: 1000\n", check: func(t *testing.T, c *Config) {
+			if c.BodyCap != 3000 || c.from("body-max-bytes").String() != "flag --body-max-bytes" {
+				t.Fatalf("body-max-bytes %d from %s", c.BodyCap, c.from("body-max-bytes"))
+			}
+		}},
+		{name: "old name in a flag", args: []string{"--body-cap", "3000"}, check: func(t *testing.T, c *Config) {
+			if c.BodyCap != 3000 {
+				t.Fatalf("body-max-bytes %d", c.BodyCap)
+			}
+		}},
+		{name: "old and new names in one file", file: "body-cap: 1\nbody-max-bytes: 2\n", err: "body-cap is the old name of body-max-bytes: give one of them"},
+		{name: "sizes with units", args: []string{"--memory-limit", "4GiB"}, env: map[string]string{"METLO_BUFFER_BYTES": "512MiB"},
+			file: "queue-bytes: 1.5GiB\nbody-max-bytes: 64KiB\nspool-max-bytes: 10GB\nring-bytes: 8MiB\n", check: func(t *testing.T, c *Config) {
+				if c.MemoryLimit != 4<<30 || c.BufferBytes != 512<<20 || c.QueueBytes != 3<<29 || c.BodyCap != 64<<10 || c.SpoolMaxBytes != 10e9 || c.RingBytes != 8<<20 {
+					t.Fatalf("got %d %d %d %d %d %d", c.MemoryLimit, c.BufferBytes, c.QueueBytes, c.BodyCap, c.SpoolMaxBytes, c.RingBytes)
+				}
+			}},
+		{name: "bad size in the file", file: "memory-limit: 4 gigs\n", err: `config: memory-limit from config file `},
+		{name: "duration without a unit", file: "flush-timeout: 30\n", err: "is not a duration with a unit, e.g. 500ms, 30s, 2m or 1h30m"},
+		{name: "list where one value goes", file: "environment: [a, b]\n", err: "config: environment from config file"},
+		{name: "bad bool in env", env: map[string]string{"METLO_RAW": "sometimes"}, err: `config: raw from environment variable METLO_RAW: "sometimes" is not true or false`},
+		{name: "bools as operators write them", env: map[string]string{"METLO_RAW": "no"}, file: "redact: off\n", check: func(t *testing.T, c *Config) {
+			if c.Raw || c.Redact {
+				t.Fatalf("raw %v redact %v", c.Raw, c.Redact)
+			}
+		}},
+		{name: "the key is never quoted", file: "metlo-key: [metlo.secretvalue]\n", err: "config: metlo-key from config file"},
+		{name: "validation names the source", file: "queue-traces: 0\n", err: "queue-traces must be a positive number, got 0 (from config file "},
+		{name: "Metlo's older names in the credentials file", creds: "METLO_ADDR=http://old:8081\nMETLO_API_KEY=" + fullKey + "\nINTERFACE=ens5\nVXLAN_ENABLED=true\nsome-license-key\n",
+			check: func(t *testing.T, c *Config) {
+				if c.MetloHost != "http://old:8081" || c.MetloKey != fullKey || c.Interface != "ens5" || c.from("interface").kind != "credentials" {
+					t.Fatalf("host %q key %q interface %q (%s)", c.MetloHost, c.MetloKey, c.Interface, c.from("interface"))
+				}
+			}},
+		{name: "METLO_HOST wins over METLO_ADDR in one file", creds: "METLO_HOST=http://new:8081\nMETLO_ADDR=http://old:8081\nMETLO_KEY=" + fullKey + "\n",
+			check: func(t *testing.T, c *Config) {
+				if c.MetloHost != "http://new:8081" {
+					t.Fatalf("host %q", c.MetloHost)
+				}
+			}},
+		{name: "Metlo's variable names", env: map[string]string{"METLO_ADDR": "http://m:8081", "METLO_API_KEY": fullKey}, check: func(t *testing.T, c *Config) {
+			if c.MetloHost != "http://m:8081" || c.MetloKey != fullKey || c.from("metlo-host").String() != "environment variable METLO_ADDR" {
+				t.Fatalf("host %q key %q from %s", c.MetloHost, c.MetloKey, c.from("metlo-host"))
+			}
+		}},
+		{name: "explicit credentials file missing", args: []string{"--credentials-file", "/nonexistent/credentials"},
+			err: "config: credentials-file from flag --credentials-file: read metlo credentials: open /nonexistent/credentials: no such file or directory"},
+		{name: "no credentials file", args: []string{"--credentials-file", ""}, creds: "METLO_KEY=" + fullKey + "\n", check: func(t *testing.T, c *Config) {
+			if c.MetloKey != "" {
+				t.Fatalf("key %q read though no credentials file was wanted", c.MetloKey)
+			}
+		}},
+		{name: "sample and pcap", args: []string{"--sample", "--pcap", "x.pcap"}, err: "sample (from flag --sample) and pcap (from flag --pcap) both name the input: give one"},
+		{name: "pcap and an interface", args: []string{"--pcap", "x.pcap", "-i", "eth0"},
+			err: "config: interface (from flag --interface) sets up live capture, but pcap (from flag --pcap) reads a capture file"},
+		{name: "sample and a capture method from env", args: []string{"--sample"}, env: map[string]string{"METLO_CAPTURE": "xdp"},
+			err: "config: capture (from environment variable METLO_CAPTURE) sets up live capture, but sample (from flag --sample)"},
+		{name: "pcap with the service's config file", args: []string{"--pcap", "x.pcap"}, file: "capture: xdp\ninterface: ens5\n", check: func(t *testing.T, c *Config) {
+			if c.Pcap != "x.pcap" {
+				t.Fatalf("pcap %q", c.Pcap)
+			}
+		}},
+		{name: "udp capture and an interface", args: []string{"--capture", "udp", "-i", "eth0"}, err: "capture udp (from flag --capture) listens on UDP sockets"},
 		{name: "bad duration", file: "flush-timeout: soon\n", err: "flush-timeout"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, err: "log-level must be debug|info|warn|error"},
 		{name: "bad sink", args: []string{"--sink", "kafka:x"}, err: "accepted: jsonl, metlo"},
@@ -154,12 +219,12 @@ func TestConfigCommandMasksTheKey(t *testing.T) {
 	cmd := newConfigCmd()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"--body-cap", "4096"})
+	cmd.SetArgs([]string{"--body-max-bytes", "4096"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()
-	for _, want := range []string{"metlo-key: metlo.****wxyz", "body-cap: 4096", "sink: ['metlo:http://metlo:8081']", "flush-timeout: 30s", "capture: auto"} {
+	for _, want := range []string{"metlo-key: metlo.****wxyz # from environment variable METLO_KEY", "body-max-bytes: 4096 # from flag --body-max-bytes", "sink: ['metlo:http://metlo:8081']", "flush-timeout: 30s", "capture: auto"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}

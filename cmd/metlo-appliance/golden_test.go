@@ -108,7 +108,7 @@ func TestGoldenCollectCLI(t *testing.T) {
 			}
 			root := newRootCmd()
 			root.SetArgs([]string{"collect", "--pcap", filepath.Join(labData, g.capture), "--sink", "jsonl:" + out,
-				"--config", conf, "--credentials-file", filepath.Join(dir, "none")})
+				"--config", conf, "--credentials-file", ""})
 			var stderr strings.Builder
 			root.SetErr(&stderr)
 			if err := root.ExecuteContext(context.Background()); err != nil {

@@ -26,7 +26,7 @@ func TestGoldenCollectCLIHTTP2(t *testing.T) {
 	}
 	root := newRootCmd()
 	root.SetArgs([]string{"collect", "--pcap", filepath.Join(labData, "h2c.pcap"), "--sink", "jsonl:" + out,
-		"--config", conf, "--credentials-file", filepath.Join(dir, "none")})
+		"--config", conf, "--credentials-file", ""})
 	var stderr strings.Builder
 	root.SetErr(&stderr)
 	if err := root.ExecuteContext(context.Background()); err != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -52,9 +54,9 @@ func (s *captureState) CaptureSnapshot() exporter.CaptureSnapshot {
 	return out
 }
 
-// lossReasons are the reassembly drop reasons that lose data (duplicates and late copies
-// of closed connections are not losses).
-var lossReasons = []string{"flow_table_full", "flow_buffer_full", "buffer_full", "pending_full", "header_too_large", "body_memory"}
+// notLoss are the reassembly drop reasons that lose nothing: duplicates and late copies of
+// closed connections. Every other reason, present or future, is a loss.
+var notLoss = []string{"duplicate", "closed_flow"}
 
 // pulse is one reading of the counters the live summary line compares.
 type pulse struct {
@@ -74,8 +76,10 @@ func (s *captureState) pulse() pulse {
 	}
 	r := d.Reassembly
 	p.exchanges = r.Exchanges["complete"] + r.Exchanges["truncated"] + r.Exchanges["no_response"]
-	for _, k := range lossReasons {
-		p.reassemblyDrops += r.Drops[k]
+	for k, n := range r.Drops {
+		if !slices.Contains(notLoss, k) {
+			p.reassemblyDrops += n
+		}
 	}
 	if ss, ok := s.c.src.(datapath.StatsSource); ok {
 		for _, v := range ss.SourceStats().Dropped {
@@ -100,9 +104,11 @@ func (s *captureState) logSummaries(ctx context.Context, log *slog.Logger, inter
 		}
 		now := s.pulse()
 		secs := max(now.at.Sub(last.at).Seconds(), 1e-9)
+		pps, eps := int64(float64(now.packets-last.packets)/secs), int64(float64(now.exchanges-last.exchanges)/secs)
+		s.c.notify.status(fmt.Sprintf("%s: %d packets/s, %d exchanges/s, %d exchanges", s.statusLine(), pps, eps, now.exchanges))
 		log.Info("capture",
-			"packets_per_s", int64(float64(now.packets-last.packets)/secs),
-			"exchanges_per_s", int64(float64(now.exchanges-last.exchanges)/secs),
+			"packets_per_s", pps,
+			"exchanges_per_s", eps,
 			"exchanges", now.exchanges,
 			"capture_drops", now.captureDrops-last.captureDrops,
 			"reassembly_drops", now.reassemblyDrops-last.reassemblyDrops,
@@ -110,4 +116,24 @@ func (s *captureState) logSummaries(ctx context.Context, log *slog.Logger, inter
 			"flows", s.c.disp.Snapshot().Reassembly.Flows)
 		last = now
 	}
+}
+
+// statusLine says how the collector captures: "capturing on ens5 with xdp (native)".
+func (s *captureState) statusLine() string {
+	snap := s.CaptureSnapshot()
+	line := "capturing with " + snap.Method
+	if snap.Mode != "" {
+		line += " (" + snap.Mode + ")"
+	}
+	if snap.Interface != "" {
+		line += " on " + snap.Interface
+	}
+	return line
+}
+
+// responsive is the watchdog's check: the pipeline's counters can still be read (a wedged
+// dispatcher or a stalled runtime blocks here, and the ping is missed).
+func (s *captureState) responsive() bool {
+	_ = s.pulse()
+	return true
 }

@@ -60,7 +60,7 @@ func startLiveCollector(t *testing.T, lab *netlab.Lab, args ...string) *liveColl
 	}
 	metrics := lab.CollectorIP.String() + ":9731"
 	full := append([]string{"collect", "--sink", "jsonl:" + c.out, "--metrics-addr", metrics,
-		"--config", conf, "--credentials-file", filepath.Join(dir, "none"), "--log-level", "debug",
+		"--config", conf, "--credentials-file", "", "--log-level", "debug",
 		"--redact=false"}, args...) // bodies are compared with what the server sent, tokens included
 	c.cmd = lab.CollectorCommand(context.Background(), bin, full...)
 	c.cmd.Stderr = c.stderr

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,7 +14,8 @@ import (
 	"github.com/metlo-labs/metlo-appliance/cmd/metlo-appliance/internal/initgc"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
+// version is set at build time with -ldflags "-X main.version=…"; without it the module
+// version or VCS revision of the build stands in (version.go).
 var version = "dev"
 
 func main() {
@@ -27,11 +27,7 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "metlo-appliance:", err)
-		var coded interface{ ExitCode() int }
-		if errors.As(err, &coded) {
-			os.Exit(coded.ExitCode())
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err)) // exit.go lists the codes
 	}
 }
 
@@ -39,7 +35,7 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "metlo-appliance",
 		Short:         "Turn mirrored cloud traffic into Metlo API traces",
-		Version:       version,
+		Version:       versionLine(buildVersion()),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -47,5 +43,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newProvisionCmds()...)
 	root.AddCommand(newConfigCmd())
 	root.AddCommand(newBootCmd())
+	markUsageErrors(root)
 	return root
 }

@@ -61,7 +61,7 @@ func TestCommandsCollect(t *testing.T) {
 	// GOGC=50 puts the first goal below what initialisation allocated, so the collector, once
 	// on, runs at once.
 	gcs := gcTrace(t, "50", "collect", "--sample", "--sink", "jsonl:"+dir+"/traces.jsonl",
-		"--config", conf, "--credentials-file", dir+"/none")
+		"--config", conf, "--credentials-file", "")
 	if len(gcs) == 0 {
 		t.Error("collect ran without a single garbage collection: the collector was never turned back on")
 	}

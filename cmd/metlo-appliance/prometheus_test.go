@@ -36,7 +36,12 @@ func TestLivePrometheus(t *testing.T) {
 
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: metlo-appliance\n    static_configs:\n      - targets: [%q]\n", metricsAddr), 0o644); err != nil {
+	// The shipped alert rules too, evaluated every second against the live appliance.
+	rules, err := filepath.Abs("../../exporter/alerts/metlo-appliance.rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [%q]\nscrape_configs:\n  - job_name: metlo-appliance\n    static_configs:\n      - targets: [%q]\n", rules, metricsAddr), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -105,6 +110,37 @@ func TestLivePrometheus(t *testing.T) {
 		if v, err := promQuery(lab, promAddr, q); err != nil || v != want {
 			t.Errorf("%s = %v (err %v), want %v", q, v, err, want)
 		}
+	}
+
+	// Every shipped rule evaluates without error on real data, and none fires for a
+	// healthy appliance.
+	status, body, err := getInCollector(lab, promAddr, "/api/v1/rules")
+	if err != nil || status != 200 {
+		t.Fatalf("rules API: %d %v", status, err)
+	}
+	var rr struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name, Health, LastError, State string
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &rr); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range rr.Data.Groups {
+		for _, r := range g.Rules {
+			n++
+			if r.Health != "ok" || r.LastError != "" || r.State == "firing" {
+				t.Errorf("rule %s: health %q, error %q, state %q", r.Name, r.Health, r.LastError, r.State)
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("prometheus loaded %d rules from %s", n, rules)
 	}
 
 	if promtool, err := exec.LookPath("promtool"); err == nil {

@@ -63,18 +63,18 @@ func addProvisionFlags(cmd *cobra.Command, scope flagScope) *provisionFlags {
 	pf := &provisionFlags{newByCloud: map[string]func(context.Context) (provision.Provider, error){}}
 	fs := cmd.Flags()
 	fs.StringVar(&pf.cloud, "cloud", "", "cloud to act on: "+cloudNames()+" (env METLO_CLOUD)")
-	fs.StringVar(&pf.opts.Region, "region", "", "cloud region (default: discovered from instance metadata)")
+	fs.StringVar(&pf.opts.Region, "region", "", "cloud region (default: discovered from instance metadata; env METLO_REGION)")
 	if scope != scopeDoctor {
 		fs.BoolVar(&pf.opts.Yes, "yes", false, "do not ask for confirmation")
 	}
 	switch scope {
 	case scopeProvision:
-		fs.StringArrayVar(&pf.opts.Sources, "source", nil, "what to mirror, KIND:VALUE (repeatable; env METLO_SOURCES, comma- or space-separated)")
+		fs.StringSliceVar(&pf.opts.Sources, "source", nil, "what to mirror, KIND:VALUE (repeatable or comma-separated; env METLO_SOURCES, comma- or space-separated)")
 		fs.BoolVar(&pf.opts.DryRun, "dry-run", false, "print the plan, check permissions and estimate the cost; change nothing")
 		fs.DurationVar(&pf.watch, "watch", 0, "keep reconciling at this interval (e.g. 5m); 0 runs once")
 		fs.StringVar(&pf.opts.Target, "target", "", "mirror target kind (aws: eni|nlb, gcp: ilb)")
 		fs.IntVar(&pf.opts.HealthPort, "health-port", 9731, "port of the appliance's /readyz for load-balancer health checks")
-		fs.StringArrayVar(&pf.prices, "price", nil, "override a list price of the cost estimate, KEY=USD (repeatable; keys in docs/provision-aws.md and docs/provision-gcp.md)")
+		fs.StringSliceVar(&pf.prices, "price", nil, "override a list price of the cost estimate, KEY=USD (repeatable or comma-separated; keys in docs/provision-aws.md and docs/provision-gcp.md)")
 		fs.Float64Var(&pf.opts.MirroredGBPerMonth, "estimate-gb-month", 0, "expected mirrored traffic in GB per month, for the data-dependent part of the cost estimate")
 	case scopeDoctor:
 		fs.StringVar(&pf.metricsURL, "metrics-url", "http://127.0.0.1:9731/metrics", "the collector's /metrics, to see packets arrive")
@@ -88,9 +88,19 @@ func addProvisionFlags(cmd *cobra.Command, scope flagScope) *provisionFlags {
 	for _, name := range names {
 		pf.newByCloud[name] = clouds[name](fs, scope)
 	}
+	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if k, ok := provisionAliases[name]; ok {
+			return pflag.NormalizedName(k)
+		}
+		return pflag.NormalizedName(name)
+	})
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd.Flags()) }
 	return pf
 }
+
+// provisionAliases are old flag names that keep working, hidden: --aws-region was a second
+// way to say --region.
+var provisionAliases = map[string]string{"aws-region": "region"}
 
 // envName is the METLO_* variable of a flag: --aws-vni → METLO_AWS_VNI.
 func envName(flag string) string {
@@ -106,6 +116,11 @@ func applyEnv(fs *pflag.FlagSet) error {
 			return
 		}
 		names := []string{envName(f.Name)}
+		for old, k := range provisionAliases {
+			if k == f.Name {
+				names = append(names, envName(old))
+			}
+		}
 		if f.Name == "source" {
 			names = append(names, "METLO_SOURCES")
 		}
@@ -146,7 +161,7 @@ func contains(list []string, s string) bool {
 func (pf *provisionFlags) provider(cmd *cobra.Command) (provision.Provider, provision.Options, error) {
 	build, ok := pf.newByCloud[pf.cloud]
 	if !ok {
-		return nil, pf.opts, fmt.Errorf("--cloud must be one of %s, got %q", cloudNames(), pf.cloud)
+		return nil, pf.opts, usageError(fmt.Errorf("--cloud must be one of %s, got %q", cloudNames(), pf.cloud))
 	}
 	opts := pf.opts
 	opts.In, opts.Out = cmd.InOrStdin(), cmd.OutOrStdout()
@@ -154,10 +169,10 @@ func (pf *provisionFlags) provider(cmd *cobra.Command) (provision.Provider, prov
 	if len(pf.prices) > 0 || opts.MirroredGBPerMonth != 0 {
 		prices, err := provision.ParsePrices(pf.prices)
 		if err != nil {
-			return nil, opts, err
+			return nil, opts, usageError(err)
 		}
 		if opts.MirroredGBPerMonth < 0 {
-			return nil, opts, fmt.Errorf("--estimate-gb-month %v: want 0 or more", opts.MirroredGBPerMonth)
+			return nil, opts, usageError(fmt.Errorf("--estimate-gb-month %v: want 0 or more", opts.MirroredGBPerMonth))
 		}
 		opts.Prices = prices
 	}

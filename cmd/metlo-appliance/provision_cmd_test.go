@@ -133,3 +133,43 @@ func TestDoctorCommand(t *testing.T) {
 		t.Fatalf("broken: %v\n%s", err, out)
 	}
 }
+
+// Repeatable flags whose values hold no commas also take comma-separated lists, like
+// collect's; --aws-region is a hidden old name of --region, on the command line and in the
+// environment; a bad --cloud is a usage error.
+func TestProvisioningFlagConsistency(t *testing.T) {
+	emu, md := gcpCLIWorld(t)
+	base := []string{"--cloud", "gcp", "--gcp-endpoint", emu.URL(), "--gcp-metadata-host", md.Host(), "--gcp-poll-interval", "1ms"}
+	if out, err := runCLI(append([]string{"provision", "--source", "instance:web-1,tag:web"}, base...)...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	pm := emu.Get("projects/proj-1/regions/us-central1/packetMirrorings/metlo-appliance-metlo-1-pm").(*computepb.PacketMirroring)
+	if len(pm.GetMirroredResources().GetInstances()) != 1 || len(pm.GetMirroredResources().GetTags()) != 1 {
+		t.Fatalf("--source a,b did not give two sources: %v", pm)
+	}
+
+	root := newRootCmd()
+	prov, _, _ := root.Find([]string{"provision"})
+	if err := prov.ParseFlags([]string{"--aws-region", "eu-west-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := prov.Flags().Lookup("region").Value.String(); got != "eu-west-1" {
+		t.Errorf("--aws-region set --region to %q", got)
+	}
+	root = newRootCmd()
+	prov, _, _ = root.Find([]string{"provision"})
+	t.Setenv("METLO_AWS_REGION", "ap-south-1")
+	if err := applyEnv(prov.Flags()); err != nil {
+		t.Fatal(err)
+	}
+	if got := prov.Flags().Lookup("region").Value.String(); got != "ap-south-1" {
+		t.Errorf("METLO_AWS_REGION set --region to %q", got)
+	}
+	if h := helpOf(t, "provision"); strings.Contains(h, "--aws-region") || !strings.Contains(h, "--region") {
+		t.Errorf("provision --help should show --region only")
+	}
+	_, err := runCLI("list", "--cloud", "azure")
+	if exitCode(err) != exitUsage {
+		t.Errorf("--cloud azure: exit %d (%v), want %d", exitCode(err), err, exitUsage)
+	}
+}

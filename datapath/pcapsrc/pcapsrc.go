@@ -34,6 +34,9 @@ type Config struct {
 	Path string
 	// Stdin is read when Path is "-"; nil means os.Stdin.
 	Stdin io.Reader
+	// Reader, when set, is read instead of opening Path (which then only names the input
+	// in logs): the caller opened the file, e.g. to count its bytes for progress.
+	Reader io.Reader
 	// Logger receives the once-per-run warnings (truncated file); nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -86,7 +89,9 @@ type packetReader interface {
 // A truncated final record is counted as a read error, not a failure.
 func (s *Source) Run(ctx context.Context, newHandler func() datapath.FrameHandler) error {
 	var in io.Reader
-	if s.cfg.Path == "-" {
+	if s.cfg.Reader != nil {
+		in = s.cfg.Reader
+	} else if s.cfg.Path == "-" {
 		in = s.cfg.Stdin
 		if in == nil {
 			in = os.Stdin

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Available is the memory this process may use: its cgroup limit when set and below the
@@ -80,21 +82,12 @@ func readLimit(path string) (int64, bool) {
 	return v, true
 }
 
-// Physical is MemTotal from /proc/meminfo, in bytes; 0 when unknown.
+// Physical is the machine's memory (sysinfo(2) totalram), in bytes; 0 when unknown. A
+// system call rather than /proc/meminfo, which a sandbox may hide (systemd's ProcSubset=pid).
 func Physical() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
 		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
+	return int64(si.Totalram) * int64(si.Unit)
 }

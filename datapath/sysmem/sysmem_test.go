@@ -3,6 +3,8 @@ package sysmem
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -42,5 +44,22 @@ func TestCgroupLimitTakesTheTightestAncestor(t *testing.T) {
 func TestAvailableOnThisHost(t *testing.T) {
 	if Available() <= 0 || Physical() <= 0 {
 		t.Fatalf("available %d, physical %d", Available(), Physical())
+	}
+}
+
+// Physical agrees with /proc/meminfo's MemTotal, which a sandbox may hide from the collector.
+func TestPhysicalMatchesMeminfo(t *testing.T) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	var kb int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, _ = strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+		}
+	}
+	if got := Physical(); kb == 0 || got != kb<<10 {
+		t.Errorf("Physical() = %d, /proc/meminfo MemTotal = %d kB", got, kb)
 	}
 }

@@ -11,7 +11,7 @@ ETC=${ETC:-/etc/metlo-appliance}
 IP=${IP:-ip}
 METADATA=${METADATA:-http://169.254.169.254}
 
-iface=$(awk '$2 == "00000000" { print $1; exit }' "${ROUTES:-/proc/net/route}")
+iface=$(awk '$2 == "00000000" { print $1; exit }' "${ROUTES:-/proc/self/net/route}")
 if [ -z "$iface" ]; then
 	echo "set-mtu: no default route; leaving MTUs alone"
 	exit 0

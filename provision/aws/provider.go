@@ -155,7 +155,7 @@ func (p *Provider) discover(ctx context.Context, region string) (identity, error
 			if ctx.Err() != nil {
 				why = fmt.Sprintf("no answer within %s", p.cfg.MetadataTimeout)
 			}
-			return "", fmt.Errorf("read instance metadata %s from %s: %s (off EC2, pass --aws-instance-id, --aws-region, --aws-vpc-id, --aws-subnet-id, --aws-eni-id)", path, p.imdsEndpoint(), why)
+			return "", fmt.Errorf("read instance metadata %s from %s: %s (off EC2, pass --aws-instance-id, --region, --aws-vpc-id, --aws-subnet-id, --aws-eni-id)", path, p.imdsEndpoint(), why)
 		}
 		defer out.Content.Close()
 		b, err := io.ReadAll(out.Content)

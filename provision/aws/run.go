@@ -58,7 +58,7 @@ func (pl *planner) dryCheck(action string, call func() error) *provision.Problem
 
 // errNoSources explains what to pass when there is no terminal to ask on.
 var errNoSources = errors.New("no sources to mirror: pass --source KIND:VALUE (repeatable):\n" + SourceHelp +
-	"\nor run on a terminal for guided mode. Off EC2 also pass --region/--aws-region, --aws-instance-id, --aws-eni-id, --aws-vpc-id, --aws-subnet-id")
+	"\nor run on a terminal for guided mode. Off EC2 also pass --region, --aws-instance-id, --aws-eni-id, --aws-vpc-id, --aws-subnet-id")
 
 // Reconcile makes the mirroring match the sources: target, filter, one session per source ENI.
 func (p *Provider) Reconcile(ctx context.Context, opts provision.Options) error {

@@ -86,7 +86,7 @@ trial() {
   : >"$out"
   # shellcheck disable=SC2086
   ip netns exec "$ns" "$work/metlo-appliance" collect --capture "$mode" -i lrb$$b \
-    --sink "jsonl:$out" --metrics-addr "" --config /dev/null --credentials-file /nonexistent \
+    --sink "jsonl:$out" --metrics-addr "" --config /dev/null --credentials-file "" \
     --response-timeout 5s ${ARGS:-} 2>"$log" &
   pid=$!
   for _ in $(seq 50); do grep -qE 'attached|capturing|listening' "$log" 2>/dev/null && break; sleep 0.1; done

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/reassembly/tcp"
 )
 
 // keepAlive scripts n request/response pairs on one busy keep-alive connection (one
@@ -131,4 +132,52 @@ func TestLostResponseWithLaggingClientQueue(t *testing.T) {
 	if got[1].Request.Path != "/two" || string(got[1].Response.Body) != "two" {
 		t.Fatalf("second: %s %q", got[1].Request.Path, got[1].Response.Body)
 	}
+}
+
+func TestClientQueueLagsPastTheHoldCap(t *testing.T) {
+	// The client's direction is on a capture ring that lags the server's by more responses
+	// than the hold cap takes: 24 keep-alive exchanges with 4 KiB responses, a 64 KiB cap.
+	// Only the oldest responses that did not fit may be lost; the old code gave up all it
+	// held each time the cap was passed (16 of 24 here).
+	const n, capBytes = 24, 64 << 10
+	c := newConv(t, Config{FlowBufferBytes: capBytes})
+	c.handshake()
+	var reqs, resps []tcp.Segment
+	for i := range n {
+		reqs = append(reqs, c.seg(true, 0, fmt.Sprintf("GET /g/%d HTTP/1.1\r\nHost: h\r\n\r\n", i)))
+		body := fmt.Sprintf("%04d", i) + strings.Repeat("x", 4092)
+		r := resp(200, "Content-Length: 4096\r\n", body)
+		for len(r) > 0 { // in segments of at most 1448 bytes
+			k := min(len(r), 1448)
+			resps = append(resps, c.seg(false, 0, r[:k]))
+			r = r[k:]
+		}
+	}
+	for _, s := range resps {
+		c.send(s)
+	}
+	for _, s := range reqs {
+		c.send(s)
+	}
+	c.close()
+	c.a.FlushAll()
+	got := c.want(n)
+	paired := 0
+	for i, e := range got {
+		if e.Request.Path != fmt.Sprintf("/g/%d", i) {
+			t.Fatalf("exchange %d: %s", i, e.Request.Path)
+		}
+		if e.Response.Status == 0 {
+			continue
+		}
+		if want := fmt.Sprintf("%04d", i); !strings.HasPrefix(string(e.Response.Body), want) {
+			t.Fatalf("exchange %d paired with the response %.4s", i, e.Response.Body)
+		}
+		paired++
+	}
+	// At least what three quarters of the cap holds is kept: about 11 responses of ~4.3 KiB.
+	if keepable := capBytes / 4 * 3 / (4096 + 100 + 3*48); paired < keepable {
+		t.Fatalf("%d of %d responses paired, want at least %d", paired, n, keepable)
+	}
+	t.Logf("%d of %d paired; stats %+v", paired, n, c.a.Stats().Exchanges)
 }

@@ -35,8 +35,21 @@ func (h *side) accountHeld(n int) {
 	h.heldBytes += n
 	p.budget.Charge(n)
 	if h.heldBytes > p.cfg.HoldBytes || p.budget.Over() {
-		h.releaseHold(true)
+		h.shedHold()
 	}
+}
+
+// shedHold gives up the oldest held responses as orphans, up to a response boundary from
+// which what remains fits in three quarters of the cap, and keeps holding the rest. The
+// client's direction lagging by more than the cap (another capture ring dozens of
+// responses behind) then costs the oldest responses that did not fit, not every one held.
+// Under memory pressure everything goes.
+func (h *side) shedHold() {
+	keep := h.s.p.cfg.HoldBytes / 4 * 3
+	if h.s.p.budget.Over() {
+		keep = 0
+	}
+	h.replayHold(true, keep)
 }
 
 // unaccountHeld returns the held bytes to the caps.
@@ -48,7 +61,12 @@ func (h *side) unaccountHeld() {
 // releaseHold replays held response bytes segment by segment, pairing them with the
 // requests now pending; what still finds no request is held again. With orphan set
 // (timeout, overflow, close) nothing is held again: unpaired responses are orphans.
-func (h *side) releaseHold(orphan bool) {
+func (h *side) releaseHold(orphan bool) { h.replayHold(orphan, 0) }
+
+// replayHold is releaseHold that, with orphan set and keep > 0, stops replaying at the
+// first segment that starts a message once the bytes after it are at most keep, and holds
+// those again.
+func (h *side) replayHold(orphan bool, keep int) {
 	if h.state != stHold {
 		return
 	}
@@ -60,6 +78,10 @@ func (h *side) releaseHold(orphan bool) {
 	h.noHold = orphan
 	seq := h.holdSeq
 	for i, m := range marks {
+		if i > 0 && keep > 0 && h.state == stStart && len(data)-m.off <= keep {
+			h.rehold(seq, data[m.off:], marks[i:])
+			break
+		}
 		end := len(data)
 		if i+1 < len(marks) {
 			end = marks[i+1].off
@@ -73,8 +95,27 @@ func (h *side) releaseHold(orphan bool) {
 		}
 	}
 	h.noHold = false
+	if orphan {
+		// Responses were given up: the requests they answered will come without them, and
+		// the next response pairs by its ACK rather than with the oldest waiting request.
+		h.lostSync = true
+	}
 	h.ack, h.hasAck, h.ts = savedAck, savedHas, savedTS
 	if h.ended && h.state != stHold {
 		h.eof()
 	}
+}
+
+// rehold holds the tail of the old held buffer again: data, from seq on, whose segments
+// marks describe (offsets into the old buffer, data starting at marks[0].off). The parser
+// is at a message start and buffers nothing, so the old buffer is reused in place.
+func (h *side) rehold(seq uint32, data []byte, marks []holdMark) {
+	base := marks[0].off
+	for i := range marks {
+		marks[i].off -= base
+	}
+	h.buf, h.holdMarks = data, marks
+	h.state, h.holdSeq, h.holdTS = stHold, seq, marks[0].ts
+	h.heldBytes = len(data) + len(marks)*holdMarkCost
+	h.s.p.budget.Charge(h.heldBytes)
 }

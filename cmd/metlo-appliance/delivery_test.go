@@ -145,7 +145,9 @@ func TestKilledCollectorsSpoolIsDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	waitUntil(t, 20*time.Second, func() bool { _, err := http.Get("http://" + metricsAddr + "/healthz"); return err == nil }, "metrics endpoint", &logs)
+	// Metrics are served before the UDP sockets are bound: wait for the capture itself, or
+	// the first datagrams meet a closed port (seen once under load).
+	waitUntil(t, 20*time.Second, func() bool { return metricValue(t, metricsAddr, "metlo_appliance_capture_up") == 1 }, "capture up", &logs)
 	sendSampleVXLAN(t, vxlan)
 	sink := `metlo_appliance_exporter_queue_traces{sink="metlo:http://` + backendAddr + `"}`
 	var spooled int

@@ -21,6 +21,7 @@ import (
 	"github.com/metlo-labs/metlo-appliance/reassembly"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
 	"github.com/metlo-labs/metlo-appliance/test/lab/groundtruth"
+	"github.com/metlo-labs/metlo-appliance/test/tsharktest"
 )
 
 // The lab's real VXLAN capture (nginx-free: labserver/labclient, with the server's own
@@ -275,7 +276,7 @@ func TestDerivedEncapsulations(t *testing.T) {
 	useTshark := tsharkErr == nil && !testing.Short()
 	var origReq, origResp int
 	if useTshark {
-		origReq, origResp = tsharkHTTP(t, filepath.Join(labDir, "vxlan.pcap"))
+		origReq, origResp = tsharktest.HTTP(t, filepath.Join(labDir, "vxlan.pcap"))
 	}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
@@ -340,7 +341,7 @@ func TestDerivedEncapsulations(t *testing.T) {
 			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if req, resp := tsharkHTTP(t, path); req != origReq || resp != origResp {
+			if req, resp := tsharktest.HTTP(t, path); req != origReq || resp != origResp {
 				t.Errorf("tshark finds %d requests, %d responses; %d, %d in the original", req, resp, origReq, origResp)
 			}
 		})

@@ -15,6 +15,7 @@ import (
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/datapath/pcapsrc"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/test/tsharktest"
 )
 
 // realCapture is a capture in testdata/formats (README.md there names each one's source and
@@ -123,7 +124,7 @@ func TestRealCaptures(t *testing.T) {
 			if tsharkErr != nil || testing.Short() || c.requests == 0 {
 				return // a capture without HTTP: the histogram above is the check
 			}
-			req, pairs := tsharkHTTP(t, filepath.Join(formatsDir, c.file))
+			req, pairs := tsharktest.HTTP(t, filepath.Join(formatsDir, c.file))
 			if req != c.requests || pairs != c.pairs {
 				t.Errorf("tshark: %d requests, %d pairs; recorded %d, %d", req, pairs, c.requests, c.pairs)
 			}
@@ -205,25 +206,4 @@ func countLines(t *testing.T, path string) int {
 		n++
 	}
 	return n
-}
-
-// tsharkHTTP counts the frames in which tshark finds an HTTP request, and those in which it
-// finds a response (a response tshark cannot frame, such as HTTP/0.9's, is not one).
-func tsharkHTTP(t *testing.T, path string) (requests, pairs int) {
-	t.Helper()
-	out, err := exec.Command("tshark", "-r", path, "-Y", "http.request || http.response",
-		"-T", "fields", "-e", "http.request", "-e", "http.response").Output()
-	if err != nil {
-		t.Fatalf("tshark: %v", err)
-	}
-	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
-		req, resp, _ := strings.Cut(line, "\t")
-		if req != "" {
-			requests++
-		}
-		if resp != "" {
-			pairs++
-		}
-	}
-	return requests, pairs
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/metlo-labs/metlo-appliance/datapath"
 	"github.com/metlo-labs/metlo-appliance/datapath/pcapsrc"
 	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/test/tsharktest"
 )
 
 // captures are the files capture.sh writes and the access log each one's requests are in.
@@ -95,7 +96,7 @@ func TestLiveCaptures(t *testing.T) {
 			// fall behind. tshark itself now and then misses a response in a fragmented
 			// capture (seen once in CI: 25 of nginx's 26), so more than tshark is logged, not
 			// failed.
-			req, resp := tsharkHTTP(t, path)
+			req, resp := tsharktest.HTTP(t, path)
 			if emitted < req || paired < resp {
 				t.Errorf("tshark: %d requests, %d responses; collector: %d, %d", req, resp, emitted, paired)
 			} else if emitted > req || paired > resp {
@@ -147,24 +148,4 @@ func tsharkCount(t *testing.T, path, filter string) int {
 		t.Fatalf("tshark: %v", err)
 	}
 	return strings.Count(string(out), "\n")
-}
-
-// tsharkHTTP counts the frames with an HTTP request and those with an HTTP response.
-func tsharkHTTP(t *testing.T, path string) (requests, responses int) {
-	t.Helper()
-	out, err := exec.Command("tshark", "-r", path, "-Y", "http.request || http.response",
-		"-T", "fields", "-e", "http.request", "-e", "http.response").Output()
-	if err != nil {
-		t.Fatalf("tshark: %v", err)
-	}
-	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
-		req, resp, _ := strings.Cut(line, "\t")
-		if req != "" {
-			requests++
-		}
-		if resp != "" {
-			responses++
-		}
-	}
-	return requests, responses
 }

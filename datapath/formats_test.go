@@ -2,19 +2,16 @@ package datapath_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
-	"github.com/metlo-labs/metlo-appliance/datapath/pcapsrc"
-	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/test/capturetest"
 	"github.com/metlo-labs/metlo-appliance/test/tsharktest"
 )
 
@@ -147,21 +144,7 @@ func TestRealCaptures(t *testing.T) {
 // histogram ("encap/outcome=n", sorted), the exchanges emitted and those with a response.
 func runCapture(t *testing.T, path string) (packets string, emitted, paired int) {
 	t.Helper()
-	var mu sync.Mutex
-	d := datapath.NewDispatcher(datapath.DispatcherConfig{Workers: 2, Decoder: datapath.DecoderConfig{Raw: true}},
-		exchange.HandlerFunc(func(e *exchange.Exchange) {
-			mu.Lock()
-			defer mu.Unlock()
-			emitted++
-			if e.Response.Status != 0 {
-				paired++
-			}
-		}))
-	if err := pcapsrc.New(pcapsrc.Config{Path: path}).Run(context.Background(), d.NewHandler); err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
-	s := d.Snapshot()
+	emitted, paired, s := capturetest.Exchanges(t, path)
 	if s.Defrag.HeldBytes != 0 {
 		t.Errorf("%d bytes of fragments still held after Close", s.Defrag.HeldBytes)
 	}

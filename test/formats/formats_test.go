@@ -5,17 +5,14 @@ package formats
 
 import (
 	"bufio"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/metlo-labs/metlo-appliance/datapath"
-	"github.com/metlo-labs/metlo-appliance/datapath/pcapsrc"
-	"github.com/metlo-labs/metlo-appliance/reassembly/exchange"
+	"github.com/metlo-labs/metlo-appliance/test/capturetest"
 	"github.com/metlo-labs/metlo-appliance/test/tsharktest"
 )
 
@@ -62,7 +59,7 @@ func TestLiveCaptures(t *testing.T) {
 	for _, c := range captures {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join(out, c.file)
-			emitted, paired, s := collect(t, path)
+			emitted, paired, s := capturetest.Exchanges(t, path)
 			served := lines(t, filepath.Join(out, c.log))
 			if served < 8 {
 				t.Fatalf("nginx served only %d requests", served)
@@ -105,25 +102,6 @@ func TestLiveCaptures(t *testing.T) {
 			t.Logf("%d exchanges (nginx %d, tshark %d/%d); defrag %+v", paired, served, req, resp, s.Defrag)
 		})
 	}
-}
-
-func collect(t *testing.T, path string) (emitted, paired int, s datapath.Snapshot) {
-	t.Helper()
-	var mu sync.Mutex
-	d := datapath.NewDispatcher(datapath.DispatcherConfig{Workers: 2, Decoder: datapath.DecoderConfig{Raw: true}},
-		exchange.HandlerFunc(func(e *exchange.Exchange) {
-			mu.Lock()
-			defer mu.Unlock()
-			emitted++
-			if e.Response.Status != 0 {
-				paired++
-			}
-		}))
-	if err := pcapsrc.New(pcapsrc.Config{Path: path}).Run(context.Background(), d.NewHandler); err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
-	return emitted, paired, d.Snapshot()
 }
 
 func lines(t *testing.T, path string) int {
